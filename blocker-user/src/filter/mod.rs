@@ -1,0 +1,1 @@
+//! Fail2Ban-compatible filters: filter files, regex translation, date parsing, matching.

@@ -1,0 +1,3 @@
+fn main() {
+    println!("{}", blocker::enforce::XDP_OBJECT.len());
+}

@@ -1,0 +1,1 @@
+//! Log sources: files across rotation, the systemd journal, command output.
