@@ -5,6 +5,7 @@
 #![no_std]
 
 /// Names of the maps, as pinned under the agent's `bpf_pin_dir`.
+/// blocker-ebpf spells them out again in its `#[map(name = ..)]` attributes.
 pub mod maps {
     pub const ALLOW_V4: &str = "BLOCKER_ALLOW_V4";
     pub const ALLOW_V6: &str = "BLOCKER_ALLOW_V6";
@@ -47,6 +48,9 @@ pub struct BanEntry {
     pub packets: u64,
     /// Wall-clock time of the ban, seconds since the Unix epoch.
     pub banned_at: u64,
+    /// Wall-clock expiry as the agent announced it (0 = permanent); the
+    /// program only looks at `expires_ns`.
+    pub expires_at: u64,
     /// Index into `JAIL_NAMES`.
     pub jail: u32,
     pub flags: u32,

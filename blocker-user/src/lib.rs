@@ -2,9 +2,13 @@
 //!
 //! The modules follow the pipeline: [`source`] (log lines) → [`filter`]
 //! (Fail2Ban-style matching) → jails (counting, ban decisions) → [`enforce`]
-//! (XDP maps), with [`control`] (socket and CLI) beside it.
+//! (XDP maps), with [`control`] (socket and CLI) and [`agent`] (the daemon)
+//! beside it.
+pub mod agent;
+pub mod cli;
 pub mod config;
 pub mod control;
 pub mod enforce;
 pub mod filter;
+pub mod logging;
 pub mod source;

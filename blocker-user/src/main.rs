@@ -1,3 +1,28 @@
+//! The `blocker` binary: parses flags and hands over to the library.
+
+use clap::Parser;
+
+use blocker::cli::{Cli, Command};
+
 fn main() {
-    println!("{}", blocker::enforce::XDP_OBJECT.len());
+    let cli = Cli::parse();
+    let code = match &cli.command {
+        Command::Run => run(&cli),
+        _ => cli.client(),
+    };
+    match code {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("blocker: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn run(cli: &Cli) -> anyhow::Result<i32> {
+    let config = cli.run_config()?;
+    blocker::logging::init(&config.log_level)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(blocker::agent::run(config))?;
+    Ok(0)
 }

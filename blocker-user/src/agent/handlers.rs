@@ -1,0 +1,278 @@
+//! Control requests, answered from the agent's state.
+
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+
+use super::{Agent, State};
+use crate::{
+    control::{Request, Response, server::Service},
+    enforce::{Ban, BanRecord, Counters, MANUAL_JAIL, Target, clock},
+};
+
+impl Service for Agent {
+    fn handle(&self, request: Request) -> Response {
+        let mut s = self.lock();
+        match request {
+            Request::Ban { targets, duration_secs, jail } => ban(&mut s, &targets, duration_secs, jail),
+            Request::Unban { targets } => unban(&mut s, &targets),
+            Request::UnbanAll { jail } => unban_all(&mut s, jail),
+            Request::List { jail } => list(&s, jail),
+            Request::Stats => stats(&s),
+        }
+    }
+}
+
+/// Parses every target first, so one bad address changes nothing.
+fn parse_all(targets: &[String]) -> Result<Vec<Target>, Response> {
+    let mut bad = Vec::new();
+    let mut good = Vec::with_capacity(targets.len());
+    for t in targets {
+        match t.parse::<Target>() {
+            Ok(t) => good.push(t),
+            Err(e) if bad.len() < 5 => bad.push(e.to_string()),
+            Err(_) => {}
+        }
+    }
+    if !bad.is_empty() {
+        return Err(Response::error(format!("{}; nothing changed", bad.join("; "))));
+    }
+    if good.is_empty() {
+        return Err(Response::error("no address given"));
+    }
+    Ok(good)
+}
+
+fn ban(s: &mut State, targets: &[String], duration_secs: Option<u64>, jail: Option<String>) -> Response {
+    let targets = match parse_all(targets) {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    let jail = jail.unwrap_or_else(|| MANUAL_JAIL.to_owned());
+    if jail.is_empty() || jail.len() > 31 || jail.contains(char::is_whitespace) {
+        return Response::error(format!("invalid jail name {jail:?}: 1 to 31 bytes, no spaces; nothing changed"));
+    }
+    let now = SystemTime::now();
+    let expires_at = duration_secs.map(|d| now + Duration::from_secs(d));
+    let bans: Vec<Ban> =
+        targets.iter().map(|&target| Ban { target, jail: jail.clone(), banned_at: now, expires_at }).collect();
+    let warnings: Vec<String> = targets
+        .iter()
+        .filter_map(|t| {
+            let a = s.allow.iter().find(|a| overlaps(a, t))?;
+            Some(format!("{t} is covered by allowlist entry {a}: the allowlist wins, its packets pass"))
+        })
+        .take(10)
+        .collect();
+    if let Err(e) = s.enforcer.ban(&bans) {
+        return Response::error(e.to_string());
+    }
+    for b in bans.iter().take(1000) {
+        tracing::info!(target: "blocker::ban", jail = %b.jail, addr = %b.target, "ban (manual)");
+    }
+    #[derive(Serialize)]
+    struct Banned {
+        banned: usize,
+        expires_at: Option<String>,
+    }
+    Response::ok(Banned { banned: bans.len(), expires_at: expires_at.map(clock::rfc3339) }).with_warnings(warnings)
+}
+
+fn overlaps(a: &Target, b: &Target) -> bool {
+    a.net().contains(&b.net()) || b.net().contains(&a.net())
+}
+
+fn unban(s: &mut State, targets: &[String]) -> Response {
+    let targets = match parse_all(targets) {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    let mut removed = 0;
+    let mut warnings = Vec::new();
+    for t in &targets {
+        match s.enforcer.unban(t) {
+            Ok(true) => {
+                removed += 1;
+                tracing::info!(target: "blocker::ban", addr = %t, "unban (manual)");
+            }
+            Ok(false) => warnings.push(format!("{t} was not banned")),
+            Err(e) => return Response::error(e.to_string()),
+        }
+    }
+    if removed == 0 {
+        return Response::error(warnings.join("; "));
+    }
+    Response::ok(serde_json::json!({ "removed": removed })).with_warnings(warnings)
+}
+
+fn unban_all(s: &mut State, jail: Option<String>) -> Response {
+    let select = |r: &BanRecord| jail.as_ref().is_none_or(|j| &r.jail == j);
+    match s.enforcer.unban_where(&select) {
+        Ok(gone) => {
+            tracing::info!(target: "blocker::ban", count = gone.len(), jail = jail.as_deref().unwrap_or("*"), "unban all");
+            Response::ok(serde_json::json!({ "removed": gone.len() }))
+        }
+        Err(e) => Response::error(e.to_string()),
+    }
+}
+
+/// One row of `blocker list --json`.
+#[derive(Serialize)]
+pub struct ListEntry {
+    pub addr: String,
+    pub jail: String,
+    pub banned_at: String,
+    pub expires_at: Option<String>,
+    pub packets_dropped: u64,
+}
+
+fn list(s: &State, jail: Option<String>) -> Response {
+    let mut bans = match s.enforcer.bans() {
+        Ok(b) => b,
+        Err(e) => return Response::error(e.to_string()),
+    };
+    bans.retain(|r| jail.as_ref().is_none_or(|j| &r.jail == j));
+    bans.sort_by(|a, b| a.target.cmp(&b.target));
+    let rows: Vec<ListEntry> = bans
+        .into_iter()
+        .map(|r| ListEntry {
+            addr: r.target.to_string(),
+            jail: r.jail,
+            banned_at: clock::rfc3339(r.banned_at),
+            expires_at: r.expires_at.map(clock::rfc3339),
+            packets_dropped: r.packets_dropped,
+        })
+        .collect();
+    Response::ok(rows)
+}
+
+#[derive(Serialize)]
+struct InterfaceStats {
+    name: String,
+    ifindex: u32,
+    mode: crate::enforce::AttachMode,
+    adopted: bool,
+    #[serde(flatten)]
+    counters: CounterStats,
+}
+
+#[derive(Serialize, Default)]
+struct CounterStats {
+    passed: u64,
+    dropped: u64,
+    allowlisted: u64,
+    malformed: u64,
+    monitored: u64,
+}
+
+impl From<Counters> for CounterStats {
+    fn from(c: Counters) -> Self {
+        CounterStats {
+            passed: c.passed,
+            dropped: c.dropped,
+            allowlisted: c.allowlisted,
+            malformed: c.malformed,
+            monitored: c.monitored,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Stats {
+    interfaces: Vec<InterfaceStats>,
+    #[serde(flatten)]
+    totals: CounterStats,
+    bans_active: usize,
+    monitor: bool,
+    allowlist: Vec<String>,
+    config: String,
+    started_at: String,
+}
+
+fn stats(s: &State) -> Response {
+    let ifaces = s.enforcer.interfaces();
+    let ifindexes: Vec<u32> = ifaces.iter().map(|i| i.ifindex).collect();
+    let counters = match s.enforcer.counters(&ifindexes) {
+        Ok(c) => c,
+        Err(e) => return Response::error(e.to_string()),
+    };
+    let mut total = Counters::default();
+    let mut interfaces = Vec::new();
+    for (info, (_, c)) in ifaces.into_iter().zip(counters) {
+        total.add(&c);
+        interfaces.push(InterfaceStats {
+            name: info.name,
+            ifindex: info.ifindex,
+            mode: info.mode,
+            adopted: info.adopted,
+            counters: c.into(),
+        });
+    }
+    Response::ok(Stats {
+        interfaces,
+        totals: total.into(),
+        bans_active: s.enforcer.active(),
+        monitor: s.config.monitor,
+        allowlist: s.allow.iter().map(Target::to_string).collect(),
+        config: s.config.describe_source(),
+        started_at: clock::rfc3339(s.started),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{config::Config, enforce::MemoryEnforcer};
+
+    fn agent() -> Agent {
+        Agent::new(Box::new(MemoryEnforcer::default()), Config::builtin(), vec!["10.0.0.0/8".parse().unwrap()])
+    }
+
+    fn ban_req(targets: &[&str], secs: Option<u64>) -> Request {
+        Request::Ban { targets: targets.iter().map(|s| s.to_string()).collect(), duration_secs: secs, jail: None }
+    }
+
+    #[test]
+    fn one_bad_address_bans_nothing() {
+        let a = agent();
+        let r = a.handle(ban_req(&["192.0.2.1", "192.0.2.999"], None));
+        assert!(!r.ok);
+        assert!(r.error.unwrap().contains("192.0.2.999"));
+        let list = a.handle(Request::List { jail: None });
+        assert_eq!(list.data.as_array().unwrap().len(), 0);
+    }
+
+    #[test]
+    fn list_shows_cidr_jail_and_expiry() {
+        let a = agent();
+        assert!(a.handle(ban_req(&["192.0.2.7", "::ffff:198.51.100.1"], Some(3600))).ok);
+        let list = a.handle(Request::List { jail: None }).data;
+        let rows = list.as_array().unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0]["addr"], "192.0.2.7/32");
+        assert_eq!(rows[1]["addr"], "198.51.100.1/32");
+        assert_eq!(rows[0]["jail"], MANUAL_JAIL);
+        assert!(rows[0]["expires_at"].as_str().unwrap().ends_with('Z'));
+        assert_eq!(rows[0]["packets_dropped"], 0);
+    }
+
+    #[test]
+    fn allowlisted_ban_warns() {
+        let a = agent();
+        let r = a.handle(ban_req(&["10.1.2.3"], None));
+        assert!(r.ok);
+        assert!(r.warnings[0].contains("allowlist"));
+    }
+
+    #[test]
+    fn unban_all_by_jail() {
+        let a = agent();
+        a.handle(Request::Ban { targets: vec!["192.0.2.1".into()], duration_secs: None, jail: Some("sshd".into()) });
+        a.handle(ban_req(&["192.0.2.2"], None));
+        let r = a.handle(Request::UnbanAll { jail: Some("sshd".into()) });
+        assert_eq!(r.data["removed"], 1);
+        let r = a.handle(Request::Unban { targets: vec!["192.0.2.1".into()] });
+        assert!(!r.ok, "already gone");
+        assert_eq!(a.handle(Request::Stats).data["bans_active"], 1);
+    }
+}

@@ -1,0 +1,85 @@
+//! `blocker run`: the agent's main loop.
+
+use std::{sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+use tokio::signal::unix::{SignalKind, signal};
+
+use super::Agent;
+use crate::{
+    config::{self, Config, Interfaces},
+    control::server::{self, SocketGuard},
+    enforce::{Enforcer, Target, XdpMaps},
+};
+
+/// The allowlist in force: the config's entries plus, unless disabled,
+/// loopback and the host's own addresses.
+pub fn effective_allowlist(config: &Config) -> Vec<Target> {
+    let mut allow = config.allow.clone();
+    if config.allow_host_addresses {
+        for t in config::host_addresses() {
+            if !allow.contains(&t) {
+                allow.push(t);
+            }
+        }
+    }
+    allow
+}
+
+pub fn resolve_interfaces(config: &Config) -> anyhow::Result<Vec<String>> {
+    match &config.interfaces {
+        Interfaces::List(list) => Ok(list.clone()),
+        Interfaces::DefaultRoute => {
+            let found = config::default_route_interfaces();
+            anyhow::ensure!(
+                !found.is_empty(),
+                "no default route to find an interface from; set `interfaces` in a config file"
+            );
+            Ok(found)
+        }
+    }
+}
+
+/// Runs the agent until SIGTERM or SIGINT.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    tracing::info!(config = %config.describe_source(), "starting");
+    std::fs::create_dir_all(&config.state_dir)
+        .with_context(|| format!("creating state_dir {}", config.state_dir.display()))?;
+    let mut maps = XdpMaps::open(&config.bpf_pin_dir, &config.capacity)
+        .with_context(|| format!("loading the XDP program with maps pinned in {}", config.bpf_pin_dir.display()))?;
+    tracing::info!(bans = maps.active(), pin_dir = %config.bpf_pin_dir.display(), "maps ready");
+    let allow = effective_allowlist(&config);
+    maps.set_allowlist(&allow).context("writing the allowlist")?;
+    maps.set_monitor(config.monitor).context("writing settings")?;
+    let expired = maps.expire().context("sweeping expired bans")?.len();
+    if expired > 0 {
+        tracing::info!(count = expired, "removed bans that expired while the agent was down");
+    }
+    let interfaces = resolve_interfaces(&config)?;
+    maps.sync_interfaces(&interfaces, config.xdp_mode).context("attaching XDP")?;
+
+    let listener = server::bind(&config.socket)?;
+    let _socket = SocketGuard(config.socket.clone());
+    let agent = Arc::new(Agent::new(Box::new(maps), config.clone(), allow));
+    let serve = tokio::spawn(server::serve(listener, agent.clone()));
+    tracing::info!(socket = %config.socket.display(), "ready");
+
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = tick.tick() => {
+                let a = agent.clone();
+                tokio::task::spawn_blocking(move || a.sweep()).await?;
+            }
+        }
+    }
+    tracing::info!("stopping");
+    serve.abort();
+    let a = agent.clone();
+    tokio::task::spawn_blocking(move || a.shutdown()).await?;
+    Ok(())
+}

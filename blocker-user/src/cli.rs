@@ -1,0 +1,276 @@
+//! Command-line interface: flags → validated requests, then dispatch.
+
+use std::{
+    io::{BufRead, Write},
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Parser, Subcommand};
+
+use crate::{
+    config::{self, Config},
+    control::{Request, Response, client},
+    enforce::Target,
+};
+
+/// blocker: drop offenders' packets at the NIC driver (XDP), Fail2Ban style.
+#[derive(Debug, Parser)]
+#[command(name = "blocker", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Control socket of the agent (default: the config's `socket`, else /run/blocker/blocker.sock).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// Config file (for `run`, and to find the socket).
+    #[arg(long, short = 'c', global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the agent (without --config: the built-in default config).
+    Run,
+    /// Ban addresses or CIDR ranges.
+    Ban(BanArgs),
+    /// Lift bans.
+    Unban(UnbanArgs),
+    /// List the bans in force.
+    List(ListArgs),
+    /// Packet counters and attachment.
+    Stats(JsonArg),
+}
+
+#[derive(Debug, Args)]
+pub struct BanArgs {
+    /// Addresses or CIDRs, e.g. 192.0.2.7, 2001:db8::/64.
+    #[arg(value_name = "ADDR|CIDR")]
+    pub targets: Vec<String>,
+    /// How long, e.g. 90s, 10m, 1h, 7d (default: permanent).
+    #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Jail to record the ban under (default: manual).
+    #[arg(long)]
+    pub jail: Option<String>,
+    /// Also read targets from FILE, one per line (`-` for stdin).
+    #[arg(long, value_name = "FILE")]
+    pub from_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct UnbanArgs {
+    #[arg(value_name = "ADDR|CIDR", required_unless_present = "all")]
+    pub targets: Vec<String>,
+    /// Lift every ban (with --jail: every ban of that jail).
+    #[arg(long, conflicts_with = "targets")]
+    pub all: bool,
+    #[arg(long, requires = "all")]
+    pub jail: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[arg(long)]
+    pub json: bool,
+    /// Only this jail's bans.
+    #[arg(long)]
+    pub jail: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct JsonArg {
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s.trim()).map_err(|e| format!("invalid duration {s:?} ({e}); e.g. 90s, 10m, 1h, 7d"))?;
+    if d.is_zero() {
+        return Err("duration must be more than 0".into());
+    }
+    Ok(d)
+}
+
+impl Cli {
+    /// The socket a client command talks to.
+    fn socket_path(&self) -> anyhow::Result<PathBuf> {
+        if let Some(s) = &self.socket {
+            return Ok(s.clone());
+        }
+        match &self.config {
+            Some(path) => Ok(Config::load(path)?.socket),
+            None => Ok(PathBuf::from(config::DEFAULT_SOCKET)),
+        }
+    }
+
+    /// The config `run` uses, with `--socket` applied.
+    pub fn run_config(&self) -> anyhow::Result<Config> {
+        let mut config = match &self.config {
+            Some(path) => Config::load(path)?,
+            None => Config::builtin(),
+        };
+        if let Some(s) = &self.socket {
+            config.socket = s.clone();
+        }
+        Ok(config)
+    }
+
+    /// Runs a client command; returns the process exit code.
+    pub fn client(&self) -> anyhow::Result<i32> {
+        let socket = self.socket_path()?;
+        let (request, json) = match &self.command {
+            Command::Run => unreachable!("run is not a client command"),
+            Command::Ban(a) => (ban_request(a)?, false),
+            Command::Unban(a) => (unban_request(a)?, false),
+            Command::List(a) => (Request::List { jail: a.jail.clone() }, a.json),
+            Command::Stats(a) => (Request::Stats, a.json),
+        };
+        let response = client::call(&socket, &request)?;
+        print_response(&self.command, &response, json)
+    }
+}
+
+fn check_targets(targets: &[String]) -> anyhow::Result<()> {
+    for t in targets {
+        t.parse::<Target>().map_err(|e| anyhow::anyhow!("{e}; nothing changed"))?;
+    }
+    Ok(())
+}
+
+fn ban_request(a: &BanArgs) -> anyhow::Result<Request> {
+    let mut targets = a.targets.clone();
+    if let Some(file) = &a.from_file {
+        targets.extend(read_targets(file)?);
+    }
+    if targets.is_empty() {
+        bail!("give at least one address or CIDR (or --from-file)");
+    }
+    check_targets(&targets)?;
+    Ok(Request::Ban { targets, duration_secs: a.duration.map(|d| d.as_secs().max(1)), jail: a.jail.clone() })
+}
+
+fn unban_request(a: &UnbanArgs) -> anyhow::Result<Request> {
+    if a.all {
+        return Ok(Request::UnbanAll { jail: a.jail.clone() });
+    }
+    check_targets(&a.targets)?;
+    Ok(Request::Unban { targets: a.targets.clone() })
+}
+
+fn read_targets(file: &Path) -> anyhow::Result<Vec<String>> {
+    let reader: Box<dyn BufRead> = if file == Path::new("-") {
+        Box::new(std::io::stdin().lock())
+    } else {
+        Box::new(std::io::BufReader::new(
+            std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?,
+        ))
+    };
+    let mut out = Vec::new();
+    for line in reader.lines() {
+        let line = line?;
+        let t = line.trim();
+        if !t.is_empty() && !t.starts_with('#') {
+            out.push(t.to_owned());
+        }
+    }
+    Ok(out)
+}
+
+fn print_response(command: &Command, r: &Response, json: bool) -> anyhow::Result<i32> {
+    for w in &r.warnings {
+        eprintln!("warning: {w}");
+    }
+    if !r.ok {
+        eprintln!("blocker: {}", r.error.as_deref().unwrap_or("request failed"));
+        return Ok(1);
+    }
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, &r.data)?;
+        writeln!(out)?;
+        return Ok(0);
+    }
+    match command {
+        Command::Ban(_) => {
+            let until = r.data["expires_at"].as_str().unwrap_or("permanent");
+            writeln!(out, "banned {} (until {until})", r.data["banned"])?;
+        }
+        Command::Unban(_) => writeln!(out, "unbanned {}", r.data["removed"])?,
+        Command::List(_) => print_list(&mut out, &r.data)?,
+        Command::Stats(_) => print_stats(&mut out, &r.data)?,
+        Command::Run => {}
+    }
+    Ok(0)
+}
+
+fn print_list(out: &mut impl Write, data: &serde_json::Value) -> std::io::Result<()> {
+    let rows = data.as_array().map(Vec::as_slice).unwrap_or_default();
+    writeln!(out, "{:<43} {:<16} {:<20} {:<20} {:>10}", "ADDR", "JAIL", "BANNED AT", "EXPIRES AT", "DROPPED")?;
+    for r in rows {
+        writeln!(
+            out,
+            "{:<43} {:<16} {:<20} {:<20} {:>10}",
+            r["addr"].as_str().unwrap_or("?"),
+            r["jail"].as_str().unwrap_or("?"),
+            r["banned_at"].as_str().unwrap_or("?"),
+            r["expires_at"].as_str().unwrap_or("never"),
+            r["packets_dropped"],
+        )?;
+    }
+    writeln!(out, "{} bans", rows.len())
+}
+
+fn print_stats(out: &mut impl Write, d: &serde_json::Value) -> std::io::Result<()> {
+    writeln!(out, "config:      {}", d["config"].as_str().unwrap_or("?"))?;
+    writeln!(out, "bans active: {}{}", d["bans_active"], if d["monitor"] == true { " (monitor mode: nothing dropped)" } else { "" })?;
+    for k in ["passed", "dropped", "allowlisted", "malformed", "monitored"] {
+        writeln!(out, "{k:<12} {}", d[k])?;
+    }
+    for i in d["interfaces"].as_array().map(Vec::as_slice).unwrap_or_default() {
+        writeln!(
+            out,
+            "interface {} ({} mode{}): passed {} dropped {}",
+            i["name"].as_str().unwrap_or("?"),
+            i["mode"].as_str().unwrap_or("?"),
+            if i["adopted"] == true { ", adopted" } else { "" },
+            i["passed"],
+            i["dropped"]
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_take_common_units() {
+        assert_eq!(parse_duration("90s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("10m").unwrap(), Duration::from_secs(600));
+        assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
+        assert_eq!(parse_duration("7d").unwrap(), Duration::from_secs(7 * 86400));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("0s").is_err());
+    }
+
+    #[test]
+    fn flags_parse() {
+        let cli = Cli::try_parse_from(["blocker", "--socket", "/tmp/s", "ban", "192.0.2.1", "--for", "2s"]).unwrap();
+        match cli.command {
+            Command::Ban(a) => assert_eq!(a.duration, Some(Duration::from_secs(2))),
+            _ => panic!(),
+        }
+        assert!(Cli::try_parse_from(["blocker", "unban"]).is_err());
+        assert!(Cli::try_parse_from(["blocker", "unban", "--all", "--jail", "sshd"]).is_ok());
+    }
+
+    #[test]
+    fn bad_address_is_refused_before_sending() {
+        let a = BanArgs { targets: vec!["300.1.1.1".into()], duration: None, jail: None, from_file: None };
+        let e = ban_request(&a).unwrap_err().to_string();
+        assert!(e.contains("300.1.1.1") && e.contains("nothing changed"), "{e}");
+    }
+}

@@ -1,0 +1,80 @@
+//! Requests and responses on the control socket.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Request {
+    /// Ban addresses or CIDRs; all are checked before any is banned.
+    Ban {
+        targets: Vec<String>,
+        /// Seconds; `None` is permanent.
+        #[serde(default)]
+        duration_secs: Option<u64>,
+        #[serde(default)]
+        jail: Option<String>,
+    },
+    Unban {
+        targets: Vec<String>,
+    },
+    UnbanAll {
+        #[serde(default)]
+        jail: Option<String>,
+    },
+    List {
+        #[serde(default)]
+        jail: Option<String>,
+    },
+    Stats,
+}
+
+/// `data` holds the command's JSON result; `error` is set when `ok` is false.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Response {
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+    #[serde(default)]
+    pub data: serde_json::Value,
+}
+
+impl Response {
+    pub fn ok(data: impl Serialize) -> Response {
+        Response {
+            ok: true,
+            error: None,
+            warnings: Vec::new(),
+            data: serde_json::to_value(data).unwrap_or(serde_json::Value::Null),
+        }
+    }
+
+    pub fn error(message: impl Into<String>) -> Response {
+        Response { ok: false, error: Some(message.into()), warnings: Vec::new(), data: serde_json::Value::Null }
+    }
+
+    pub fn with_warnings(mut self, warnings: Vec<String>) -> Response {
+        self.warnings = warnings;
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_round_trip_as_tagged_json() {
+        let r = Request::Ban { targets: vec!["192.0.2.1".into()], duration_secs: Some(90), jail: None };
+        let text = serde_json::to_string(&r).unwrap();
+        assert_eq!(text, r#"{"cmd":"ban","targets":["192.0.2.1"],"duration_secs":90,"jail":null}"#);
+        assert_eq!(serde_json::from_str::<Request>(&text).unwrap(), r);
+        assert_eq!(serde_json::from_str::<Request>(r#"{"cmd":"stats"}"#).unwrap(), Request::Stats);
+    }
+
+    #[test]
+    fn unknown_commands_are_rejected() {
+        assert!(serde_json::from_str::<Request>(r#"{"cmd":"format-disk"}"#).is_err());
+    }
+}
