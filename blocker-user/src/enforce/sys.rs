@@ -140,7 +140,8 @@ pub fn obj_get(path: &Path) -> io::Result<OwnedFd> {
 
 /// The ifindex an XDP link is attached to, 0 once its interface is gone.
 pub fn xdp_link_ifindex(link: impl AsFd) -> io::Result<u32> {
-    // struct bpf_link_info: type, id, prog_id, then the union (xdp.ifindex first).
+    // struct bpf_link_info: type, id, prog_id, then a union aligned to 8
+    // bytes (offset 16) whose xdp member starts with ifindex.
     let mut info = [0u32; 16];
     let mut attr = InfoAttr {
         bpf_fd: link.as_fd().as_raw_fd() as u32,
@@ -152,5 +153,5 @@ pub fn xdp_link_ifindex(link: impl AsFd) -> io::Result<u32> {
     if info[0] != BPF_LINK_TYPE_XDP {
         return Err(io::Error::other(format!("link type {} is not XDP", info[0])));
     }
-    Ok(info[3])
+    Ok(info[4])
 }
