@@ -140,6 +140,9 @@ fn check_targets(targets: &[String]) -> anyhow::Result<()> {
 }
 
 fn ban_request(a: &BanArgs) -> anyhow::Result<Request> {
+    // Arguments are checked here; a file's lines by the agent, which
+    // refuses the whole request if any line is bad.
+    check_targets(&a.targets)?;
     let mut targets = a.targets.clone();
     if let Some(file) = &a.from_file {
         targets.extend(read_targets(file)?);
@@ -147,8 +150,7 @@ fn ban_request(a: &BanArgs) -> anyhow::Result<Request> {
     if targets.is_empty() {
         bail!("give at least one address or CIDR (or --from-file)");
     }
-    check_targets(&targets)?;
-    Ok(Request::Ban { targets, duration_secs: a.duration.map(|d| d.as_secs().max(1)), jail: a.jail.clone() })
+    Ok(Request::Ban { targets: targets.into_iter().collect(), duration_secs: a.duration.map(|d| d.as_secs().max(1)), jail: a.jail.clone() })
 }
 
 fn unban_request(a: &UnbanArgs) -> anyhow::Result<Request> {
@@ -156,7 +158,7 @@ fn unban_request(a: &UnbanArgs) -> anyhow::Result<Request> {
         return Ok(Request::UnbanAll { jail: a.jail.clone() });
     }
     check_targets(&a.targets)?;
-    Ok(Request::Unban { targets: a.targets.clone() })
+    Ok(Request::Unban { targets: a.targets.iter().collect() })
 }
 
 fn read_targets(file: &Path) -> anyhow::Result<Vec<String>> {

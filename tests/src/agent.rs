@@ -40,9 +40,10 @@ impl Agent {
         let ifaces: Vec<String> = interfaces.iter().map(|i| format!("{i:?}")).collect();
         // `extra` comes before [capacity] so that it may add top-level keys
         // (before any table of its own).
+        let capacity = if extra.contains("[capacity]") { "" } else { "[capacity]\nbans_v4 = 65536\nbans_v6 = 65536\n" };
         let text = format!(
             "interfaces = [{}]\nsocket = {:?}\nstate_dir = {:?}\nbpf_pin_dir = {:?}\nlog_level = \"debug\"\n\
-             {extra}\n[capacity]\nbans_v4 = 65536\nbans_v6 = 65536\n",
+             {extra}\n{capacity}",
             ifaces.join(", "),
             socket,
             dir.path().join("state"),

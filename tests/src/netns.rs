@@ -124,7 +124,6 @@ impl Drop for NetPair {
 
 /// Runs on its own thread: setns only changes the calling thread.
 fn send_raw_in(ns: &str, dev: &str, frame: &[u8], count: usize) {
-    use std::os::fd::AsRawFd;
     let nsfile = std::fs::File::open(ns).expect("opening the netns");
     nix::sched::setns(&nsfile, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
     let ifindex = nix::net::if_::if_nametoindex(dev).expect("peer interface");
@@ -150,5 +149,4 @@ fn send_raw_in(ns: &str, dev: &str, frame: &[u8], count: usize) {
         }
         libc::close(fd);
     }
-    drop(nsfile.as_raw_fd());
 }

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use super::{Agent, State};
 use crate::{
-    control::{Request, Response, server::Service},
+    control::{Request, Response, TargetList, server::Service},
     enforce::{Ban, BanRecord, Counters, MANUAL_JAIL, Target, clock},
 };
 
@@ -24,10 +24,10 @@ impl Service for Agent {
 }
 
 /// Parses every target first, so one bad address changes nothing.
-fn parse_all(targets: &[String]) -> Result<Vec<Target>, Response> {
+fn parse_all(targets: &TargetList) -> Result<Vec<Target>, Response> {
     let mut bad = Vec::new();
-    let mut good = Vec::with_capacity(targets.len());
-    for t in targets {
+    let mut good = Vec::new();
+    for t in targets.iter() {
         match t.parse::<Target>() {
             Ok(t) => good.push(t),
             Err(e) if bad.len() < 5 => bad.push(e.to_string()),
@@ -43,7 +43,8 @@ fn parse_all(targets: &[String]) -> Result<Vec<Target>, Response> {
     Ok(good)
 }
 
-fn ban(s: &mut State, targets: &[String], duration_secs: Option<u64>, jail: Option<String>) -> Response {
+fn ban(s: &mut State, targets: &TargetList, duration_secs: Option<u64>, jail: Option<String>) -> Response {
+    let started = std::time::Instant::now();
     let targets = match parse_all(targets) {
         Ok(t) => t,
         Err(r) => return r,
@@ -64,9 +65,11 @@ fn ban(s: &mut State, targets: &[String], duration_secs: Option<u64>, jail: Opti
         })
         .take(10)
         .collect();
+    let parsed = started.elapsed();
     if let Err(e) = s.enforcer.ban(&bans) {
         return Response::error(e.to_string());
     }
+    tracing::debug!(count = bans.len(), parse_ms = parsed.as_millis() as u64, total_ms = started.elapsed().as_millis() as u64, "ban request applied");
     for b in bans.iter().take(1000) {
         tracing::info!(target: "blocker::ban", jail = %b.jail, addr = %b.target, "ban (manual)");
     }
@@ -82,7 +85,7 @@ fn overlaps(a: &Target, b: &Target) -> bool {
     a.net().contains(&b.net()) || b.net().contains(&a.net())
 }
 
-fn unban(s: &mut State, targets: &[String]) -> Response {
+fn unban(s: &mut State, targets: &TargetList) -> Response {
     let targets = match parse_all(targets) {
         Ok(t) => t,
         Err(r) => return r,
@@ -229,7 +232,7 @@ mod tests {
     }
 
     fn ban_req(targets: &[&str], secs: Option<u64>) -> Request {
-        Request::Ban { targets: targets.iter().map(|s| s.to_string()).collect(), duration_secs: secs, jail: None }
+        Request::Ban { targets: targets.iter().collect(), duration_secs: secs, jail: None }
     }
 
     #[test]
@@ -267,11 +270,11 @@ mod tests {
     #[test]
     fn unban_all_by_jail() {
         let a = agent();
-        a.handle(Request::Ban { targets: vec!["192.0.2.1".into()], duration_secs: None, jail: Some("sshd".into()) });
+        a.handle(Request::Ban { targets: ["192.0.2.1"].into_iter().collect(), duration_secs: None, jail: Some("sshd".into()) });
         a.handle(ban_req(&["192.0.2.2"], None));
         let r = a.handle(Request::UnbanAll { jail: Some("sshd".into()) });
         assert_eq!(r.data["removed"], 1);
-        let r = a.handle(Request::Unban { targets: vec!["192.0.2.1".into()] });
+        let r = a.handle(Request::Unban { targets: ["192.0.2.1"].into_iter().collect() });
         assert!(!r.ok, "already gone");
         assert_eq!(a.handle(Request::Stats).data["bans_active"], 1);
     }

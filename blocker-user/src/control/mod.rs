@@ -5,4 +5,4 @@ pub mod client;
 pub mod protocol;
 pub mod server;
 
-pub use protocol::{Request, Response};
+pub use protocol::{Request, Response, TargetList};

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 pub enum Request {
     /// Ban addresses or CIDRs; all are checked before any is banned.
     Ban {
-        targets: Vec<String>,
+        targets: TargetList,
         /// Seconds; `None` is permanent.
         #[serde(default)]
         duration_secs: Option<u64>,
@@ -15,7 +15,7 @@ pub enum Request {
         jail: Option<String>,
     },
     Unban {
-        targets: Vec<String>,
+        targets: TargetList,
     },
     UnbanAll {
         #[serde(default)]
@@ -26,6 +26,37 @@ pub enum Request {
         jail: Option<String>,
     },
     Stats,
+}
+
+/// Addresses or CIDRs, sent as one newline-separated string: a ban of a
+/// million addresses is one allocation to decode, not a million.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TargetList(String);
+
+impl TargetList {
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.0.lines().map(str::trim).filter(|l| !l.is_empty())
+    }
+
+    pub fn len(&self) -> usize {
+        self.iter().count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.iter().next().is_none()
+    }
+}
+
+impl<S: AsRef<str>> FromIterator<S> for TargetList {
+    fn from_iter<I: IntoIterator<Item = S>>(items: I) -> Self {
+        let mut s = String::new();
+        for item in items {
+            s.push_str(item.as_ref());
+            s.push('\n');
+        }
+        TargetList(s)
+    }
 }
 
 /// `data` holds the command's JSON result; `error` is set when `ok` is false.
@@ -66,11 +97,13 @@ mod tests {
 
     #[test]
     fn requests_round_trip_as_tagged_json() {
-        let r = Request::Ban { targets: vec!["192.0.2.1".into()], duration_secs: Some(90), jail: None };
+        let r = Request::Ban { targets: ["192.0.2.1", "2001:db8::/64"].into_iter().collect(), duration_secs: Some(90), jail: None };
         let text = serde_json::to_string(&r).unwrap();
-        assert_eq!(text, r#"{"cmd":"ban","targets":["192.0.2.1"],"duration_secs":90,"jail":null}"#);
+        assert_eq!(text, r#"{"cmd":"ban","targets":"192.0.2.1\n2001:db8::/64\n","duration_secs":90,"jail":null}"#);
         assert_eq!(serde_json::from_str::<Request>(&text).unwrap(), r);
         assert_eq!(serde_json::from_str::<Request>(r#"{"cmd":"stats"}"#).unwrap(), Request::Stats);
+        let Request::Ban { targets, .. } = r else { unreachable!() };
+        assert_eq!(targets.iter().collect::<Vec<_>>(), ["192.0.2.1", "2001:db8::/64"]);
     }
 
     #[test]

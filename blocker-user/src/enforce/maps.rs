@@ -1,24 +1,29 @@
 //! [`XdpMaps`]: the [`Enforcer`] over the real, pinned kernel maps.
 
 use std::{
-    collections::{BTreeSet, HashMap as StdHashMap},
-    os::fd::{AsFd, BorrowedFd},
+    os::fd::{AsFd, AsRawFd, BorrowedFd},
     path::{Path, PathBuf},
+    time::Duration,
 };
 
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, HashMap, LpmTrie, Map, MapData, MapError, PerCpuArray, lpm_trie::Key},
-    programs::Xdp,
+    programs::{TestRun, TestRunOptions, Xdp},
 };
 use blocker_common::{
-    BanEntry, Counters, JAIL_NAME_LEN, JailName, MAX_IFINDEX, MAX_JAILS, RangeKeyV4, RangeKeyV6,
-    SETTING_MONITOR, Settings, maps,
+    BanEntry, Counters, MAX_IFINDEX, RangeKeyV4, RangeKeyV6, SETTING_MONITOR, SETTING_WIDE_V6_RANGES, Settings,
+    maps, summary,
 };
 
 use super::{
     Attachments, Ban, BanRecord, EnforceError, Enforcer, InterfaceInfo, Target, XDP_OBJECT, XdpModeSetting, bpffs,
-    clock, pins, sys,
+    clock::{self, JiffyClock, Sample},
+    index::BanIndex,
+    jails::JailNames,
+    pins,
+    summary::Bitmap,
+    sys,
 };
 
 /// Map sizes, fixed when the maps are created.
@@ -46,33 +51,52 @@ impl Default for MapCapacities {
     }
 }
 
+impl MapCapacities {
+    /// log2 of the bits of each exact-ban summary.
+    pub fn bloom_log2(&self) -> u32 {
+        summary::exact_log2(self.bans_v4.max(self.bans_v6))
+    }
+
+    pub fn bloom_words(&self) -> u32 {
+        1 << (self.bloom_log2() - 6)
+    }
+}
+
 /// The loaded program and its pinned maps.
 pub struct XdpMaps {
     ebpf: Ebpf,
     pin_dir: PathBuf,
     caps: MapCapacities,
+    m: Maps,
+    jails: JailNames,
+    clock: JiffyClock,
+    settings: Settings,
+    index: BanIndex,
+    attachments: Option<Attachments>,
+}
+
+struct Maps {
     ban_v4: Map,
     ban_v6: Map,
     range_v4: Map,
     range_v6: Map,
     allow_v4: Map,
     allow_v6: Map,
-    settings_map: Map,
+    bloom_v4: Map,
+    bloom_v6: Map,
+    summary_v4: Map,
+    summary_v6: Map,
+    settings: Map,
     counters: Map,
     jails: Map,
-    jail_names: Vec<String>,
-    settings: Settings,
-    v4_lengths: [u32; 33],
-    v6_lengths: [u32; 129],
-    /// Every ban in the maps → its boot-time expiry (0 = permanent).
-    index: StdHashMap<Target, u64>,
-    /// Bans with an expiry, in expiry order.
-    expiring: BTreeSet<(u64, Target)>,
-    attachments: Option<Attachments>,
 }
 
 fn map_err(map: &'static str) -> impl Fn(MapError) -> EnforceError {
     move |source| EnforceError::Map { map, source }
+}
+
+fn read_err(map: &'static str) -> impl Fn(std::io::Error) -> EnforceError {
+    move |source| EnforceError::Io { what: format!("reading {map}"), source }
 }
 
 fn take(ebpf: &mut Ebpf, name: &'static str) -> Result<Map, EnforceError> {
@@ -103,35 +127,42 @@ impl XdpMaps {
             .map_max_entries(maps::RANGE_V6, caps.ranges_v6)
             .map_max_entries(maps::ALLOW_V4, caps.allow_v4)
             .map_max_entries(maps::ALLOW_V6, caps.allow_v6)
+            .map_max_entries(maps::BLOOM_V4, caps.bloom_words())
+            .map_max_entries(maps::BLOOM_V6, caps.bloom_words())
             .load(XDP_OBJECT)?;
-        let mut this = XdpMaps {
+        let m = Maps {
             ban_v4: take(&mut ebpf, maps::BAN_V4)?,
             ban_v6: take(&mut ebpf, maps::BAN_V6)?,
             range_v4: take(&mut ebpf, maps::RANGE_V4)?,
             range_v6: take(&mut ebpf, maps::RANGE_V6)?,
             allow_v4: take(&mut ebpf, maps::ALLOW_V4)?,
             allow_v6: take(&mut ebpf, maps::ALLOW_V6)?,
-            settings_map: take(&mut ebpf, maps::SETTINGS)?,
+            bloom_v4: take(&mut ebpf, maps::BLOOM_V4)?,
+            bloom_v6: take(&mut ebpf, maps::BLOOM_V6)?,
+            summary_v4: take(&mut ebpf, maps::SUMMARY_V4)?,
+            summary_v6: take(&mut ebpf, maps::SUMMARY_V6)?,
+            settings: take(&mut ebpf, maps::SETTINGS)?,
             counters: take(&mut ebpf, maps::COUNTERS)?,
             jails: take(&mut ebpf, maps::JAIL_NAMES)?,
+        };
+        let clock = calibrate(&mut ebpf)?;
+        let jails = JailNames::read(&m.jails)?;
+        let arr: Array<_, Settings> = Array::try_from(&m.settings).map_err(map_err(maps::SETTINGS))?;
+        let settings = arr.get(&0, 0).map_err(map_err(maps::SETTINGS))?;
+        let mut this = XdpMaps {
             ebpf,
             pin_dir: pin_dir.to_owned(),
             caps: caps.clone(),
-            jail_names: Vec::new(),
-            settings: Settings::default(),
-            v4_lengths: [0; 33],
-            v6_lengths: [0; 129],
-            index: StdHashMap::new(),
-            expiring: BTreeSet::new(),
+            m,
+            jails,
+            clock,
+            settings,
+            index: BanIndex::new(caps.bloom_log2()),
             attachments: Some(Attachments::new(pin_dir)),
         };
         this.load_program(blocker_common::PROGRAM)?;
         this.carry_over(carried)?;
-        this.read_jail_names()?;
-        this.rebuild_index()?;
-        let arr: Array<_, Settings> = Array::try_from(&this.settings_map).map_err(map_err(maps::SETTINGS))?;
-        this.settings = arr.get(&0, 0).map_err(map_err(maps::SETTINGS))?;
-        this.write_settings()?;
+        this.reindex()?;
         Ok(this)
     }
 
@@ -143,17 +174,13 @@ impl XdpMaps {
         &self.caps
     }
 
+    pub fn clock(&self) -> &JiffyClock {
+        &self.clock
+    }
+
     /// Loads (once) and returns one of the object's XDP programs.
     pub fn load_program(&mut self, name: &str) -> Result<&mut Xdp, EnforceError> {
-        let prog: &mut Xdp = self
-            .ebpf
-            .program_mut(name)
-            .ok_or_else(|| EnforceError::Interface { ifname: String::new(), reason: format!("no program {name}") })?
-            .try_into()?;
-        if prog.fd().is_err() {
-            prog.load()?;
-        }
-        Ok(prog)
+        load_program(&mut self.ebpf, name)
     }
 
     /// The main XDP program (loaded by [`XdpMaps::open`]).
@@ -163,124 +190,61 @@ impl XdpMaps {
 
     fn carry_over(&mut self, c: pins::Carried) -> Result<(), EnforceError> {
         let cap = self.caps.clone();
-        insert_raw(&self.ban_v4, maps::BAN_V4, cap.bans_v4, "bans_v4", &c.ban_v4)?;
-        insert_raw(&self.ban_v6, maps::BAN_V6, cap.bans_v6, "bans_v6", &c.ban_v6)?;
-        insert_raw(&self.range_v4, maps::RANGE_V4, cap.ranges_v4, "ranges_v4", &c.range_v4)?;
-        insert_raw(&self.range_v6, maps::RANGE_V6, cap.ranges_v6, "ranges_v6", &c.range_v6)?;
+        insert_raw(&self.m.ban_v4, maps::BAN_V4, cap.bans_v4, "bans_v4", &c.ban_v4)?;
+        insert_raw(&self.m.ban_v6, maps::BAN_V6, cap.bans_v6, "bans_v6", &c.ban_v6)?;
+        insert_raw(&self.m.range_v4, maps::RANGE_V4, cap.ranges_v4, "ranges_v4", &c.range_v4)?;
+        insert_raw(&self.m.range_v6, maps::RANGE_V6, cap.ranges_v6, "ranges_v6", &c.range_v6)?;
         for pin in c.old_pins {
             std::fs::remove_file(&pin).map_err(|source| EnforceError::Io { what: pin.display().to_string(), source })?;
         }
         Ok(())
     }
 
-    fn read_jail_names(&mut self) -> Result<(), EnforceError> {
-        let arr: Array<_, JailName> = Array::try_from(&self.jails).map_err(map_err(maps::JAIL_NAMES))?;
-        self.jail_names = (0..MAX_JAILS)
-            .map(|i| arr.get(&i, 0).map(|raw| decode_name(&raw)))
-            .collect::<Result<_, _>>()
-            .map_err(map_err(maps::JAIL_NAMES))?;
-        Ok(())
-    }
-
-    fn jail_id(&mut self, name: &str) -> Result<u32, EnforceError> {
-        if let Some(i) = self.jail_names.iter().position(|n| n == name) {
-            return Ok(i as u32);
-        }
-        if name.is_empty() || name.len() >= JAIL_NAME_LEN {
-            return Err(EnforceError::JailName(name.to_owned()));
-        }
-        let free = self.jail_names.iter().position(String::is_empty).ok_or(EnforceError::TooManyJails)?;
-        let mut raw: JailName = [0; JAIL_NAME_LEN];
-        raw[..name.len()].copy_from_slice(name.as_bytes());
-        let mut arr: Array<_, JailName> = Array::try_from(&mut self.jails).map_err(map_err(maps::JAIL_NAMES))?;
-        arr.set(free as u32, raw, 0).map_err(map_err(maps::JAIL_NAMES))?;
-        self.jail_names[free] = name.to_owned();
-        Ok(free as u32)
-    }
-
-    fn jail_name(&self, id: u32) -> String {
-        match self.jail_names.get(id as usize) {
-            Some(n) if !n.is_empty() => n.clone(),
-            _ => format!("jail#{id}"),
-        }
-    }
-
     fn rebuild_index(&mut self) -> Result<(), EnforceError> {
-        self.index.clear();
-        self.expiring.clear();
-        self.v4_lengths = [0; 33];
-        self.v6_lengths = [0; 129];
-        let read = |name: &'static str| move |e| EnforceError::Io { what: format!("reading {name}"), source: e };
-        let v4: Vec<([u8; 4], BanEntry)> = sys::lookup_all(fd(&self.ban_v4)).map_err(read(maps::BAN_V4))?;
-        let v6: Vec<([u8; 16], BanEntry)> = sys::lookup_all(fd(&self.ban_v6)).map_err(read(maps::BAN_V6))?;
-        let r4: Vec<(RangeKeyV4, BanEntry)> = sys::lookup_all(fd(&self.range_v4)).map_err(read(maps::RANGE_V4))?;
-        let r6: Vec<(RangeKeyV6, BanEntry)> = sys::lookup_all(fd(&self.range_v6)).map_err(read(maps::RANGE_V6))?;
-        for (k, e) in v4 {
-            self.track(Target::from_v4(k, 32), e.expires_ns);
-        }
-        for (k, e) in v6 {
-            self.track(Target::from_v6(k, 128), e.expires_ns);
-        }
-        for (k, e) in r4 {
-            self.track(Target::from_v4(k.addr, k.prefix_len as u8), e.expires_ns);
-        }
-        for (k, e) in r6 {
-            self.track(Target::from_v6(k.addr, k.prefix_len as u8), e.expires_ns);
+        let v4: Vec<([u8; 4], BanEntry)> = sys::lookup_all(fd(&self.m.ban_v4)).map_err(read_err(maps::BAN_V4))?;
+        let v6: Vec<([u8; 16], BanEntry)> = sys::lookup_all(fd(&self.m.ban_v6)).map_err(read_err(maps::BAN_V6))?;
+        let r4: Vec<(RangeKeyV4, BanEntry)> = sys::lookup_all(fd(&self.m.range_v4)).map_err(read_err(maps::RANGE_V4))?;
+        let r6: Vec<(RangeKeyV6, BanEntry)> = sys::lookup_all(fd(&self.m.range_v6)).map_err(read_err(maps::RANGE_V6))?;
+        let all = v4
+            .iter()
+            .map(|(k, e)| (Target::from_v4(*k, 32), e.expires_jiffies))
+            .chain(v6.iter().map(|(k, e)| (Target::from_v6(*k, 128), e.expires_jiffies)))
+            .chain(r4.iter().map(|(k, e)| (Target::from_v4(k.addr, k.prefix_len as u8), e.expires_jiffies)))
+            .chain(r6.iter().map(|(k, e)| (Target::from_v6(k.addr, k.prefix_len as u8), e.expires_jiffies)));
+        for (t, expires) in all {
+            self.index.track(t, expires);
         }
         Ok(())
     }
 
-    /// Records a ban that is now in the maps.
-    fn track(&mut self, t: Target, expires_ns: u64) {
-        if let Some(old) = self.index.insert(t, expires_ns) {
-            if old != 0 {
-                self.expiring.remove(&(old, t));
-            }
-        } else if !t.is_host() {
-            self.count_length(t, true);
+    /// Writes changed summary words; rebuilds the exact summaries first if
+    /// enough bans are gone.
+    fn flush_summaries(&mut self) -> Result<(), EnforceError> {
+        self.index.refresh_summaries();
+        for (which, keys, values) in self.index.summaries.take_dirty() {
+            let (map, name) = match which {
+                Bitmap::ExactV4 => (&self.m.bloom_v4, maps::BLOOM_V4),
+                Bitmap::ExactV6 => (&self.m.bloom_v6, maps::BLOOM_V6),
+                Bitmap::RangeV4 => (&self.m.summary_v4, maps::SUMMARY_V4),
+                Bitmap::RangeV6 => (&self.m.summary_v6, maps::SUMMARY_V6),
+            };
+            sys::update_batch(fd(map), &keys, &values)
+                .map_err(|p| EnforceError::Io { what: format!("updating {name}"), source: p.error })?;
         }
-        if expires_ns != 0 {
-            self.expiring.insert((expires_ns, t));
-        }
+        Ok(())
     }
 
-    fn untrack(&mut self, t: &Target) {
-        if let Some(old) = self.index.remove(t) {
-            if old != 0 {
-                self.expiring.remove(&(old, *t));
-            }
-            if !t.is_host() {
-                self.count_length(*t, false);
-            }
-        }
-    }
-
-    fn count_length(&mut self, t: Target, add: bool) {
-        let len = t.net().prefix_len() as usize;
-        let slot = if t.is_ipv4() { &mut self.v4_lengths[len] } else { &mut self.v6_lengths[len] };
-        if add {
-            *slot += 1;
-        } else {
-            *slot = slot.saturating_sub(1);
-        }
-    }
-
-    /// Publishes monitor mode and the prefix lengths in use to the program.
+    /// Publishes monitor mode, the summary size and the prefix lengths in use.
     fn write_settings(&mut self) -> Result<(), EnforceError> {
         let mut s = self.settings;
-        s.v4_prefixes = 0;
-        for (len, n) in self.v4_lengths.iter().enumerate() {
-            if *n > 0 {
-                s.v4_prefixes |= 1 << len;
-            }
+        s.bloom_log2 = self.index.summaries.log2();
+        (s.v4_prefixes, s.v6_prefixes) = self.index.prefix_lengths();
+        if self.index.summaries.wide_v6 > 0 {
+            s.flags |= SETTING_WIDE_V6_RANGES;
+        } else {
+            s.flags &= !SETTING_WIDE_V6_RANGES;
         }
-        s.v6_prefixes = [0; 3];
-        for (len, n) in self.v6_lengths.iter().enumerate() {
-            if *n > 0 {
-                s.v6_prefixes[len / 64] |= 1 << (len % 64);
-            }
-        }
-        let mut arr: Array<_, Settings> = Array::try_from(&mut self.settings_map).map_err(map_err(maps::SETTINGS))?;
+        let mut arr: Array<_, Settings> = Array::try_from(&mut self.m.settings).map_err(map_err(maps::SETTINGS))?;
         arr.set(0, s, 0).map_err(map_err(maps::SETTINGS))?;
         self.settings = s;
         Ok(())
@@ -289,50 +253,123 @@ impl XdpMaps {
     fn record(&self, t: Target, e: &BanEntry) -> BanRecord {
         BanRecord {
             target: t,
-            jail: self.jail_name(e.jail),
+            jail: self.jails.name(e.jail),
             banned_at: clock::from_unix_secs(e.banned_at),
-            expires_at: (e.expires_ns != 0).then(|| clock::from_unix_secs(e.expires_at)),
+            expires_at: (e.expires_jiffies != 0).then(|| clock::from_unix_secs(e.expires_at)),
             packets_dropped: e.packets,
         }
     }
 
     fn lookup(&self, t: &Target) -> Result<Option<BanEntry>, EnforceError> {
-        let found = if t.is_host() {
-            match (t.v4_octets(), t.v6_octets()) {
-                (Some(k), _) => get(&self.ban_v4, maps::BAN_V4, &k)?,
-                (_, Some(k)) => get(&self.ban_v6, maps::BAN_V6, &k)?,
-                _ => None,
-            }
-        } else {
-            match (range_key_v4(t), range_key_v6(t)) {
-                (Some(k), _) => get(&self.range_v4, maps::RANGE_V4, &k)?,
-                (_, Some(k)) => get(&self.range_v6, maps::RANGE_V6, &k)?,
-                _ => None,
-            }
-        };
-        Ok(found)
+        match key_of(t) {
+            MapKey::V4(k) => get(&self.m.ban_v4, maps::BAN_V4, &k),
+            MapKey::V6(k) => get(&self.m.ban_v6, maps::BAN_V6, &k),
+            MapKey::R4(k) => get(&self.m.range_v4, maps::RANGE_V4, &k),
+            MapKey::R6(k) => get(&self.m.range_v6, maps::RANGE_V6, &k),
+        }
     }
 
     fn remove(&mut self, t: &Target) -> Result<bool, EnforceError> {
-        let removed = if t.is_host() {
-            match (t.v4_octets(), t.v6_octets()) {
-                (Some(k), _) => del(&mut self.ban_v4, maps::BAN_V4, &k)?,
-                (_, Some(k)) => del(&mut self.ban_v6, maps::BAN_V6, &k)?,
-                _ => false,
-            }
-        } else {
-            match (range_key_v4(t), range_key_v6(t)) {
-                (Some(k), _) => del(&mut self.range_v4, maps::RANGE_V4, &k)?,
-                (_, Some(k)) => del(&mut self.range_v6, maps::RANGE_V6, &k)?,
-                _ => false,
-            }
+        let removed = match key_of(t) {
+            MapKey::V4(k) => del(&mut self.m.ban_v4, maps::BAN_V4, &k)?,
+            MapKey::V6(k) => del(&mut self.m.ban_v6, maps::BAN_V6, &k)?,
+            MapKey::R4(k) => del(&mut self.m.range_v4, maps::RANGE_V4, &k)?,
+            MapKey::R6(k) => del(&mut self.m.range_v6, maps::RANGE_V6, &k)?,
         };
-        let was_range = !t.is_host() && self.index.contains_key(t);
-        self.untrack(t);
+        let was_range = !t.is_host() && self.index.contains(t);
+        self.index.untrack(t);
         if was_range {
             self.write_settings()?;
         }
         Ok(removed)
+    }
+
+    /// Inserts one batch into one ban map, indexing it meanwhile.
+    fn apply<K: Copy + Sync>(&mut self, b: &Batch<K>, map: fn(&Maps) -> &Map, name: &'static str, key: &'static str) -> Result<(), EnforceError> {
+        if b.keys.is_empty() {
+            return Ok(());
+        }
+        let raw = fd(map(&self.m)).as_raw_fd();
+        let index = &mut self.index;
+        let result = std::thread::scope(|s| {
+            let kernel = s.spawn(|| {
+                // SAFETY: the map (and its descriptor) outlives this scope.
+                let fd = unsafe { BorrowedFd::borrow_raw(raw) };
+                sys::update_batch_parallel(fd, &b.keys, &b.values)
+            });
+            index.reserve(b.targets.len());
+            for (t, v) in b.targets.iter().zip(&b.values) {
+                index.track(*t, v.expires_jiffies);
+            }
+            kernel.join().expect("batch update thread")
+        });
+        if let Err(p) = result {
+            // The map is the truth: re-read what got in.
+            self.reindex()?;
+            return Err(full_or_io(name, self.capacity_of(key), key, p.error));
+        }
+        Ok(())
+    }
+
+    /// Rebuilds the in-memory index and summaries from the maps, and
+    /// rewrites the summaries and settings.
+    fn reindex(&mut self) -> Result<(), EnforceError> {
+        self.index = BanIndex::new(self.caps.bloom_log2());
+        self.rebuild_index()?;
+        self.index.summaries.mark_all_dirty();
+        self.flush_summaries()?;
+        self.write_settings()
+    }
+}
+
+fn load_program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Xdp, EnforceError> {
+    let prog: &mut Xdp = ebpf
+        .program_mut(name)
+        .ok_or_else(|| EnforceError::Interface { ifname: String::new(), reason: format!("no program {name}") })?
+        .try_into()?;
+    if prog.fd().is_err() {
+        prog.load()?;
+    }
+    Ok(prog)
+}
+
+/// Reads (jiffies, CLOCK_MONOTONIC) twice, 100 ms apart, with the probe program.
+fn calibrate(ebpf: &mut Ebpf) -> Result<JiffyClock, EnforceError> {
+    let probe = load_program(ebpf, blocker_common::CLOCK_PROGRAM)?;
+    let sample = || -> Result<Sample, EnforceError> {
+        let data = [0u8; 64];
+        let mut out = [0u8; 64];
+        let opts = TestRunOptions { data_in: Some(&data), data_out: Some(&mut out), ..TestRunOptions::new() };
+        probe.test_run(opts)?;
+        let word = |i: usize| u64::from_ne_bytes(out[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+        Ok(Sample { jiffies: word(0), mono_ns: word(1) })
+    };
+    let a = sample()?;
+    std::thread::sleep(Duration::from_millis(100));
+    let b = sample()?;
+    let clock = JiffyClock::from_samples(a, b).ok_or_else(|| EnforceError::Io {
+        what: "calibrating jiffies".into(),
+        source: std::io::Error::other(format!("unusable clock samples {a:?} {b:?}")),
+    })?;
+    tracing::debug!(hz = clock.hz, "kernel tick rate");
+    Ok(clock)
+}
+
+enum MapKey {
+    V4([u8; 4]),
+    V6([u8; 16]),
+    R4(RangeKeyV4),
+    R6(RangeKeyV6),
+}
+
+fn key_of(t: &Target) -> MapKey {
+    let prefix_len = u32::from(t.net().prefix_len());
+    match (t.is_host(), t.v4_octets(), t.v6_octets()) {
+        (true, Some(k), _) => MapKey::V4(k),
+        (true, _, Some(k)) => MapKey::V6(k),
+        (false, Some(addr), _) => MapKey::R4(RangeKeyV4 { prefix_len, addr }),
+        (false, _, Some(addr)) => MapKey::R6(RangeKeyV6 { prefix_len, addr }),
+        _ => unreachable!("a target is IPv4 or IPv6"),
     }
 }
 
@@ -377,66 +414,82 @@ fn full_or_io(map: &'static str, capacity: u32, key: &'static str, e: std::io::E
     }
 }
 
-fn range_key_v4(t: &Target) -> Option<RangeKeyV4> {
-    t.v4_octets().map(|addr| RangeKeyV4 { prefix_len: t.net().prefix_len() as u32, addr })
+/// One batch of entries for one ban map.
+struct Batch<K> {
+    keys: Vec<K>,
+    values: Vec<BanEntry>,
+    targets: Vec<Target>,
 }
 
-fn range_key_v6(t: &Target) -> Option<RangeKeyV6> {
-    t.v6_octets().map(|addr| RangeKeyV6 { prefix_len: t.net().prefix_len() as u32, addr })
+impl<K> Default for Batch<K> {
+    fn default() -> Self {
+        Batch { keys: Vec::new(), values: Vec::new(), targets: Vec::new() }
+    }
 }
 
-fn decode_name(raw: &JailName) -> String {
-    let end = raw.iter().position(|b| *b == 0).unwrap_or(raw.len());
-    String::from_utf8_lossy(&raw[..end]).into_owned()
-}
-
-fn expired(e: &BanEntry, now_ns: u64) -> bool {
-    e.expires_ns != 0 && e.expires_ns <= now_ns
-}
-
-/// Batches of entries for each of the four ban maps.
-#[derive(Default)]
-struct Batches {
-    v4: (Vec<[u8; 4]>, Vec<BanEntry>, Vec<Target>),
-    v6: (Vec<[u8; 16]>, Vec<BanEntry>, Vec<Target>),
-    r4: (Vec<RangeKeyV4>, Vec<BanEntry>, Vec<Target>),
-    r6: (Vec<RangeKeyV6>, Vec<BanEntry>, Vec<Target>),
+impl<K> Batch<K> {
+    fn push(&mut self, k: K, e: BanEntry, t: Target) {
+        self.keys.push(k);
+        self.values.push(e);
+        self.targets.push(t);
+    }
 }
 
 impl Enforcer for XdpMaps {
     fn ban(&mut self, bans: &[Ban]) -> Result<(), EnforceError> {
-        let mut b = Batches::default();
+        let (mut v4, mut v6, mut r4, mut r6) = (Batch::default(), Batch::default(), Batch::default(), Batch::default());
+        let mut last_jail: Option<(&str, u32)> = None;
+        let deadline = self.clock.deadlines();
+        // Bans of one request usually share their expiry.
+        let mut last_expiry: Option<(std::time::SystemTime, u64)> = None;
+        let mut expiry = |t: std::time::SystemTime| match last_expiry {
+            Some((at, j)) if at == t => j,
+            _ => {
+                let j = deadline(t);
+                last_expiry = Some((t, j));
+                j
+            }
+        };
         for ban in bans {
+            let jail = match last_jail {
+                Some((name, id)) if name == ban.jail => id,
+                _ => {
+                    let id = self.jails.id(&mut self.m.jails, &ban.jail)?;
+                    last_jail = Some((&ban.jail, id));
+                    id
+                }
+            };
             let entry = BanEntry {
-                expires_ns: ban.expires_at.map_or(0, clock::deadline_ns),
+                expires_jiffies: ban.expires_at.map_or(0, &mut expiry),
                 packets: 0,
                 banned_at: clock::unix_secs(ban.banned_at),
                 expires_at: ban.expires_at.map_or(0, clock::unix_secs),
-                jail: self.jail_id(&ban.jail)?,
+                jail,
                 flags: 0,
             };
-            let t = ban.target;
-            match (t.is_host(), t.v4_octets(), t.v6_octets()) {
-                (true, Some(k), _) => push(&mut b.v4, k, entry, t),
-                (true, _, Some(k)) => push(&mut b.v6, k, entry, t),
-                (false, Some(_), _) => push(&mut b.r4, range_key_v4(&t).expect("v4"), entry, t),
-                (false, _, Some(_)) => push(&mut b.r6, range_key_v6(&t).expect("v6"), entry, t),
-                _ => unreachable!("a target is IPv4 or IPv6"),
+            match key_of(&ban.target) {
+                MapKey::V4(k) => v4.push(k, entry, ban.target),
+                MapKey::V6(k) => v6.push(k, entry, ban.target),
+                MapKey::R4(k) => r4.push(k, entry, ban.target),
+                MapKey::R6(k) => r6.push(k, entry, ban.target),
             }
         }
-        let caps = self.caps.clone();
-        let r1 = self.apply(&b.v4, |s| &s.ban_v4, maps::BAN_V4, caps.bans_v4, "bans_v4");
-        let r2 = self.apply(&b.v6, |s| &s.ban_v6, maps::BAN_V6, caps.bans_v6, "bans_v6");
-        let r3 = self.apply(&b.r4, |s| &s.range_v4, maps::RANGE_V4, caps.ranges_v4, "ranges_v4");
-        let r4 = self.apply(&b.r6, |s| &s.range_v6, maps::RANGE_V6, caps.ranges_v6, "ranges_v6");
-        if !b.r4.0.is_empty() || !b.r6.0.is_empty() {
+        let r1 = self.apply(&v4, |m| &m.ban_v4, maps::BAN_V4, "bans_v4");
+        let r2 = self.apply(&v6, |m| &m.ban_v6, maps::BAN_V6, "bans_v6");
+        let r3 = self.apply(&r4, |m| &m.range_v4, maps::RANGE_V4, "ranges_v4");
+        let r4r = self.apply(&r6, |m| &m.range_v6, maps::RANGE_V6, "ranges_v6");
+        // Summary bits and prefix lengths go in after the entries they announce.
+        self.flush_summaries()?;
+        if !r4.keys.is_empty() || !r6.keys.is_empty() {
             self.write_settings()?;
         }
-        r1.and(r2).and(r3).and(r4)
+        r1.and(r2).and(r3).and(r4r)
     }
 
     fn unban(&mut self, target: &Target) -> Result<bool, EnforceError> {
-        self.remove(target)
+        let removed = self.remove(target)?;
+        self.flush_summaries()?;
+        Ok(removed)
     }
 
     fn unban_where(&mut self, select: &dyn Fn(&BanRecord) -> bool) -> Result<Vec<BanRecord>, EnforceError> {
@@ -444,53 +497,53 @@ impl Enforcer for XdpMaps {
         for r in &chosen {
             self.remove(&r.target)?;
         }
+        self.flush_summaries()?;
         Ok(chosen)
     }
 
     fn bans(&self) -> Result<Vec<BanRecord>, EnforceError> {
-        let now = clock::boot_ns();
+        let now = self.clock.now();
+        let live = |e: &BanEntry| e.expires_jiffies == 0 || e.expires_jiffies > now;
         let mut out = Vec::with_capacity(self.index.len());
-        let read = |name: &'static str| move |e| EnforceError::Io { what: format!("reading {name}"), source: e };
-        let v4: Vec<([u8; 4], BanEntry)> = sys::lookup_all(fd(&self.ban_v4)).map_err(read(maps::BAN_V4))?;
-        out.extend(v4.iter().filter(|(_, e)| !expired(e, now)).map(|(k, e)| self.record(Target::from_v4(*k, 32), e)));
-        let v6: Vec<([u8; 16], BanEntry)> = sys::lookup_all(fd(&self.ban_v6)).map_err(read(maps::BAN_V6))?;
-        out.extend(v6.iter().filter(|(_, e)| !expired(e, now)).map(|(k, e)| self.record(Target::from_v6(*k, 128), e)));
-        let r4: Vec<(RangeKeyV4, BanEntry)> = sys::lookup_all(fd(&self.range_v4)).map_err(read(maps::RANGE_V4))?;
-        out.extend(r4.iter().filter(|(_, e)| !expired(e, now)).map(|(k, e)| self.record(Target::from_v4(k.addr, k.prefix_len as u8), e)));
-        let r6: Vec<(RangeKeyV6, BanEntry)> = sys::lookup_all(fd(&self.range_v6)).map_err(read(maps::RANGE_V6))?;
-        out.extend(r6.iter().filter(|(_, e)| !expired(e, now)).map(|(k, e)| self.record(Target::from_v6(k.addr, k.prefix_len as u8), e)));
+        let v4: Vec<([u8; 4], BanEntry)> = sys::lookup_all(fd(&self.m.ban_v4)).map_err(read_err(maps::BAN_V4))?;
+        out.extend(v4.iter().filter(|(_, e)| live(e)).map(|(k, e)| self.record(Target::from_v4(*k, 32), e)));
+        let v6: Vec<([u8; 16], BanEntry)> = sys::lookup_all(fd(&self.m.ban_v6)).map_err(read_err(maps::BAN_V6))?;
+        out.extend(v6.iter().filter(|(_, e)| live(e)).map(|(k, e)| self.record(Target::from_v6(*k, 128), e)));
+        let r4: Vec<(RangeKeyV4, BanEntry)> = sys::lookup_all(fd(&self.m.range_v4)).map_err(read_err(maps::RANGE_V4))?;
+        out.extend(r4.iter().filter(|(_, e)| live(e)).map(|(k, e)| self.record(Target::from_v4(k.addr, k.prefix_len as u8), e)));
+        let r6: Vec<(RangeKeyV6, BanEntry)> = sys::lookup_all(fd(&self.m.range_v6)).map_err(read_err(maps::RANGE_V6))?;
+        out.extend(r6.iter().filter(|(_, e)| live(e)).map(|(k, e)| self.record(Target::from_v6(k.addr, k.prefix_len as u8), e)));
         Ok(out)
     }
 
     fn get(&self, target: &Target) -> Result<Option<BanRecord>, EnforceError> {
-        let now = clock::boot_ns();
-        Ok(self.lookup(target)?.filter(|e| !expired(e, now)).map(|e| self.record(*target, &e)))
+        let entry = self.lookup(target)?;
+        Ok(entry.filter(|e| !self.clock.expired(e.expires_jiffies)).map(|e| self.record(*target, &e)))
     }
 
     fn expire(&mut self) -> Result<Vec<BanRecord>, EnforceError> {
-        let now = clock::boot_ns();
-        let due: Vec<(u64, Target)> = self.expiring.range(..=(now, Target::from_v6([0xff; 16], 128))).copied().collect();
+        let now = self.clock.now();
         let mut gone = Vec::new();
-        for (deadline, t) in due {
+        while let Some((deadline, t)) = self.index.pop_due(now) {
             match self.lookup(&t)? {
-                // Re-banned with another expiry since: the index is stale.
-                Some(e) if e.expires_ns != deadline => {
-                    self.expiring.remove(&(deadline, t));
-                }
-                Some(e) => {
-                    let record = self.record(t, &e);
+                Some(e) if e.expires_jiffies == deadline => {
+                    gone.push(self.record(t, &e));
                     self.remove(&t)?;
-                    gone.push(record);
                 }
-                None => self.untrack(&t),
+                _ => self.index.untrack(&t),
             }
+        }
+        if !gone.is_empty() {
+            self.flush_summaries()?;
         }
         Ok(gone)
     }
 
     fn set_allowlist(&mut self, allow: &[Target]) -> Result<(), EnforceError> {
-        sync_allow(&mut self.allow_v4, maps::ALLOW_V4, allow.iter().filter_map(|t| t.v4_octets().map(|a| Key::new(t.net().prefix_len() as u32, a))).collect())?;
-        sync_allow(&mut self.allow_v6, maps::ALLOW_V6, allow.iter().filter_map(|t| t.v6_octets().map(|a| Key::new(t.net().prefix_len() as u32, a))).collect())
+        let v4 = allow.iter().filter_map(|t| t.v4_octets().map(|a| Key::new(u32::from(t.net().prefix_len()), a)));
+        sync_allow(&mut self.m.allow_v4, maps::ALLOW_V4, v4.collect())?;
+        let v6 = allow.iter().filter_map(|t| t.v6_octets().map(|a| Key::new(u32::from(t.net().prefix_len()), a)));
+        sync_allow(&mut self.m.allow_v6, maps::ALLOW_V6, v6.collect())
     }
 
     fn set_monitor(&mut self, monitor: bool) -> Result<(), EnforceError> {
@@ -503,7 +556,7 @@ impl Enforcer for XdpMaps {
     }
 
     fn counters(&self, ifindexes: &[u32]) -> Result<Vec<(u32, Counters)>, EnforceError> {
-        let arr: PerCpuArray<_, Counters> = PerCpuArray::try_from(&self.counters).map_err(map_err(maps::COUNTERS))?;
+        let arr: PerCpuArray<_, Counters> = PerCpuArray::try_from(&self.m.counters).map_err(map_err(maps::COUNTERS))?;
         ifindexes
             .iter()
             .map(|&ifindex| {
@@ -549,47 +602,21 @@ impl Enforcer for XdpMaps {
 }
 
 impl XdpMaps {
-    fn apply<K: Copy>(
-        &mut self,
-        batch: &(Vec<K>, Vec<BanEntry>, Vec<Target>),
-        map: fn(&Self) -> &Map,
-        name: &'static str,
-        capacity: u32,
-        key: &'static str,
-    ) -> Result<(), EnforceError> {
-        let (keys, values, targets) = batch;
-        if keys.is_empty() {
-            return Ok(());
+    fn capacity_of(&self, key: &str) -> u32 {
+        match key {
+            "bans_v4" => self.caps.bans_v4,
+            "bans_v6" => self.caps.bans_v6,
+            "ranges_v4" => self.caps.ranges_v4,
+            _ => self.caps.ranges_v6,
         }
-        let result = sys::update_batch(fd(map(self)), keys, values);
-        let stored = match &result {
-            Ok(()) => keys.len(),
-            Err(p) => p.stored,
-        };
-        for (t, v) in targets.iter().zip(values).take(stored) {
-            self.track(*t, v.expires_ns);
-        }
-        result.map_err(|p| full_or_io(name, capacity, key, p.error))
     }
 }
 
-fn push<K>(b: &mut (Vec<K>, Vec<BanEntry>, Vec<Target>), k: K, e: BanEntry, t: Target) {
-    b.0.push(k);
-    b.1.push(e);
-    b.2.push(t);
-}
-
-fn sync_allow<K: aya::Pod + Eq + std::hash::Hash>(
-    map: &mut Map,
-    name: &'static str,
-    want: Vec<Key<K>>,
-) -> Result<(), EnforceError>
-where
-    Key<K>: Copy,
-{
+fn sync_allow<K: aya::Pod + PartialEq>(map: &mut Map, name: &'static str, want: Vec<Key<K>>) -> Result<(), EnforceError> {
     let mut trie: LpmTrie<_, K, u8> = LpmTrie::try_from(map).map_err(map_err(name))?;
     let have: Vec<Key<K>> = trie.keys().collect::<Result<_, _>>().map_err(map_err(name))?;
     let same = |a: &Key<K>, b: &Key<K>| a.prefix_len() == b.prefix_len() && a.data() == b.data();
+    // New entries first, so nothing allowlisted is ever briefly not.
     for k in &want {
         trie.insert(k, 1, 0).map_err(map_err(name))?;
     }

@@ -6,9 +6,12 @@
 mod attach;
 mod bpffs;
 pub mod clock;
+mod index;
+mod jails;
 mod maps;
 mod memory;
 mod pins;
+mod summary;
 pub mod sys;
 mod target;
 

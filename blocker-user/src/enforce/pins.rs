@@ -1,8 +1,10 @@
 //! Checking maps pinned by an earlier agent before adopting them.
 //!
-//! aya reuses a pinned map as it is. A map pinned with another key or value
-//! size (another layout) is refused; one pinned with another capacity is
-//! moved aside, and its entries are copied into the new map after loading.
+//! aya reuses a pinned map as it is. For the ban maps, another key or value
+//! size (another layout) is refused; another capacity moves the map aside,
+//! and its entries are copied into the new map after loading. The other
+//! maps hold state the agent rewrites on start, so a mismatch just removes
+//! the pin.
 
 use std::{
     mem::size_of,
@@ -11,7 +13,9 @@ use std::{
 };
 
 use aya::maps::MapData;
-use blocker_common::{BanEntry, RangeKeyV4, RangeKeyV6, maps};
+use blocker_common::{
+    BanEntry, Counters, JAIL_NAME_LEN, MAX_IFINDEX, MAX_JAILS, RangeKeyV4, RangeKeyV6, Settings, maps, summary,
+};
 
 use super::{EnforceError, MapCapacities, sys};
 
@@ -43,6 +47,13 @@ pub fn prepare(dir: &Path, caps: &MapCapacities) -> Result<Carried, EnforceError
         Expect { name: maps::RANGE_V6, key: size_of::<RangeKeyV6>(), value: ban, capacity: caps.ranges_v6 },
         Expect { name: maps::ALLOW_V4, key: 8, value: 1, capacity: caps.allow_v4 },
         Expect { name: maps::ALLOW_V6, key: 20, value: 1, capacity: caps.allow_v6 },
+        Expect { name: maps::BLOOM_V4, key: 4, value: 8, capacity: caps.bloom_words() },
+        Expect { name: maps::BLOOM_V6, key: 4, value: 8, capacity: caps.bloom_words() },
+        Expect { name: maps::SUMMARY_V4, key: 4, value: 8, capacity: summary::RANGE_V4_WORDS },
+        Expect { name: maps::SUMMARY_V6, key: 4, value: 8, capacity: summary::RANGE_V6_WORDS },
+        Expect { name: maps::SETTINGS, key: 4, value: size_of::<Settings>(), capacity: 1 },
+        Expect { name: maps::COUNTERS, key: 4, value: size_of::<Counters>(), capacity: MAX_IFINDEX },
+        Expect { name: maps::JAIL_NAMES, key: 4, value: JAIL_NAME_LEN, capacity: MAX_JAILS },
     ];
     let mut carried = Carried::default();
     for e in &expected {
@@ -59,7 +70,16 @@ pub fn prepare(dir: &Path, caps: &MapCapacities) -> Result<Carried, EnforceError
         let info = MapData::from_pin(&path)
             .and_then(|m| m.info())
             .map_err(|source| EnforceError::Map { map: e.name, source })?;
-        if info.key_size() as usize != e.key || info.value_size() as usize != e.value {
+        let holds_bans = matches!(e.name, maps::BAN_V4 | maps::BAN_V6 | maps::RANGE_V4 | maps::RANGE_V6);
+        let same_layout = info.key_size() as usize == e.key && info.value_size() as usize == e.value;
+        if !holds_bans && (!same_layout || info.max_entries() != e.capacity) {
+            // Derived state (allowlist, summaries, settings, counters, jail
+            // names): recreated and rewritten on every start.
+            tracing::info!(map = e.name, "recreating pinned map");
+            std::fs::remove_file(&path).map_err(|source| io(&path, source))?;
+            continue;
+        }
+        if !same_layout {
             return Err(EnforceError::IncompatiblePin {
                 path: path.display().to_string(),
                 dir: dir.display().to_string(),
@@ -76,16 +96,13 @@ pub fn prepare(dir: &Path, caps: &MapCapacities) -> Result<Carried, EnforceError
             continue;
         }
         tracing::info!(map = e.name, from = info.max_entries(), to = e.capacity, "resizing pinned map");
-        if e.name == maps::ALLOW_V4 || e.name == maps::ALLOW_V6 {
-            // The allowlist is rewritten from the config on every start.
-            std::fs::remove_file(&path).map_err(|source| io(&path, source))?;
-            continue;
-        }
         if !aside.exists() {
             std::fs::rename(&path, &aside).map_err(|source| io(&path, source))?;
             carry(&aside, e.name, &mut carried)?;
             carried.old_pins.push(aside);
         } else {
+            // Already carrying a half-done resize: take these entries too.
+            carry(&path, e.name, &mut carried)?;
             std::fs::remove_file(&path).map_err(|source| io(&path, source))?;
         }
     }

@@ -64,6 +64,32 @@ pub struct PartialUpdate {
     pub error: io::Error,
 }
 
+/// [`update_batch`] on two threads for large batches: hash map updates
+/// lock per bucket, so the kernel work splits across CPUs.
+pub fn update_batch_parallel<K: Copy + Sync, V: Copy + Sync>(
+    map: BorrowedFd<'_>,
+    keys: &[K],
+    values: &[V],
+) -> Result<(), PartialUpdate> {
+    const SPLIT_ABOVE: usize = 1 << 16;
+    if keys.len() <= SPLIT_ABOVE {
+        return update_batch(map, keys, values);
+    }
+    let mid = keys.len() / 2;
+    let (first, second) = std::thread::scope(|s| {
+        let second = s.spawn(|| update_batch(map, &keys[mid..], &values[mid..]));
+        let first = update_batch(map, &keys[..mid], &values[..mid]);
+        (first, second.join().expect("batch update thread"))
+    });
+    match (first, second) {
+        (Ok(()), Ok(())) => Ok(()),
+        // Entries after the first failure may or may not be in: callers
+        // re-read the map after an error.
+        (Err(e), _) => Err(e),
+        (Ok(()), Err(e)) => Err(PartialUpdate { stored: mid + e.stored, error: e.error }),
+    }
+}
+
 /// Inserts or replaces `keys[i] → values[i]`, one system call per 64k entries.
 pub fn update_batch<K: Copy, V: Copy>(
     map: BorrowedFd<'_>,

@@ -93,6 +93,10 @@ impl FromStr for Target {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let s = s.trim();
         let err = || ParseTargetError { input: s.to_owned() };
+        // Most bans are plain IPv4 addresses.
+        if !s.contains([':', '/']) {
+            return Ipv4Addr::from_str(s).map(|a| Target::from_addr(IpAddr::V4(a))).map_err(|_| err());
+        }
         if s.contains('/') {
             IpNet::from_str(s).map(Target::new).map_err(|_| err())
         } else {
