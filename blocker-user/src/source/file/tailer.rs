@@ -85,11 +85,14 @@ impl FileTailer {
         format!("{}:{}", self.emitter.source, path.to_string_lossy()).into()
     }
 
-    /// One round: check and read every watcher (rotated ones first, so a
-    /// rotated file is drained before its successor), close drained ones,
-    /// then glob for new files if `rescan`. Returns whether data may be
-    /// left to read right away.
+    /// One round: glob for new files if `rescan`, then check and read
+    /// every watcher in order (a rotated file is drained before its
+    /// successor, which is added behind it), and close drained ones.
+    /// Returns whether data may be left to read right away.
     pub(crate) fn poll(&mut self, rescan: bool, sink: &mut Sink<'_>) -> Result<bool, Stopped> {
+        if rescan || !self.scanned {
+            self.rescan(sink)?;
+        }
         let now = Instant::now();
         let mut more = false;
         let mut i = 0;
@@ -108,14 +111,14 @@ impl FileTailer {
             }
             i += 1;
         }
-        if rescan || !self.scanned {
-            self.rescan(sink)?;
-        }
         Ok(more)
     }
 
     fn close(&mut self, w: FileWatcher, now: Instant) {
         self.emitter.stats.event(SourceEvent::Closed { key: &w.key, path: &w.path });
+        if !w.still_linked() {
+            return; // Deleted: its inode number may be reused.
+        }
         self.closed.insert(w.id, Closed { fp: w.fingerprint(), offset: w.offset(), at: now });
         if self.closed.len() > CLOSED_MAX {
             self.closed.retain(|_, c| now.duration_since(c.at) < CLOSED_TTL);
@@ -152,52 +155,93 @@ impl FileTailer {
             PathCheck::Truncated => {
                 let key = self.watchers[i].key.clone();
                 self.emitter.stats.event(SourceEvent::Rotated { key: &key, how: "truncated" });
-                let (fp, offset, id, dir) = {
+                let (from, id, path) = {
                     let w = &self.watchers[i];
-                    (w.fingerprint(), w.offset(), w.id, w.parent_dir().to_owned())
+                    let Position::File(from) = w.position() else { unreachable!() };
+                    (from, w.id, w.path.clone())
                 };
                 // copytruncate: lines we had not read yet are in the copy.
-                self.rescue_sibling(&dir, &key, None, fp, offset, id, sink)?;
+                let _ = self.rescue(&path, &key, from, id, sink)?;
                 let w = &mut self.watchers[i];
                 if let Err(e) = w.restart_from_zero() {
                     self.emitter.stats.event(SourceEvent::Error { what: &format!("reopen {}", w.path.display()), error: &e });
+                }
+                // The new content is a successor of the old (see `open_at`).
+                let pos = w.position();
+                if let Err(e) = self.checkpoints.store(&next_key(&key), &pos) {
+                    self.emitter.stats.event(SourceEvent::Error { what: "store checkpoint", error: &e });
                 }
             }
         }
         Ok(())
     }
 
-    /// Looks in `dir` for the rest of a file we were reading: the file with
-    /// identity `want_id`, or a copy starting with fingerprint `fp`, longer
-    /// than `offset`. Drains it from `offset` and closes it.
-    #[allow(clippy::too_many_arguments)]
-    fn rescue_sibling(&mut self, dir: &Path, key: &Arc<str>, want_id: Option<FileId>, fp: Fingerprint, offset: u64, exclude: FileId, sink: &mut Sink<'_>) -> Result<(), Stopped> {
-        let Ok(entries) = fs::read_dir(dir) else { return Ok(()) };
-        // (by identity, modified time, path, metadata, open file)
-        let mut best: Option<(bool, Option<std::time::SystemTime>, PathBuf, fs::Metadata, File)> = None;
+    /// Drains the rest of a file we were reading, if it is still in the
+    /// directory of `path` under another name: the file with `from`'s
+    /// identity and fingerprint (renamed), else the newest copy starting
+    /// with `from`'s fingerprint (copytruncate).
+    /// Returns whether the file itself was found (renamed, not truncated).
+    fn rescue(&mut self, path: &Path, key: &Arc<str>, from: FilePosition, exclude: FileId, sink: &mut Sink<'_>) -> Result<bool, Stopped> {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let Ok(entries) = fs::read_dir(dir) else { return Ok(false) };
+        let want = FileId { dev: from.dev, ino: from.ino };
+        let fp = from.fingerprint;
+        let mut by_id: Option<(PathBuf, fs::Metadata, File)> = None;
+        let mut copy: Option<(Option<std::time::SystemTime>, PathBuf, fs::Metadata, File)> = None;
         for entry in entries.flatten() {
-            let path = entry.path();
-            let Ok(meta) = fs::metadata(&path) else { continue };
+            let cand = entry.path();
+            let Ok(meta) = fs::metadata(&cand) else { continue };
             let id = FileId::of(&meta);
-            if !meta.is_file() || id == exclude || meta.len() <= offset || self.watchers.iter().any(|w| w.id == id) {
+            if !meta.is_file() || id == exclude || self.watchers.iter().any(|w| w.id == id) {
                 continue;
             }
-            let by_id = want_id == Some(id);
-            if !by_id && fp.len == 0 {
+            if id == want {
+                if let Ok(f) = File::open(&cand) {
+                    by_id = Some((cand, meta, f));
+                }
                 continue;
             }
-            let Ok(file) = File::open(&path) else { continue };
-            if !watcher::fingerprint_matches(&file, fp).unwrap_or(false) {
+            // A copy is trusted only if we had read a line of the file and
+            // the fingerprint covers everything before the offset (or its
+            // full length): then the copy holds the very lines we read, and
+            // the offset is a line start in it.
+            let covered = u64::from(fp.len) >= from.offset.min(watcher::FINGERPRINT_BYTES as u64);
+            if from.offset == 0 || fp.len == 0 || !covered || meta.len() <= from.offset {
                 continue;
             }
-            let rank = (by_id, meta.modified().ok());
-            if best.as_ref().is_none_or(|b| rank > (b.0, b.1)) {
-                best = Some((rank.0, rank.1, path, meta, file));
+            let Ok(f) = File::open(&cand) else { continue };
+            if !watcher::fingerprint_matches(&f, fp).unwrap_or(false) || !watcher::line_starts_at(&f, from.offset) {
+                continue;
+            }
+            let mtime = meta.modified().ok();
+            if copy.as_ref().is_none_or(|c| mtime > c.0) {
+                copy = Some((mtime, cand, meta, f));
             }
         }
-        let Some((_, _, path, meta, file)) = best else { return Ok(()) };
-        let Ok(mut w) = FileWatcher::new(path, key.clone(), file, &meta, offset, self.config.max_line_bytes) else {
-            return Ok(());
+        if let Some((cand, meta, f)) = by_id {
+            // An empty fingerprint proves nothing: then only trust a name
+            // that looks like a rotation of ours (inode numbers are reused).
+            let related = fp.len > 0 || rotation_name_of(&cand, path);
+            if related && meta.len() >= from.offset && watcher::fingerprint_matches(&f, fp).unwrap_or(false) {
+                self.drain_closed(cand, key, f, &meta, from.offset, sink)?;
+                return Ok(true);
+            }
+        }
+        if let Some((_, cand, meta, f)) = copy {
+            self.drain_closed(cand, key, f, &meta, from.offset, sink)?;
+        }
+        Ok(false)
+    }
+
+    /// Reads a file that no longer grows from `offset` to its end, then
+    /// closes it.
+    fn drain_closed(&mut self, path: PathBuf, key: &Arc<str>, file: File, meta: &fs::Metadata, offset: u64, sink: &mut Sink<'_>) -> Result<(), Stopped> {
+        let mut w = match FileWatcher::new(path, key.clone(), file, meta, offset, self.config.max_line_bytes) {
+            Ok(w) => w,
+            Err(e) => {
+                self.emitter.stats.event(SourceEvent::Error { what: "read rotated file", error: &e });
+                return Ok(());
+            }
         };
         self.emitter.stats.event(SourceEvent::Opened { key, path: &w.path, offset });
         w.set_rotated();
@@ -265,9 +309,14 @@ impl FileTailer {
         let key = self.key_for(path);
         let size = meta.len();
         let mut store_start = false;
-        let offset = if let Some(c) = self.closed.get(&id) {
-            // Found again after we closed it (a glob matching rotated names).
-            if c.offset <= size && watcher::fingerprint_matches(&file, c.fp).unwrap_or(false) { c.offset } else { 0 }
+        let mut store_next = false;
+        // Found again after we closed it (a glob matching rotated names)?
+        let reopened = match self.closed.remove(&id) {
+            Some(c) if start != Start::Zero && c.offset <= size && watcher::fingerprint_matches(&file, c.fp).unwrap_or(false) => Some(c.offset),
+            _ => None,
+        };
+        let offset = if let Some(offset) = reopened {
+            offset
         } else {
             let saved = match self.checkpoints.load(&key) {
                 Ok(Some(Position::File(p))) => Some(p),
@@ -278,7 +327,15 @@ impl FileTailer {
                 }
             };
             match (saved, start) {
-                (Some(p), _) => self.resume(path, &key, &file, id, size, p, sink)?,
+                (Some(_), Start::Zero) => {
+                    store_next = true;
+                    0
+                }
+                (Some(p), _) => {
+                    let (offset, new) = self.resume(path, &key, &file, id, size, p, sink)?;
+                    store_next = new;
+                    offset
+                }
                 (None, Start::Zero | Start::Discovered) => {
                     store_start = true;
                     0
@@ -306,29 +363,69 @@ impl FileTailer {
                 self.emitter.stats.event(SourceEvent::Error { what: "store checkpoint", error: &e });
             }
         }
+        if store_next {
+            // A successor: lines of its predecessor may still be in flight,
+            // so the main key is left to them; a restart finds it here.
+            if let Err(e) = self.checkpoints.store(&next_key(&w.key), &w.position()) {
+                self.emitter.stats.event(SourceEvent::Error { what: "store checkpoint", error: &e });
+            }
+        }
         self.emitter.stats.event(SourceEvent::Opened { key: &w.key, path, offset });
         self.emitter.stats.set_position(&w.key, &w.position());
         self.watchers.push(w);
         Ok(())
     }
 
-    /// Where to resume a file that has a saved position.
-    #[allow(clippy::too_many_arguments)]
-    fn resume(&mut self, path: &Path, key: &Arc<str>, file: &File, id: FileId, size: u64, saved: FilePosition, sink: &mut Sink<'_>) -> Result<u64, Stopped> {
+    /// Where to resume a file that has a saved position, and whether it is
+    /// a new file (to be read from its start).
+    fn resume(&mut self, path: &Path, key: &Arc<str>, file: &File, id: FileId, size: u64, saved: FilePosition, sink: &mut Sink<'_>) -> Result<(u64, bool), Stopped> {
         let saved_id = FileId { dev: saved.dev, ino: saved.ino };
+        let next = match self.checkpoints.load(&next_key(key)) {
+            Ok(Some(Position::File(n))) => Some(n),
+            _ => None,
+        };
+        // A successor other than this file means the saved file was
+        // replaced, even if this file has its inode number (reused).
+        let succeeded = next.is_some_and(|n| {
+            let n_id = FileId { dev: n.dev, ino: n.ino };
+            n_id != saved_id && n_id != id
+        });
         let head_ok = watcher::fingerprint_matches(file, saved.fingerprint).unwrap_or(false);
-        if saved_id == id && head_ok && saved.offset <= size {
-            return Ok(saved.offset);
+        if saved_id == id && head_ok && saved.offset <= size && !succeeded {
+            return Ok((saved.offset, false));
         }
-        // The file changed while we were away: rotated, truncated or
-        // replaced. Drain the rest of the old one if it is still beside it,
-        // then read the new one from its start.
+        // The file changed while we were not reading it: rotated, truncated
+        // or replaced. Drain the rest of the old one if it is still beside
+        // it, and any successor that we had started, then read this one
+        // from its start.
         self.emitter.stats.event(SourceEvent::Rotated { key, how: "while stopped" });
-        let dir = path.parent().unwrap_or(Path::new(".")).to_owned();
-        let want_id = (saved_id != id).then_some(saved_id);
-        self.rescue_sibling(&dir, key, want_id, saved.fingerprint, saved.offset, id, sink)?;
-        Ok(0)
+        let intact = self.rescue(path, key, saved, id, sink)?;
+        if let Some(next) = next {
+            let next_id = FileId { dev: next.dev, ino: next.ino };
+            // The successor, unless it is this file, or the saved file
+            // itself found untruncated (then `saved` is the later position).
+            if next_id != id && !(intact && next_id == saved_id) && next != saved {
+                self.rescue(path, key, next, id, sink)?;
+            }
+        }
+        Ok((0, true))
     }
+}
+
+/// Key of the file that followed the one in the main key's position: a
+/// successor that has not delivered a processed line yet.
+fn next_key(key: &str) -> String {
+    format!("{key}#next")
+}
+
+/// Whether `cand` is named like a rotation of `base` (`app.log.1`,
+/// `app.log-20250101`, `app-20250101.log`).
+fn rotation_name_of(cand: &Path, base: &Path) -> bool {
+    let (Some(c), Some(b)) = (cand.file_name().and_then(|n| n.to_str()), base.file_name().and_then(|n| n.to_str())) else {
+        return false;
+    };
+    let stem = b.split('.').next().unwrap_or(b);
+    c != b && !stem.is_empty() && c.starts_with(stem)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -71,6 +71,15 @@ pub(crate) fn fingerprint_matches(file: &File, fp: Fingerprint) -> io::Result<bo
     Ok(len <= n && fnv1a(&buf[..len]) == fp.hash)
 }
 
+/// Whether `offset` is the start of a line (0, or just after a newline).
+pub(crate) fn line_starts_at(file: &File, offset: u64) -> bool {
+    if offset == 0 {
+        return true;
+    }
+    let mut b = [0u8; 1];
+    matches!(file.read_at(&mut b, offset - 1), Ok(1) if b[0] == b'\n')
+}
+
 /// Offset just after the last newline in the final 64 KiB of the file (the
 /// "end" to start from, so a line being written is read whole).
 pub(crate) fn tail_offset(file: &File, size: u64) -> io::Result<u64> {
@@ -111,8 +120,8 @@ pub(crate) struct FileWatcher {
     pub(crate) state: State,
     file: File,
     fp: Fingerprint,
-    /// File size when the fingerprint was last checked.
-    fp_checked_size: u64,
+    /// File size and mtime when the fingerprint was last checked.
+    fp_checked: (u64, Option<std::time::SystemTime>),
     lines: LineBuf,
     /// Offset of the next byte to read (>= `lines.consumed()`).
     read_pos: u64,
@@ -153,7 +162,7 @@ impl FileWatcher {
             state: State::Following,
             file,
             fp,
-            fp_checked_size: meta.len(),
+            fp_checked: (meta.len(), meta.modified().ok()),
             lines,
             read_pos: offset,
             last_growth: Instant::now(),
@@ -195,8 +204,11 @@ impl FileWatcher {
         if size < self.read_pos {
             return PathCheck::Truncated;
         }
-        if size != self.fp_checked_size {
-            self.fp_checked_size = size;
+        // Same size and mtime: unchanged. Otherwise make sure the start of
+        // the file is what we read (truncated and rewritten past our offset?).
+        let stamp = (size, meta.modified().ok());
+        if stamp != self.fp_checked {
+            self.fp_checked = stamp;
             match self.refresh_fingerprint() {
                 Ok(true) => {}
                 Ok(false) => return PathCheck::Truncated,
@@ -226,7 +238,8 @@ impl FileWatcher {
         self.lines.reset(0);
         self.read_pos = 0;
         self.fp = fingerprint_of(&self.file)?;
-        self.fp_checked_size = self.file.metadata()?.len();
+        let meta = self.file.metadata()?;
+        self.fp_checked = (meta.len(), meta.modified().ok());
         Ok(())
     }
 
@@ -254,6 +267,11 @@ impl FileWatcher {
             }
             self.lines.filled(n);
             self.read_pos += n as u64;
+            // Keep the fingerprint covering what was read (up to its size),
+            // so a saved position proves which bytes precede it.
+            if (self.fp.len as usize) < FINGERPRINT_BYTES && self.read_pos > u64::from(self.fp.len) {
+                let _ = self.refresh_fingerprint();
+            }
             out.bytes += n as u64;
             self.last_growth = Instant::now();
             self.emit_lines(emitter, sink)?;
@@ -300,6 +318,11 @@ impl FileWatcher {
             })?;
         }
         Ok(())
+    }
+
+    /// Whether the open file still has a name (was not deleted).
+    pub(crate) fn still_linked(&self) -> bool {
+        self.file.metadata().map(|m| m.nlink() > 0).unwrap_or(false)
     }
 
     /// Marks the file rotated (its path now names something else).
