@@ -262,8 +262,9 @@ impl Emitter {
         Ok(())
     }
 
-    /// Sends from a blocking thread; waits while the channel is full.
-    pub(crate) fn send_blocking(&self, rt: &tokio::runtime::Handle, line: LogLine) -> Result<(), Stopped> {
+    /// Sends from a blocking thread (not a runtime thread); waits while
+    /// the channel is full.
+    pub(crate) fn send_blocking(&self, line: LogLine) -> Result<(), Stopped> {
         let bytes = line.text.len() as u64;
         match self.tx.try_send(line) {
             Ok(()) => {}
@@ -272,7 +273,9 @@ impl Emitter {
                 if self.cancel.is_cancelled() {
                     return Err(Stopped);
                 }
-                rt.block_on(self.send_inner(line))?;
+                // Not `Handle::block_on`: on a current-thread runtime that
+                // contends for the runtime's driver with its own thread.
+                park_on(self.send_inner(line))?;
             }
         }
         self.stats.add_lines(1, bytes);
@@ -302,6 +305,30 @@ impl Emitter {
                 }
             },
         }
+    }
+}
+
+/// Runs a future that needs no runtime driver (a channel send, a
+/// cancellation) to completion on the current thread.
+fn park_on<F: std::future::Future>(f: F) -> F::Output {
+    use std::task::{Context, Poll, Wake, Waker};
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+        fn wake_by_ref(self: &Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut f = std::pin::pin!(f);
+    loop {
+        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::park();
     }
 }
 

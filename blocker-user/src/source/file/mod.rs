@@ -156,10 +156,10 @@ pub(super) fn spawn(config: FileConfig, emitter: Emitter, checkpoints: Arc<dyn C
         cancel.cancelled().await;
         let _ = cancel_tx.send(Wake::Cancel);
     });
-    Ok(rt.clone().spawn_blocking(move || run(config, emitter, checkpoints, rt, wake_tx, wake_rx)))
+    Ok(rt.spawn_blocking(move || run(config, emitter, checkpoints, wake_tx, wake_rx)))
 }
 
-fn run(config: FileConfig, emitter: Emitter, checkpoints: Arc<dyn Checkpoints>, rt: tokio::runtime::Handle, wake_tx: std_mpsc::Sender<Wake>, wake_rx: std_mpsc::Receiver<Wake>) {
+fn run(config: FileConfig, emitter: Emitter, checkpoints: Arc<dyn Checkpoints>, wake_tx: std_mpsc::Sender<Wake>, wake_rx: std_mpsc::Receiver<Wake>) {
     use notify::Watcher as _;
 
     let poll_interval = config.poll_interval;
@@ -197,11 +197,13 @@ fn run(config: FileConfig, emitter: Emitter, checkpoints: Arc<dyn Checkpoints>, 
         if sent % 1024 == 0 && emitter.cancel.is_cancelled() {
             return Err(super::Stopped);
         }
-        emitter.send_blocking(&rt, line)
+        emitter.send_blocking(line)
     };
     let mut rescan = true;
     loop {
-        if emitter.cancel.is_cancelled() {
+        // Also stop once nobody listens (a blocking task would otherwise
+        // keep its runtime from shutting down).
+        if emitter.cancel.is_cancelled() || emitter.tx.is_closed() {
             break;
         }
         let more = match tailer.poll(rescan, &mut sink) {

@@ -332,7 +332,7 @@ impl FileTailer {
                     0
                 }
                 (Some(p), _) => {
-                    let (offset, new) = self.resume(path, &key, &file, id, size, p, sink)?;
+                    let (offset, new) = self.resume(path, &key, &file, id, size, p, start, sink)?;
                     store_next = new;
                     offset
                 }
@@ -378,7 +378,8 @@ impl FileTailer {
 
     /// Where to resume a file that has a saved position, and whether it is
     /// a new file (to be read from its start).
-    fn resume(&mut self, path: &Path, key: &Arc<str>, file: &File, id: FileId, size: u64, saved: FilePosition, sink: &mut Sink<'_>) -> Result<(u64, bool), Stopped> {
+    #[allow(clippy::too_many_arguments)]
+    fn resume(&mut self, path: &Path, key: &Arc<str>, file: &File, id: FileId, size: u64, saved: FilePosition, start: Start, sink: &mut Sink<'_>) -> Result<(u64, bool), Stopped> {
         let saved_id = FileId { dev: saved.dev, ino: saved.ino };
         let next = match self.checkpoints.load(&next_key(key)) {
             Ok(Some(Position::File(n))) => Some(n),
@@ -398,7 +399,10 @@ impl FileTailer {
         // or replaced. Drain the rest of the old one if it is still beside
         // it, and any successor that we had started, then read this one
         // from its start.
-        self.emitter.stats.event(SourceEvent::Rotated { key, how: "while stopped" });
+        if start == Start::Initial {
+            // (While running, the rotation was counted when the path changed.)
+            self.emitter.stats.event(SourceEvent::Rotated { key, how: "while stopped" });
+        }
         let intact = self.rescue(path, key, saved, id, sink)?;
         if let Some(next) = next {
             let next_id = FileId { dev: next.dev, ino: next.ino };
