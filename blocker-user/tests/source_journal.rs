@@ -34,7 +34,7 @@ fn entry_at(unit: &str, ident: &str, pid: u32, message: &[u8]) -> (Vec<u8>, Syst
         tick * 1000
     )
     .into_bytes();
-    if message.iter().all(|&b| b >= 0x20 && b < 0x7f) {
+    if message.iter().all(|b| (0x20..0x7f).contains(b)) {
         e.extend_from_slice(b"MESSAGE=");
         e.extend_from_slice(message);
         e.push(b'\n');

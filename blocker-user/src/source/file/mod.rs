@@ -194,7 +194,7 @@ fn run(config: FileConfig, emitter: Emitter, checkpoints: Arc<dyn Checkpoints>, 
     let mut sent: u32 = 0;
     let mut sink = |line| {
         sent = sent.wrapping_add(1);
-        if sent % 1024 == 0 && emitter.cancel.is_cancelled() {
+        if sent.is_multiple_of(1024) && emitter.cancel.is_cancelled() {
             return Err(super::Stopped);
         }
         emitter.send_blocking(line)
