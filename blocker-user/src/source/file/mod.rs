@@ -215,12 +215,18 @@ fn run(config: FileConfig, emitter: Emitter, checkpoints: Arc<dyn Checkpoints>, 
             for d in watched.difference(&want) {
                 let _ = w.unwatch(d);
             }
+            let mut now_watched = watched.intersection(&want).cloned().collect::<std::collections::BTreeSet<_>>();
             for d in want.difference(&watched) {
-                if let Err(e) = w.watch(d, notify::RecursiveMode::NonRecursive) {
-                    tracing::debug!(source = &*emitter.source, dir = %d.display(), "cannot watch: {e}");
+                // A directory that does not exist yet is tried again at the
+                // next poll; the periodic poll covers it meanwhile.
+                match w.watch(d, notify::RecursiveMode::NonRecursive) {
+                    Ok(()) => {
+                        now_watched.insert(d.clone());
+                    }
+                    Err(e) => tracing::debug!(source = &*emitter.source, dir = %d.display(), "cannot watch: {e}"),
                 }
             }
-            watched = want;
+            watched = now_watched;
         }
         tracing::trace!(source = &*emitter.source, open = tailer.open_files(), "polled");
         // Wait for a change (or the safety-net poll), then coalesce.
