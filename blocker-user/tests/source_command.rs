@@ -112,3 +112,10 @@ async fn empty_argv_is_refused() {
     let ctx = SourceContext::new(tx, Arc::new(MemoryCheckpoints::new()));
     assert!(spawn(SourceConfig::command("x", CommandConfig::new(Vec::<String>::new())), ctx).is_err());
 }
+
+#[tokio::test]
+async fn source_ends_when_receiver_is_dropped() {
+    let (rx, handle, _ctx) = start(CommandConfig::new(["sleep", "300"]));
+    drop(rx);
+    tokio::time::timeout(WAIT, handle.join()).await.expect("ends without cancel");
+}

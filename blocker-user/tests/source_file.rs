@@ -377,3 +377,16 @@ async fn throughput() {
     ctx.cancel.cancel();
     handle.join().await;
 }
+
+/// Regression: a file source blocked on nothing must still end once its
+/// receiver is dropped (a blocking task would keep the runtime from
+/// shutting down).
+#[tokio::test]
+async fn source_ends_when_receiver_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.log");
+    File::create(&path).unwrap();
+    let src = start(config(&[&path]), Arc::new(MemoryCheckpoints::new()));
+    drop(src.rx);
+    tokio::time::timeout(WAIT, src.handle.join()).await.expect("ends without cancel");
+}

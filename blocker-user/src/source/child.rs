@@ -55,11 +55,12 @@ pub(crate) async fn run_child(
     });
     let mut stdout = child.stdout.take().expect("stdout is piped");
     let mut buf = LineBuf::new(max_line);
-    let stopped = 'read: loop {
+    let was_stopped = 'read: loop {
         let spare = buf.spare();
         let n = tokio::select! {
             biased;
             _ = emitter.cancel.cancelled() => break 'read true,
+            _ = emitter.tx.closed() => break 'read true,
             r = stdout.read(spare) => match r {
                 Ok(n) => n,
                 Err(e) => {
@@ -86,7 +87,7 @@ pub(crate) async fn run_child(
             }
         }
     };
-    if stopped {
+    if was_stopped {
         terminate(pid, &mut child).await;
         stderr_task.abort();
         return Err(Stopped);
@@ -94,7 +95,7 @@ pub(crate) async fn run_child(
     // Output closed: wait for the exit (or stop).
     let status = tokio::select! {
         biased;
-        _ = emitter.cancel.cancelled() => {
+        _ = stopped(emitter) => {
             terminate(pid, &mut child).await;
             stderr_task.abort();
             return Err(Stopped);
@@ -122,11 +123,19 @@ async fn terminate(pid: Option<u32>, child: &mut tokio::process::Child) {
     let _ = child.kill().await;
 }
 
-/// Sleeps `d` unless cancelled first.
+/// Resolves when the source is cancelled or its receiver is gone.
+pub(crate) async fn stopped(emitter: &Emitter) {
+    tokio::select! {
+        _ = emitter.cancel.cancelled() => {}
+        _ = emitter.tx.closed() => {}
+    }
+}
+
+/// Sleeps `d` unless stopped first.
 pub(crate) async fn sleep_or_stop(emitter: &Emitter, d: Duration) -> Result<(), Stopped> {
     tokio::select! {
         biased;
-        _ = emitter.cancel.cancelled() => Err(Stopped),
+        _ = stopped(emitter) => Err(Stopped),
         _ = tokio::time::sleep(d) => Ok(()),
     }
 }

@@ -137,6 +137,9 @@ impl FileConfig {
     }
 }
 
+/// Shortest time between two polls.
+const MIN_POLL_GAP: Duration = Duration::from_millis(5);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Wake {
     /// A file changed.
@@ -200,12 +203,20 @@ fn run(config: FileConfig, emitter: Emitter, checkpoints: Arc<dyn Checkpoints>, 
         emitter.send_blocking(line)
     };
     let mut rescan = true;
+    let mut last_poll = std::time::Instant::now() - MIN_POLL_GAP;
     loop {
         // Also stop once nobody listens (a blocking task would otherwise
         // keep its runtime from shutting down).
         if emitter.cancel.is_cancelled() || emitter.tx.is_closed() {
             break;
         }
+        // A busy log wakes us on every write: poll at most every few
+        // milliseconds, reading everything written meanwhile at once.
+        let since = last_poll.elapsed();
+        if since < MIN_POLL_GAP {
+            std::thread::sleep(MIN_POLL_GAP - since);
+        }
+        last_poll = std::time::Instant::now();
         let more = match tailer.poll(rescan, &mut sink) {
             Ok(more) => more,
             Err(super::Stopped) => break,
