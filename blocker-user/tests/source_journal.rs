@@ -9,7 +9,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use blocker::source::{Checkpoints, JournalConfig, LogLine, MemoryCheckpoints, Position, SourceConfig, SourceContext, SourceHandle, spawn};
+use blocker::source::{
+    Checkpoints, JournalConfig, LogLine, MemoryCheckpoints, Position, SourceConfig, SourceContext,
+    SourceHandle, spawn,
+};
 use tokio::sync::mpsc;
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -69,7 +72,11 @@ fn append(dir: &Path, entries: &[Vec<u8>]) {
     }
     drop(stdin);
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "journal-remote failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "journal-remote failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 struct Running {
@@ -102,14 +109,18 @@ impl Running {
     }
 
     async fn quiet(&mut self) {
-        if let Ok(Some(line)) = tokio::time::timeout(Duration::from_millis(1500), self.rx.recv()).await {
+        if let Ok(Some(line)) =
+            tokio::time::timeout(Duration::from_millis(1500), self.rx.recv()).await
+        {
             panic!("unexpected line {:?}", line.text);
         }
     }
 
     async fn stop(self) {
         self.ctx.cancel.cancel();
-        tokio::time::timeout(WAIT, self.handle.join()).await.expect("source stops");
+        tokio::time::timeout(WAIT, self.handle.join())
+            .await
+            .expect("source stops");
     }
 }
 
@@ -133,18 +144,32 @@ fn sshd_config(dir: &Path) -> JournalConfig {
 #[tokio::test]
 async fn matches_filter_first_start_is_from_now_and_cursor_resumes() {
     let dir = tempfile::tempdir().unwrap();
-    append(dir.path(), &[entry("sshd.service", "sshd", 42, b"old sshd"), entry("cron.service", "cron", 7, b"old cron")]);
+    append(
+        dir.path(),
+        &[
+            entry("sshd.service", "sshd", 42, b"old sshd"),
+            entry("cron.service", "cron", 7, b"old cron"),
+        ],
+    );
     let checkpoints = Arc::new(MemoryCheckpoints::new());
     let mut src = start(sshd_config(dir.path()), checkpoints.clone());
     wait_for_cursor(&checkpoints).await;
-    let (e1, t1) = entry_at("sshd.service", "sshd", 42, b"Failed password for root from 192.0.2.1 port 22 ssh2");
+    let (e1, t1) = entry_at(
+        "sshd.service",
+        "sshd",
+        42,
+        b"Failed password for root from 192.0.2.1 port 22 ssh2",
+    );
     let e2 = entry("cron.service", "cron", 7, b"not for us");
     let (e3, t3) = entry_at("sshd.service", "sshd", 43, b"bad \xff byte");
     append(dir.path(), &[e1, e2, e3]);
     let got = src.lines(2).await;
     assert_eq!(
         texts(&got),
-        ["host1 sshd[42]: Failed password for root from 192.0.2.1 port 22 ssh2", "host1 sshd[43]: bad \u{fffd} byte"]
+        [
+            "host1 sshd[42]: Failed password for root from 192.0.2.1 port 22 ssh2",
+            "host1 sshd[43]: bad \u{fffd} byte"
+        ]
     );
     // The entry's own time is passed along.
     assert_eq!(got[0].timestamp, Some(t1));
@@ -154,9 +179,21 @@ async fn matches_filter_first_start_is_from_now_and_cursor_resumes() {
     src.stop().await;
 
     // Entries written while stopped come after a restart, exactly once.
-    append(dir.path(), &[entry("sshd.service", "sshd", 44, b"while stopped 1"), entry("sshd.service", "sshd", 44, b"while stopped 2")]);
+    append(
+        dir.path(),
+        &[
+            entry("sshd.service", "sshd", 44, b"while stopped 1"),
+            entry("sshd.service", "sshd", 44, b"while stopped 2"),
+        ],
+    );
     let mut src = start(sshd_config(dir.path()), checkpoints.clone());
-    assert_eq!(texts(&src.lines(2).await), ["host1 sshd[44]: while stopped 1", "host1 sshd[44]: while stopped 2"]);
+    assert_eq!(
+        texts(&src.lines(2).await),
+        [
+            "host1 sshd[44]: while stopped 1",
+            "host1 sshd[44]: while stopped 2"
+        ]
+    );
     src.quiet().await;
     src.stop().await;
 }
@@ -166,7 +203,8 @@ async fn plus_separates_alternatives() {
     let dir = tempfile::tempdir().unwrap();
     append(dir.path(), &[entry("other.service", "x", 1, b"seed")]);
     let checkpoints = Arc::new(MemoryCheckpoints::new());
-    let config = JournalConfig::new(["_SYSTEMD_UNIT=sshd.service", "+", "SYSLOG_IDENTIFIER=cron"]).directory(dir.path());
+    let config = JournalConfig::new(["_SYSTEMD_UNIT=sshd.service", "+", "SYSLOG_IDENTIFIER=cron"])
+        .directory(dir.path());
     let mut src = start(config, checkpoints.clone());
     wait_for_cursor(&checkpoints).await;
     append(
@@ -177,7 +215,10 @@ async fn plus_separates_alternatives() {
             entry("cron.service", "cron", 3, b"c"),
         ],
     );
-    assert_eq!(texts(&src.lines(2).await), ["host1 sshd[1]: a", "host1 cron[3]: c"]);
+    assert_eq!(
+        texts(&src.lines(2).await),
+        ["host1 sshd[1]: a", "host1 cron[3]: c"]
+    );
     src.quiet().await;
     src.stop().await;
 }
@@ -188,7 +229,10 @@ async fn empty_journal_at_first_start_delivers_everything_that_comes() {
     let checkpoints = Arc::new(MemoryCheckpoints::new());
     let mut src = start(sshd_config(dir.path()), checkpoints.clone());
     tokio::time::sleep(Duration::from_millis(500)).await;
-    append(dir.path(), &[entry("sshd.service", "sshd", 5, b"first ever")]);
+    append(
+        dir.path(),
+        &[entry("sshd.service", "sshd", 5, b"first ever")],
+    );
     assert_eq!(texts(&src.lines(1).await), ["host1 sshd[5]: first ever"]);
     src.stop().await;
 }
@@ -207,14 +251,18 @@ async fn journalctl_exit_is_restarted_without_loss_or_repeat() {
     std::fs::create_dir(&journal_dir).unwrap();
     append(&journal_dir, &[entry("sshd.service", "sshd", 1, b"seed")]);
     let checkpoints = Arc::new(MemoryCheckpoints::new());
-    let mut config = sshd_config(&journal_dir).restart_delay(Duration::from_millis(100), Duration::from_millis(200));
+    let mut config = sshd_config(&journal_dir)
+        .restart_delay(Duration::from_millis(100), Duration::from_millis(200));
     config.journalctl = wrapper;
     let mut src = start(config, checkpoints.clone());
     wait_for_cursor(&checkpoints).await;
     let mut want = Vec::new();
     for round in 0..3 {
         let msg = format!("round {round}");
-        append(&journal_dir, &[entry("sshd.service", "sshd", 9, msg.as_bytes())]);
+        append(
+            &journal_dir,
+            &[entry("sshd.service", "sshd", 9, msg.as_bytes())],
+        );
         want.push(format!("host1 sshd[9]: {msg}"));
         tokio::time::sleep(Duration::from_millis(1300)).await;
     }
@@ -230,6 +278,40 @@ async fn journalctl_exit_is_restarted_without_loss_or_repeat() {
 async fn option_like_matches_are_refused() {
     let (tx, _rx) = mpsc::channel(1);
     let ctx = SourceContext::new(tx, Arc::new(MemoryCheckpoints::new()));
-    assert!(spawn(SourceConfig::journal("j", JournalConfig::new(["--since=yesterday"])), ctx.clone()).is_err());
-    assert!(spawn(SourceConfig::journal("j", JournalConfig::new(["lower=case"])), ctx).is_err());
+    assert!(
+        spawn(
+            SourceConfig::journal("j", JournalConfig::new(["--since=yesterday"])),
+            ctx.clone()
+        )
+        .is_err()
+    );
+    assert!(
+        spawn(
+            SourceConfig::journal("j", JournalConfig::new(["lower=case"])),
+            ctx
+        )
+        .is_err()
+    );
+}
+
+/// A saved cursor journalctl rejects must not wedge the source: after a
+/// few failed runs it starts over after the journal's last entry.
+#[tokio::test]
+async fn rejected_cursor_falls_back_to_the_journal_end() {
+    let dir = tempfile::tempdir().unwrap();
+    append(dir.path(), &[entry("sshd.service", "sshd", 1, b"old")]);
+    let checkpoints = Arc::new(MemoryCheckpoints::new());
+    checkpoints.store("ssh", &Position::Journal { cursor: "garbage".into() }).unwrap();
+    let config = sshd_config(dir.path()).restart_delay(Duration::from_millis(50), Duration::from_millis(100));
+    let mut src = start(config, checkpoints.clone());
+    let deadline = Instant::now() + WAIT;
+    while checkpoints.load("ssh").unwrap() == Some(Position::Journal { cursor: "garbage".into() }) {
+        assert!(Instant::now() < deadline, "still on the bad cursor");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    append(dir.path(), &[entry("sshd.service", "sshd", 2, b"new")]);
+    assert_eq!(texts(&src.lines(1).await), ["host1 sshd[2]: new"]);
+    src.quiet().await;
+    assert!(src.handle.stats().snapshot().errors >= 1);
+    src.stop().await;
 }

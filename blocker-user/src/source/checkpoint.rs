@@ -125,10 +125,12 @@ impl FileCheckpoints {
             source,
         })?;
         let map = match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| CheckpointError::Parse {
-                path: path.clone(),
-                source,
-            })?,
+            Ok(bytes) => {
+                serde_json::from_slice(&bytes).map_err(|source| CheckpointError::Parse {
+                    path: path.clone(),
+                    source,
+                })?
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => HashMap::new(),
             Err(source) => return Err(CheckpointError::Read { path, source }),
         };
@@ -192,7 +194,10 @@ impl Checkpoints for FileCheckpoints {
 }
 
 fn tempfile_in(dir: &Path, target: &Path) -> std::io::Result<(PathBuf, fs::File)> {
-    let name = target.file_name().and_then(|n| n.to_str()).unwrap_or("checkpoints");
+    let name = target
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("checkpoints");
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let f = fs::OpenOptions::new()
         .write(true)
@@ -219,16 +224,27 @@ mod tests {
             offset: 5,
         });
         cp.store("a", &pos).unwrap();
-        cp.store("b", &Position::Journal { cursor: "s=1".into() }).unwrap();
+        cp.store(
+            "b",
+            &Position::Journal {
+                cursor: "s=1".into(),
+            },
+        )
+        .unwrap();
         cp.flush().unwrap();
         let again = FileCheckpoints::open(dir.path()).unwrap();
         assert_eq!(again.load("a").unwrap(), Some(pos));
         assert_eq!(
             again.load("b").unwrap(),
-            Some(Position::Journal { cursor: "s=1".into() })
+            Some(Position::Journal {
+                cursor: "s=1".into()
+            })
         );
         // No temporary file is left behind.
-        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names, [FileCheckpoints::FILE_NAME]);
     }
 

@@ -15,6 +15,7 @@ use super::{Emitter, LogLine, Stopped};
 #[derive(Debug)]
 pub(crate) struct Ended {
     pub status: String,
+    pub success: bool,
     pub ran_for: Duration,
 }
 
@@ -38,8 +39,15 @@ pub(crate) async fn run_child(
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
-            emitter.stats.event(SourceEvent::Error { what: &format!("cannot start {what}"), error: &e });
-            return Ok(Ended { status: format!("not started: {e}"), ran_for: started.elapsed() });
+            emitter.stats.event(SourceEvent::Error {
+                what: &format!("cannot start {what}"),
+                error: &e,
+            });
+            return Ok(Ended {
+                status: format!("not started: {e}"),
+                success: false,
+                ran_for: started.elapsed(),
+            });
         }
     };
     let pid = child.id();
@@ -103,11 +111,15 @@ pub(crate) async fn run_child(
         s = child.wait() => s,
     };
     let _ = tokio::time::timeout(Duration::from_secs(1), stderr_task).await;
-    let status = match status {
-        Ok(s) => s.to_string(),
-        Err(e) => format!("wait failed: {e}"),
+    let (status, success) = match status {
+        Ok(s) => (s.to_string(), s.success()),
+        Err(e) => (format!("wait failed: {e}"), false),
     };
-    Ok(Ended { status, ran_for: started.elapsed() })
+    Ok(Ended {
+        status,
+        success,
+        ran_for: started.elapsed(),
+    })
 }
 
 async fn terminate(pid: Option<u32>, child: &mut tokio::process::Child) {
@@ -115,7 +127,10 @@ async fn terminate(pid: Option<u32>, child: &mut tokio::process::Child) {
     use nix::unistd::Pid;
     if let Some(pid) = pid {
         let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGTERM);
-        if tokio::time::timeout(Duration::from_secs(1), child.wait()).await.is_ok() {
+        if tokio::time::timeout(Duration::from_secs(1), child.wait())
+            .await
+            .is_ok()
+        {
             return;
         }
         let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);

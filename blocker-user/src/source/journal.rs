@@ -71,7 +71,10 @@ impl JournalConfig {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        JournalConfig { matches: matches.into_iter().map(Into::into).collect(), ..Default::default() }
+        JournalConfig {
+            matches: matches.into_iter().map(Into::into).collect(),
+            ..Default::default()
+        }
     }
 
     pub fn directory(mut self, dir: impl Into<PathBuf>) -> Self {
@@ -95,10 +98,14 @@ impl JournalConfig {
             let ok = m == "+"
                 || m.starts_with('/')
                 || m.split_once('=').is_some_and(|(field, _)| {
-                    !field.is_empty() && field.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+                    !field.is_empty()
+                        && field
+                            .bytes()
+                            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
                 });
             if !ok {
-                return Err(emitter.config_error(format!("bad journal match {m:?} (want FIELD=value or +)")));
+                return Err(emitter
+                    .config_error(format!("bad journal match {m:?} (want FIELD=value or +)")));
             }
         }
         if self.directory.is_some() && !self.files.is_empty() {
@@ -164,10 +171,19 @@ pub fn split_journal_matches(s: &str) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
-pub(super) fn spawn(config: JournalConfig, emitter: Emitter, checkpoints: Arc<dyn Checkpoints>) -> Result<JoinHandle<()>, SourceError> {
+pub(super) fn spawn(
+    config: JournalConfig,
+    emitter: Emitter,
+    checkpoints: Arc<dyn Checkpoints>,
+) -> Result<JoinHandle<()>, SourceError> {
     config.validate(&emitter)?;
     let key: Arc<str> = emitter.source.clone();
-    let saved = checkpoints.load(&key).map_err(|source| SourceError::Checkpoint { source_id: key.to_string(), source })?;
+    let saved = checkpoints
+        .load(&key)
+        .map_err(|source| SourceError::Checkpoint {
+            source_id: key.to_string(),
+            source,
+        })?;
     let cursor = match saved {
         Some(Position::Journal { cursor }) => Some(cursor),
         _ => None,
@@ -177,82 +193,120 @@ pub(super) fn spawn(config: JournalConfig, emitter: Emitter, checkpoints: Arc<dy
     }))
 }
 
-async fn run(config: JournalConfig, emitter: Emitter, checkpoints: Arc<dyn Checkpoints>, key: Arc<str>, mut cursor: Option<String>) -> Result<(), Stopped> {
+async fn run(
+    config: JournalConfig,
+    emitter: Emitter,
+    checkpoints: Arc<dyn Checkpoints>,
+    key: Arc<str>,
+    mut cursor: Option<String>,
+) -> Result<(), Stopped> {
     let mut backoff = Backoff::new(config.restart_delay, config.restart_delay_max);
-    if cursor.is_none() {
-        // First start: begin after the journal's current last entry.
-        loop {
-            match tail_cursor(&config).await {
-                Ok(c) => {
-                    if let Some(c) = &c {
-                        let pos = Position::Journal { cursor: c.clone() };
-                        if let Err(e) = checkpoints.store(&key, &pos) {
-                            emitter.stats.event(SourceEvent::Error { what: "store checkpoint", error: &e });
+    let mut failed_with_cursor = 0;
+    'start: loop {
+        if cursor.is_none() {
+            // First start: begin after the journal's current last entry.
+            loop {
+                match tail_cursor(&config).await {
+                    Ok(c) => {
+                        if let Some(c) = &c {
+                            let pos = Position::Journal { cursor: c.clone() };
+                            if let Err(e) = checkpoints.store(&key, &pos) {
+                                emitter.stats.event(SourceEvent::Error {
+                                    what: "store checkpoint",
+                                    error: &e,
+                                });
+                            }
+                            emitter.stats.set_position(&key, &pos);
                         }
-                        emitter.stats.set_position(&key, &pos);
+                        cursor = c;
+                        break;
                     }
-                    cursor = c;
-                    break;
-                }
-                Err(e) => {
-                    emitter.stats.event(SourceEvent::Error { what: "journalctl (finding the journal's end)", error: &e });
-                    sleep_or_stop(&emitter, backoff.next_delay(Duration::ZERO)).await?;
+                    Err(e) => {
+                        emitter.stats.event(SourceEvent::Error {
+                            what: "journalctl (finding the journal's end)",
+                            error: &e,
+                        });
+                        sleep_or_stop(&emitter, backoff.next_delay(Duration::ZERO)).await?;
+                    }
                 }
             }
         }
-    }
-    loop {
-        let mut cmd = tokio::process::Command::new(&config.journalctl);
-        config.journal_args(&mut cmd);
-        cmd.args(["--follow", "--no-tail", "--all", "--output=json"]);
-        cmd.arg(format!("--output-fields={OUTPUT_FIELDS}"));
-        if let Some(c) = &cursor {
-            cmd.arg(format!("--after-cursor={c}"));
-        }
-        cmd.args(&config.matches);
-        let mut last_pos: Option<Position> = None;
-        let mut sent = 0u64;
-        let on_line = |frame: Frame<'_>| {
-            let bytes = match frame {
-                Frame::Line(b) => b,
-                Frame::TooLong => {
-                    emitter.stats.event(SourceEvent::LineTooLong { key: &key });
-                    return None;
+        loop {
+            let mut cmd = tokio::process::Command::new(&config.journalctl);
+            config.journal_args(&mut cmd);
+            cmd.args(["--follow", "--no-tail", "--all", "--output=json"]);
+            cmd.arg(format!("--output-fields={OUTPUT_FIELDS}"));
+            if let Some(c) = &cursor {
+                cmd.arg(format!("--after-cursor={c}"));
+            }
+            cmd.args(&config.matches);
+            let mut last_pos: Option<Position> = None;
+            let mut sent = 0u64;
+            let on_line = |frame: Frame<'_>| {
+                let bytes = match frame {
+                    Frame::Line(b) => b,
+                    Frame::TooLong => {
+                        emitter.stats.event(SourceEvent::LineTooLong { key: &key });
+                        return None;
+                    }
+                };
+                match parse_entry(bytes) {
+                    Ok(e) => {
+                        let position = Position::Journal { cursor: e.cursor };
+                        sent += 1;
+                        if sent % 256 == 1 {
+                            emitter.stats.set_position(&key, &position);
+                        }
+                        last_pos = Some(position.clone());
+                        Some(LogLine {
+                            source: emitter.source.clone(),
+                            checkpoint_key: key.clone(),
+                            text: e.line,
+                            timestamp: e.timestamp,
+                            position,
+                        })
+                    }
+                    Err(err) => {
+                        emitter.stats.event(SourceEvent::Error {
+                            what: "parse journalctl output",
+                            error: &err,
+                        });
+                        None
+                    }
                 }
             };
-            match parse_entry(bytes) {
-                Ok(e) => {
-                    let position = Position::Journal { cursor: e.cursor };
-                    sent += 1;
-                    if sent % 256 == 1 {
-                        emitter.stats.set_position(&key, &position);
-                    }
-                    last_pos = Some(position.clone());
-                    Some(LogLine {
-                        source: emitter.source.clone(),
-                        checkpoint_key: key.clone(),
-                        text: e.line,
-                        timestamp: e.timestamp,
-                        position,
-                    })
-                }
-                Err(err) => {
-                    emitter.stats.event(SourceEvent::Error { what: "parse journalctl output", error: &err });
-                    None
-                }
+            let ended = run_child(cmd, "journalctl", &emitter, MAX_ENTRY_BYTES, on_line).await;
+            if let Some(Position::Journal { cursor: c }) = &last_pos {
+                cursor = Some(c.clone());
             }
-        };
-        let ended = run_child(cmd, "journalctl", &emitter, MAX_ENTRY_BYTES, on_line).await;
-        if let Some(Position::Journal { cursor: c }) = &last_pos {
-            cursor = Some(c.clone());
+            if let Some(p) = &last_pos {
+                emitter.stats.set_position(&key, p);
+            }
+            let ended = ended?;
+            // A cursor journalctl cannot seek to (corrupt state, another
+            // machine's journal) fails every run: after three, start over
+            // from the journal's end rather than loop forever.
+            if !ended.success && last_pos.is_none() && cursor.is_some() {
+                failed_with_cursor += 1;
+            } else {
+                failed_with_cursor = 0;
+            }
+            let delay = backoff.next_delay(ended.ran_for);
+            emitter.stats.event(SourceEvent::Restarting {
+                what: &format!("journalctl exited ({})", ended.status),
+                after: delay,
+            });
+            sleep_or_stop(&emitter, delay).await?;
+            if failed_with_cursor >= 3 {
+                emitter.stats.event(SourceEvent::Error {
+                    what: "journalctl keeps failing with the saved cursor",
+                    error: &"starting after the journal's last entry",
+                });
+                cursor = None;
+                failed_with_cursor = 0;
+                continue 'start;
+            }
         }
-        if let Some(p) = &last_pos {
-            emitter.stats.set_position(&key, p);
-        }
-        let ended = ended?;
-        let delay = backoff.next_delay(ended.ran_for);
-        emitter.stats.event(SourceEvent::Restarting { what: &format!("journalctl exited ({})", ended.status), after: delay });
-        sleep_or_stop(&emitter, delay).await?;
     }
 }
 
@@ -261,7 +315,9 @@ async fn tail_cursor(config: &JournalConfig) -> std::io::Result<Option<String>> 
     let mut cmd = tokio::process::Command::new(&config.journalctl);
     config.journal_args(&mut cmd);
     cmd.args(["--lines=1", "--output=json", "--output-fields=__CURSOR"]);
-    cmd.stdin(Stdio::null()).stderr(Stdio::piped()).kill_on_drop(true);
+    cmd.stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
     let out = cmd.output().await?;
     if !out.status.success() {
         return Err(std::io::Error::other(format!(
@@ -292,7 +348,12 @@ impl Value {
         match self {
             Value::Text(s) => s.as_str().into(),
             Value::Bytes(b) => String::from_utf8_lossy(b),
-            Value::Many(v) => v.iter().map(|x| x.text()).collect::<Vec<_>>().join(" ").into(),
+            Value::Many(v) => v
+                .iter()
+                .map(|x| x.text())
+                .collect::<Vec<_>>()
+                .join(" ")
+                .into(),
         }
     }
 
@@ -372,7 +433,9 @@ fn parse_entry(json: &[u8]) -> Result<Entry, serde_json::Error> {
         }
         line.push(':');
         if ident == "kernel" && raw.syslog_pid.is_none() && raw.pid.is_none() {
-            let mono = micros(&raw.source_monotonic).or_else(|| micros(&raw.monotonic)).unwrap_or(0);
+            let mono = micros(&raw.source_monotonic)
+                .or_else(|| micros(&raw.monotonic))
+                .unwrap_or(0);
             line.push_str(&format!(" [{:12.6}]", mono as f64 / 1e6));
         }
     }
@@ -384,7 +447,11 @@ fn parse_entry(json: &[u8]) -> Result<Entry, serde_json::Error> {
     let timestamp = micros(&raw.source_realtime)
         .or_else(|| micros(&raw.realtime))
         .map(|us| SystemTime::UNIX_EPOCH + Duration::from_micros(us));
-    Ok(Entry { cursor: raw.cursor, line, timestamp })
+    Ok(Entry {
+        cursor: raw.cursor,
+        line,
+        timestamp,
+    })
 }
 
 #[cfg(test)]
@@ -399,7 +466,10 @@ mod tests {
         .unwrap();
         assert_eq!(e.line, "h sshd[42]: Failed password");
         assert_eq!(e.cursor, "c1");
-        assert_eq!(e.timestamp, Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000)));
+        assert_eq!(
+            e.timestamp,
+            Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000))
+        );
 
         // _COMM when there is no identifier, SYSLOG_PID before _PID, source time first.
         let e = parse_entry(
@@ -407,7 +477,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(e.line, "su[7]: hi\u{fffd}");
-        assert_eq!(e.timestamp, Some(SystemTime::UNIX_EPOCH + Duration::from_micros(3)));
+        assert_eq!(
+            e.timestamp,
+            Some(SystemTime::UNIX_EPOCH + Duration::from_micros(3))
+        );
 
         // Repeated MESSAGE values are joined; no identifier means no prefix colon.
         let e = parse_entry(br#"{"__CURSOR":"c","MESSAGE":["a","b"],"_HOSTNAME":"h"}"#).unwrap();
@@ -423,7 +496,10 @@ mod tests {
             split_journal_matches("_SYSTEMD_UNIT=sshd.service + _COMM=sshd").unwrap(),
             ["_SYSTEMD_UNIT=sshd.service", "+", "_COMM=sshd"]
         );
-        assert_eq!(split_journal_matches(r#"MESSAGE="a b" X='c d'"#).unwrap(), ["MESSAGE=a b", "X=c d"]);
+        assert_eq!(
+            split_journal_matches(r#"MESSAGE="a b" X='c d'"#).unwrap(),
+            ["MESSAGE=a b", "X=c d"]
+        );
         assert!(split_journal_matches("A='x").is_err());
     }
 }

@@ -166,13 +166,22 @@ pub enum SourceKind {
 
 impl SourceConfig {
     pub fn file(id: impl Into<String>, config: FileConfig) -> Self {
-        SourceConfig { id: id.into(), kind: SourceKind::File(config) }
+        SourceConfig {
+            id: id.into(),
+            kind: SourceKind::File(config),
+        }
     }
     pub fn journal(id: impl Into<String>, config: JournalConfig) -> Self {
-        SourceConfig { id: id.into(), kind: SourceKind::Journal(config) }
+        SourceConfig {
+            id: id.into(),
+            kind: SourceKind::Journal(config),
+        }
     }
     pub fn command(id: impl Into<String>, config: CommandConfig) -> Self {
-        SourceConfig { id: id.into(), kind: SourceKind::Command(config) }
+        SourceConfig {
+            id: id.into(),
+            kind: SourceKind::Command(config),
+        }
     }
 }
 
@@ -344,7 +353,11 @@ impl Backoff {
     pub(crate) fn new(initial: std::time::Duration, max: std::time::Duration) -> Self {
         let initial = initial.max(std::time::Duration::from_millis(1));
         let max = max.max(initial);
-        Backoff { initial, max, next: initial }
+        Backoff {
+            initial,
+            max,
+            next: initial,
+        }
     }
 
     /// The delay before the next restart, given how long the child ran: a

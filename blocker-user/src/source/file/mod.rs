@@ -89,7 +89,10 @@ impl FileConfig {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        FileConfig { paths: paths.into_iter().map(Into::into).collect(), ..Default::default() }
+        FileConfig {
+            paths: paths.into_iter().map(Into::into).collect(),
+            ..Default::default()
+        }
     }
 
     pub fn start_at(mut self, start_at: StartAt) -> Self {
@@ -122,7 +125,8 @@ impl FileConfig {
             return Err(emitter.config_error("a file source needs at least one path"));
         }
         for p in &self.paths {
-            glob::Pattern::new(p).map_err(|e| emitter.config_error(format!("bad path pattern {p:?}: {e}")))?;
+            glob::Pattern::new(p)
+                .map_err(|e| emitter.config_error(format!("bad path pattern {p:?}: {e}")))?;
             if !p.starts_with('/') {
                 return Err(emitter.config_error(format!("path {p:?} is not absolute")));
             }
@@ -149,7 +153,11 @@ enum Wake {
     Cancel,
 }
 
-pub(super) fn spawn(config: FileConfig, emitter: Emitter, checkpoints: Arc<dyn Checkpoints>) -> Result<JoinHandle<()>, SourceError> {
+pub(super) fn spawn(
+    config: FileConfig,
+    emitter: Emitter,
+    checkpoints: Arc<dyn Checkpoints>,
+) -> Result<JoinHandle<()>, SourceError> {
     config.validate(&emitter)?;
     let rt = tokio::runtime::Handle::current();
     let (wake_tx, wake_rx) = std_mpsc::channel();
@@ -162,7 +170,13 @@ pub(super) fn spawn(config: FileConfig, emitter: Emitter, checkpoints: Arc<dyn C
     Ok(rt.spawn_blocking(move || run(config, emitter, checkpoints, wake_tx, wake_rx)))
 }
 
-fn run(config: FileConfig, emitter: Emitter, checkpoints: Arc<dyn Checkpoints>, wake_tx: std_mpsc::Sender<Wake>, wake_rx: std_mpsc::Receiver<Wake>) {
+fn run(
+    config: FileConfig,
+    emitter: Emitter,
+    checkpoints: Arc<dyn Checkpoints>,
+    wake_tx: std_mpsc::Sender<Wake>,
+    wake_rx: std_mpsc::Receiver<Wake>,
+) {
     use notify::Watcher as _;
 
     let poll_interval = config.poll_interval;
@@ -185,7 +199,10 @@ fn run(config: FileConfig, emitter: Emitter, checkpoints: Arc<dyn Checkpoints>, 
             match notify::recommended_watcher(handler) {
                 Ok(w) => Some(w),
                 Err(e) => {
-                    emitter.stats.event(SourceEvent::Error { what: "inotify unavailable, polling", error: &e });
+                    emitter.stats.event(SourceEvent::Error {
+                        what: "inotify unavailable, polling",
+                        error: &e,
+                    });
                     None
                 }
             }
@@ -226,7 +243,10 @@ fn run(config: FileConfig, emitter: Emitter, checkpoints: Arc<dyn Checkpoints>, 
             for d in watched.difference(&want) {
                 let _ = w.unwatch(d);
             }
-            let mut now_watched = watched.intersection(&want).cloned().collect::<std::collections::BTreeSet<_>>();
+            let mut now_watched = watched
+                .intersection(&want)
+                .cloned()
+                .collect::<std::collections::BTreeSet<_>>();
             for d in want.difference(&watched) {
                 // A directory that does not exist yet is tried again at the
                 // next poll; the periodic poll covers it meanwhile.
@@ -234,12 +254,18 @@ fn run(config: FileConfig, emitter: Emitter, checkpoints: Arc<dyn Checkpoints>, 
                     Ok(()) => {
                         now_watched.insert(d.clone());
                     }
-                    Err(e) => tracing::debug!(source = &*emitter.source, dir = %d.display(), "cannot watch: {e}"),
+                    Err(e) => {
+                        tracing::debug!(source = &*emitter.source, dir = %d.display(), "cannot watch: {e}")
+                    }
                 }
             }
             watched = now_watched;
         }
-        tracing::trace!(source = &*emitter.source, open = tailer.open_files(), "polled");
+        tracing::trace!(
+            source = &*emitter.source,
+            open = tailer.open_files(),
+            "polled"
+        );
         // Wait for a change (or the safety-net poll), then coalesce.
         let first = if more {
             match wake_rx.try_recv() {

@@ -96,11 +96,22 @@ struct Harness {
 impl Harness {
     fn new(dir: &Path, seed: u64, rotate_wait: Duration) -> Self {
         let path = dir.join("app.log");
-        let writer = OpenOptions::new().create(true).append(true).open(&path).unwrap();
+        let writer = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .unwrap();
         let (tx, _rx) = mpsc::channel(1);
         let id: SourceId = "model".into();
-        let emitter = Emitter { source: id.clone(), tx, cancel: CancellationToken::new(), stats: SourceStats::new(id) };
-        let config = FileConfig::new([path.to_str().unwrap()]).start_at(StartAt::Beginning).rotate_wait(rotate_wait);
+        let emitter = Emitter {
+            source: id.clone(),
+            tx,
+            cancel: CancellationToken::new(),
+            stats: SourceStats::new(id),
+        };
+        let config = FileConfig::new([path.to_str().unwrap()])
+            .start_at(StartAt::Beginning)
+            .rotate_wait(rotate_wait);
         let mut h = Harness {
             dir: dir.to_owned(),
             path,
@@ -123,7 +134,11 @@ impl Harness {
     }
 
     fn start(&mut self) {
-        self.tailer = Some(FileTailer::new(self.config.clone(), self.emitter.clone(), self.checkpoints.clone()));
+        self.tailer = Some(FileTailer::new(
+            self.config.clone(),
+            self.emitter.clone(),
+            self.checkpoints.clone(),
+        ));
         self.read();
     }
 
@@ -165,7 +180,11 @@ impl Harness {
     }
 
     fn restart_new_generation(&mut self) {
-        self.tailer = Some(FileTailer::new(self.config.clone(), self.emitter.clone(), self.checkpoints.clone()));
+        self.tailer = Some(FileTailer::new(
+            self.config.clone(),
+            self.emitter.clone(),
+            self.checkpoints.clone(),
+        ));
         self.new_generation();
     }
 
@@ -175,7 +194,11 @@ impl Harness {
     }
 
     fn recreate(&mut self) {
-        self.writer = OpenOptions::new().create(true).append(true).open(&self.path).unwrap();
+        self.writer = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .unwrap();
     }
 
     fn rename_rotate(&mut self) {
@@ -269,14 +292,18 @@ impl Harness {
     fn check(&self) -> Result<(), String> {
         for w in self.delivered.windows(2) {
             if seq_of(&w[0]) >= seq_of(&w[1]) {
-                return Err(format!("out of order or duplicated: {:?} then {:?}", w[0], w[1]));
+                return Err(format!(
+                    "out of order or duplicated: {:?} then {:?}",
+                    w[0], w[1]
+                ));
             }
         }
         let delivered: std::collections::HashSet<&String> = self.delivered.iter().collect();
         if let Some(missing) = self.expected.iter().find(|l| !delivered.contains(l)) {
             return Err(format!("missing {missing:?}"));
         }
-        let allowed: std::collections::HashSet<&String> = self.expected.iter().chain(&self.maybe).collect();
+        let allowed: std::collections::HashSet<&String> =
+            self.expected.iter().chain(&self.maybe).collect();
         if let Some(extra) = self.delivered.iter().find(|l| !allowed.contains(l)) {
             return Err(format!("unexpected {extra:?}"));
         }
@@ -293,13 +320,22 @@ fn run_model(seed: u64, steps: usize, rotate_wait: Duration) {
         ops.push(op);
         h.apply(op);
         if let Err(why) = h.check() {
-            let first_bad = h.delivered.iter().zip(&h.expected).position(|(a, b)| a != b);
+            let first_bad = h
+                .delivered
+                .iter()
+                .zip(&h.expected)
+                .position(|(a, b)| a != b);
             let mut files: Vec<_> = fs::read_dir(dir.path())
                 .unwrap()
                 .map(|e| {
                     let e = e.unwrap();
                     let m = e.metadata().unwrap();
-                    format!("{:?} ino {} len {}", e.file_name(), std::os::unix::fs::MetadataExt::ino(&m), m.len())
+                    format!(
+                        "{:?} ino {} len {}",
+                        e.file_name(),
+                        std::os::unix::fs::MetadataExt::ino(&m),
+                        m.len()
+                    )
                 })
                 .collect();
             files.sort();
@@ -315,7 +351,10 @@ fn run_model(seed: u64, steps: usize, rotate_wait: Duration) {
     }
     // Files are closed once drained (with rotate_wait zero nothing lingers).
     if rotate_wait.is_zero() {
-        assert!(h.tailer.as_ref().unwrap().open_files() <= 1, "seed {seed}: rotated files left open");
+        assert!(
+            h.tailer.as_ref().unwrap().open_files() <= 1,
+            "seed {seed}: rotated files left open"
+        );
     }
     let stats = h.emitter.stats.snapshot();
     assert_eq!(stats.lines, 0, "the model's sink bypasses the channel");
@@ -323,7 +362,10 @@ fn run_model(seed: u64, steps: usize, rotate_wait: Duration) {
 
 /// Seeds per test: `BLOCKER_MODEL_SEEDS` (default 100) for longer runs.
 fn seeds() -> u64 {
-    std::env::var("BLOCKER_MODEL_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(100)
+    std::env::var("BLOCKER_MODEL_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(100)
 }
 
 #[test]
@@ -349,7 +391,10 @@ fn delete_and_recreate_while_stopped_reads_new_file_from_start() {
     h.write(3);
     h.read();
     h.tailer = None;
-    drop(std::mem::replace(&mut h.writer, tempfile::tempfile().unwrap()));
+    drop(std::mem::replace(
+        &mut h.writer,
+        tempfile::tempfile().unwrap(),
+    ));
     fs::remove_file(&h.path).unwrap();
     h.recreate();
     h.write(2);
@@ -361,8 +406,14 @@ fn delete_and_recreate_while_stopped_reads_new_file_from_start() {
 #[test]
 #[ignore]
 fn debug_seed() {
-    let _ = tracing_subscriber::fmt().with_max_level(tracing::Level::DEBUG).with_test_writer().try_init();
-    let seed: u64 = std::env::var("SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_test_writer()
+        .try_init();
+    let seed: u64 = std::env::var("SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     run_model(seed, 60, Duration::ZERO);
 }
 
@@ -384,7 +435,12 @@ fn tailer_throughput_without_channel() {
     let _ = fs::read(&path).unwrap();
     let (tx, _rx) = mpsc::channel(1);
     let id: SourceId = "bench".into();
-    let emitter = Emitter { source: id.clone(), tx, cancel: CancellationToken::new(), stats: SourceStats::new(id) };
+    let emitter = Emitter {
+        source: id.clone(),
+        tx,
+        cancel: CancellationToken::new(),
+        stats: SourceStats::new(id),
+    };
     let config = FileConfig::new([path.to_str().unwrap()]).start_at(StartAt::Beginning);
     let mut tailer = FileTailer::new(config, emitter, Arc::new(MemoryCheckpoints::new()));
     let mut count = 0usize;
@@ -397,5 +453,8 @@ fn tailer_throughput_without_channel() {
     while tailer.poll(false, &mut sink).unwrap() {}
     let secs = t.elapsed().as_secs_f64();
     assert_eq!(count, n);
-    println!("{n} lines in {secs:.2} s: {:.2} M lines/s", n as f64 / secs / 1e6);
+    println!(
+        "{n} lines in {secs:.2} s: {:.2} M lines/s",
+        n as f64 / secs / 1e6
+    );
 }

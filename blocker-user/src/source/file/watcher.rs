@@ -29,7 +29,10 @@ pub(crate) struct FileId {
 
 impl FileId {
     pub(crate) fn of(m: &fs::Metadata) -> Self {
-        FileId { dev: m.dev(), ino: m.ino() }
+        FileId {
+            dev: m.dev(),
+            ino: m.ino(),
+        }
     }
 }
 
@@ -60,7 +63,10 @@ fn read_head(file: &File, buf: &mut [u8; FINGERPRINT_BYTES]) -> io::Result<usize
 pub(crate) fn fingerprint_of(file: &File) -> io::Result<Fingerprint> {
     let mut buf = [0u8; FINGERPRINT_BYTES];
     let n = read_head(file, &mut buf)?;
-    Ok(Fingerprint { len: n as u32, hash: fnv1a(&buf[..n]) })
+    Ok(Fingerprint {
+        len: n as u32,
+        hash: fnv1a(&buf[..n]),
+    })
 }
 
 /// Whether the file still starts with the bytes `fp` was taken from.
@@ -151,7 +157,14 @@ pub(crate) struct ReadOutcome {
 impl FileWatcher {
     /// Wraps an open file, starting at `offset` (which must be the start of
     /// a line).
-    pub(crate) fn new(path: PathBuf, key: Arc<str>, file: File, meta: &fs::Metadata, offset: u64, max_line: usize) -> io::Result<Self> {
+    pub(crate) fn new(
+        path: PathBuf,
+        key: Arc<str>,
+        file: File,
+        meta: &fs::Metadata,
+        offset: u64,
+        max_line: usize,
+    ) -> io::Result<Self> {
         let fp = fingerprint_of(&file)?;
         let mut lines = LineBuf::new(max_line);
         lines.reset(offset);
@@ -193,7 +206,10 @@ impl FileWatcher {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return PathCheck::Missing,
             Err(e) => {
                 // E.g. permission lost on a directory: keep reading what we have.
-                emitter.stats.event(SourceEvent::Error { what: &format!("stat {}", self.path.display()), error: &e });
+                emitter.stats.event(SourceEvent::Error {
+                    what: &format!("stat {}", self.path.display()),
+                    error: &e,
+                });
                 return PathCheck::Same;
             }
         };
@@ -212,7 +228,10 @@ impl FileWatcher {
             match self.refresh_fingerprint() {
                 Ok(true) => {}
                 Ok(false) => return PathCheck::Truncated,
-                Err(e) => emitter.stats.event(SourceEvent::Error { what: &format!("read {}", self.path.display()), error: &e }),
+                Err(e) => emitter.stats.event(SourceEvent::Error {
+                    what: &format!("read {}", self.path.display()),
+                    error: &e,
+                }),
             }
         }
         PathCheck::Same
@@ -228,7 +247,10 @@ impl FileWatcher {
             return Ok(false);
         }
         if n > len {
-            self.fp = Fingerprint { len: n as u32, hash: fnv1a(&buf[..n]) };
+            self.fp = Fingerprint {
+                len: n as u32,
+                hash: fnv1a(&buf[..n]),
+            };
         }
         Ok(true)
     }
@@ -245,7 +267,12 @@ impl FileWatcher {
 
     /// Reads what is available, up to `budget` bytes, sending complete
     /// lines. Errors other than [`Stopped`] are reported as events.
-    pub(crate) fn read(&mut self, budget: u64, emitter: &Emitter, sink: &mut dyn FnMut(LogLine) -> Result<(), Stopped>) -> Result<ReadOutcome, Stopped> {
+    pub(crate) fn read(
+        &mut self,
+        budget: u64,
+        emitter: &Emitter,
+        sink: &mut dyn FnMut(LogLine) -> Result<(), Stopped>,
+    ) -> Result<ReadOutcome, Stopped> {
         let mut out = ReadOutcome::default();
         loop {
             if out.bytes >= budget {
@@ -258,7 +285,10 @@ impl FileWatcher {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    emitter.stats.event(SourceEvent::Error { what: &format!("read {}", self.path.display()), error: &e });
+                    emitter.stats.event(SourceEvent::Error {
+                        what: &format!("read {}", self.path.display()),
+                        error: &e,
+                    });
                     break;
                 }
             };
@@ -269,7 +299,8 @@ impl FileWatcher {
             self.read_pos += n as u64;
             // Keep the fingerprint covering what was read (up to its size),
             // so a saved position proves which bytes precede it.
-            if (self.fp.len as usize) < FINGERPRINT_BYTES && self.read_pos > u64::from(self.fp.len) {
+            if (self.fp.len as usize) < FINGERPRINT_BYTES && self.read_pos > u64::from(self.fp.len)
+            {
                 let _ = self.refresh_fingerprint();
             }
             out.bytes += n as u64;
@@ -285,10 +316,21 @@ impl FileWatcher {
         Ok(out)
     }
 
-    fn emit_lines(&mut self, emitter: &Emitter, sink: &mut dyn FnMut(LogLine) -> Result<(), Stopped>) -> Result<(), Stopped> {
-        let pos = FilePosition { dev: self.id.dev, ino: self.id.ino, fingerprint: self.fp, offset: 0 };
+    fn emit_lines(
+        &mut self,
+        emitter: &Emitter,
+        sink: &mut dyn FnMut(LogLine) -> Result<(), Stopped>,
+    ) -> Result<(), Stopped> {
+        let pos = FilePosition {
+            dev: self.id.dev,
+            ino: self.id.ino,
+            fingerprint: self.fp,
+            offset: 0,
+        };
         while let Some(frame) = self.lines.next_frame() {
-            let Some(text) = emitter.decode(&self.key, frame) else { continue };
+            let Some(text) = emitter.decode(&self.key, frame) else {
+                continue;
+            };
             let text = text.to_owned();
             let offset = self.lines.consumed();
             sink(LogLine {
@@ -303,7 +345,11 @@ impl FileWatcher {
     }
 
     /// Sends a last line that lacks its newline (the file will not grow).
-    pub(crate) fn flush_unterminated(&mut self, emitter: &Emitter, sink: &mut dyn FnMut(LogLine) -> Result<(), Stopped>) -> Result<(), Stopped> {
+    pub(crate) fn flush_unterminated(
+        &mut self,
+        emitter: &Emitter,
+        sink: &mut dyn FnMut(LogLine) -> Result<(), Stopped>,
+    ) -> Result<(), Stopped> {
         if let Some(frame) = self.lines.take_unterminated()
             && let Some(text) = emitter.decode(&self.key, frame)
         {
