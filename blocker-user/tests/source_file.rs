@@ -502,3 +502,27 @@ async fn source_ends_when_receiver_is_dropped() {
         .await
         .expect("ends without cancel");
 }
+
+/// Regression: with a lagging consumer (nothing committed yet), a path that
+/// disappears and comes back must not make the source read the old file
+/// again from the last committed position.
+#[tokio::test]
+async fn lagging_consumer_and_path_gone_then_back_reads_nothing_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.log");
+    File::create(&path).unwrap();
+    let cfg = config(&[&path]).rotate_wait(Duration::from_millis(50));
+    let mut src = start(cfg, Arc::new(MemoryCheckpoints::new()));
+    src.quiet().await;
+    append(&path, &numbered("old", 0..10));
+    tokio::time::sleep(Duration::from_millis(400)).await; // read into the channel, not processed
+    fs::rename(&path, dir.path().join("app.log.1")).unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await; // the old file is closed
+    append(&path, &numbered("new", 0..3));
+    tokio::time::sleep(Duration::from_millis(400)).await; // found before anything is processed
+    let mut want = numbered("old", 0..10);
+    want.extend(numbered("new", 0..3));
+    assert_eq!(src.lines(13).await, want);
+    src.quiet().await;
+    src.stop().await;
+}

@@ -541,13 +541,17 @@ impl FileTailer {
         // or replaced. Drain the rest of the old one if it is still beside
         // it, and any successor that we had started, then read this one
         // from its start.
-        if start == Start::Initial {
-            // (While running, the rotation was counted when the path changed.)
-            self.emitter.stats.event(SourceEvent::Rotated {
-                key,
-                how: "while stopped",
-            });
+        if start != Start::Initial {
+            // Found while running: whatever came before it was read in this
+            // run (and may still be in the channel, uncommitted), so there
+            // is nothing to rescue; the rotation was counted when the path
+            // changed.
+            return Ok((0, true));
         }
+        self.emitter.stats.event(SourceEvent::Rotated {
+            key,
+            how: "while stopped",
+        });
         let intact = self.rescue(path, key, saved, id, sink)?;
         if let Some(next) = next {
             let next_id = FileId {
