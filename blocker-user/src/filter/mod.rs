@@ -1,1 +1,585 @@
 //! Fail2Ban-compatible filters: filter files, regex translation, date parsing, matching.
+//!
+//! A [`Filter`] is compiled once (from a Fail2Ban filter file, a name looked
+//! up in filter directories, or inline regexes) and is `Send + Sync`. Each log
+//! source gets its own [`Matcher`] holding the per-source state (multi-line
+//! buffer, `<F-MLFID>` cache, scratch buffers):
+//!
+//! ```no_run
+//! use blocker::filter::{Filter, FilterOptions, Outcome};
+//! let filter = Filter::load("sshd[mode=aggressive]", &FilterOptions::default()).unwrap();
+//! let mut m = filter.matcher();
+//! if let Outcome::Failure(f) = m.feed("Aug 14 11:59:59 host sshd[1]: Invalid user x from 192.0.2.1 port 22") {
+//!     println!("{} at {:?}", f.id, f.time);
+//! }
+//! ```
+//!
+//! See `docs/filters.md` for the regex dialect translation and what is
+//! supported.
+
+mod date;
+mod ini;
+mod matcher;
+mod pyre;
+mod reader;
+mod test_cmd;
+
+use std::path::{Path, PathBuf};
+
+pub use date::{DateDetector, LogTime};
+pub use matcher::{Failure, HostKind, Matcher, Outcome};
+pub use pyre::Engine;
+pub use test_cmd::{FilterTestOptions, FilterTestSummary, RegexStat, filter_test, load_filter_arg};
+
+/// Directories searched for filters named without a path, in order.
+pub const DEFAULT_FILTER_DIRS: &[&str] = &["/etc/fail2ban/filter.d", "/usr/share/blocker/filter.d"];
+
+/// Errors while loading or compiling a filter.
+#[derive(Debug, thiserror::Error)]
+pub enum FilterError {
+    /// A filter file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A filter file is malformed.
+    #[error("{file}:{line}: {reason}")]
+    Syntax { file: PathBuf, line: usize, reason: String },
+    /// A regex failed to parse or compile.
+    #[error("{location}: bad {what} {pattern:?}: {reason}")]
+    Regex { location: String, what: &'static str, pattern: String, reason: String },
+    /// A `datepattern` is not understood.
+    #[error("bad datepattern {pattern:?}: {reason}")]
+    DatePattern { pattern: String, reason: String },
+    /// A filter named without a path was not found.
+    #[error("filter {name:?} not found (searched {searched:?})")]
+    NotFound { name: String, searched: Vec<PathBuf> },
+    /// The filter specification (`name[opt=val]`) is malformed.
+    #[error("bad filter specification {spec:?}: {reason}")]
+    Spec { spec: String, reason: String },
+    /// Anything else that makes a filter unusable.
+    #[error("{reason}")]
+    Invalid { reason: String },
+}
+
+/// A parsed filter reference: `name[opt=val, ...]`, a path, or inline regexes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FilterSpec {
+    /// A name (`sshd`) or path (`/etc/fail2ban/filter.d/sshd.conf`) with
+    /// options overriding `[Init]` / `[Definition]` values (`mode=aggressive`).
+    Named { name: String, options: Vec<(String, String)> },
+    /// Inline regexes (from blocker's TOML or the command line).
+    Inline { failregex: Vec<String>, ignoreregex: Vec<String>, datepattern: Option<String> },
+}
+
+impl FilterSpec {
+    /// Parse `name[k=v, k2="v 2"][k3='v3']` as Fail2Ban's `extractOptions` does.
+    pub fn parse(spec: &str) -> Result<FilterSpec, FilterError> {
+        let bad = |reason: &str| FilterError::Spec { spec: spec.into(), reason: reason.into() };
+        let s = spec.trim_end();
+        let (name, opts) = match s.find('[') {
+            Some(p) if s.ends_with(']') => (&s[..p], &s[p + 1..s.len() - 1]),
+            Some(_) => return Err(bad("unterminated option list")),
+            None => (s, ""),
+        };
+        let name = name.trim();
+        if name.is_empty() {
+            return Err(bad("empty filter name"));
+        }
+        let mut options = Vec::new();
+        let b = opts.as_bytes();
+        let mut i = 0;
+        while i < b.len() {
+            while i < b.len() && (b[i].is_ascii_whitespace() || b[i] == b',') {
+                i += 1;
+            }
+            if i >= b.len() {
+                break;
+            }
+            let ks = i;
+            while i < b.len() && (b[i].is_ascii_alphanumeric() || matches!(b[i], b'_' | b'-' | b'.')) {
+                i += 1;
+            }
+            let key = &opts[ks..i];
+            if key.is_empty() || i >= b.len() || b[i] != b'=' {
+                return Err(bad(&format!("expected option at {:?}", &opts[ks..])));
+            }
+            i += 1;
+            let value;
+            if i < b.len() && (b[i] == b'"' || b[i] == b'\'') {
+                let q = b[i];
+                let vs = i + 1;
+                let Some(e) = opts[vs..].bytes().position(|c| c == q) else {
+                    return Err(bad("unterminated quoted value"));
+                };
+                value = opts[vs..vs + e].to_string();
+                i = vs + e + 1;
+            } else {
+                let vs = i;
+                while i < b.len() && b[i] != b',' && b[i] != b']' {
+                    i += 1;
+                }
+                value = opts[vs..i].trim().to_string();
+            }
+            // `][` separates option groups
+            while i < b.len() && b[i].is_ascii_whitespace() {
+                i += 1;
+            }
+            if i < b.len() && b[i] == b']' {
+                i += 1;
+                while i < b.len() && b[i].is_ascii_whitespace() {
+                    i += 1;
+                }
+                if i < b.len() && b[i] == b'[' {
+                    i += 1;
+                } else {
+                    return Err(bad("unexpected text after ]"));
+                }
+            } else if i < b.len() && b[i] != b',' {
+                return Err(bad(&format!("unexpected syntax at {:?}", &opts[i..])));
+            }
+            options.push((key.to_string(), value));
+        }
+        Ok(FilterSpec::Named { name: name.to_string(), options })
+    }
+}
+
+/// Options for loading filters.
+#[derive(Debug, Clone)]
+pub struct FilterOptions {
+    /// Directories searched for filters given by name (default:
+    /// [`DEFAULT_FILTER_DIRS`]).
+    pub dirs: Vec<PathBuf>,
+    /// Override the filter's `usedns` (`<HOST>` also matching DNS names
+    /// unless `usedns = no`).
+    pub use_dns: Option<bool>,
+    /// Extra options, as if written `name[k=v]` (the spec's own win).
+    pub options: Vec<(String, String)>,
+}
+
+impl Default for FilterOptions {
+    fn default() -> Self {
+        FilterOptions { dirs: DEFAULT_FILTER_DIRS.iter().map(PathBuf::from).collect(), use_dns: None, options: vec![] }
+    }
+}
+
+/// A compiled regex with its provenance.
+#[derive(Debug)]
+pub(crate) struct CompiledRegex {
+    /// As written in the filter (after interpolation, before tag expansion).
+    pub source: String,
+    /// The Rust pattern actually compiled.
+    pub translated: String,
+    pub engine: Engine,
+    pub re: Re,
+    /// Group index → name for named groups.
+    pub names: Vec<(usize, String)>,
+    /// Number of capture slots (groups + 1).
+    pub slots: usize,
+}
+
+#[derive(Debug)]
+pub(crate) enum Re {
+    Linear(regex::Regex),
+    Fancy(fancy_regex::Regex),
+}
+
+/// Which engine each regex of a filter uses.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EngineReport {
+    pub prefregex: Option<Engine>,
+    pub failregex: Vec<Engine>,
+    pub ignoreregex: Vec<Engine>,
+}
+
+/// A compiled filter. Cheap to share between threads (`Send + Sync`).
+#[derive(Debug)]
+pub struct Filter {
+    pub(crate) name: String,
+    pub(crate) files: Vec<PathBuf>,
+    pub(crate) prefregex: Option<CompiledRegex>,
+    pub(crate) failregex: Vec<CompiledRegex>,
+    pub(crate) ignoreregex: Vec<CompiledRegex>,
+    /// Relaxed (superset) versions of the failregexes, for candidate selection.
+    pub(crate) fail_set: regex::RegexSet,
+    pub(crate) ignore_set: regex::RegexSet,
+    /// One linear regex that must match a line for any failure to be possible.
+    pub(crate) prefilter: Option<regex::Regex>,
+    pub(crate) content_group: Option<usize>,
+    pub(crate) maxlines: usize,
+    pub(crate) dates: DateDetector,
+    pub(crate) journalmatch: Vec<String>,
+    pub(crate) datepattern: Option<String>,
+}
+
+impl Filter {
+    /// Load a filter by name (looked up in `opts.dirs`) or path, with
+    /// optional `[key=value, ...]` options: `sshd`, `sshd[mode=aggressive]`,
+    /// `/etc/fail2ban/filter.d/sshd.conf`.
+    pub fn load(spec: &str, opts: &FilterOptions) -> Result<Filter, FilterError> {
+        let FilterSpec::Named { name, options } = FilterSpec::parse(spec)? else { unreachable!() };
+        let path = Self::resolve(&name, &opts.dirs)?;
+        let mut all = opts.options.clone();
+        all.extend(options);
+        let def = reader::read_filter(&path, &all)?;
+        let use_dns = opts.use_dns.unwrap_or_else(|| def.usedns.as_deref().map(str::trim) != Some("no"));
+        let display = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or(name);
+        Self::build(display, def, use_dns)
+    }
+
+    /// Find the `.conf` file for `name` (a path, or a name in `dirs`).
+    pub fn resolve(name: &str, dirs: &[PathBuf]) -> Result<PathBuf, FilterError> {
+        let p = Path::new(name);
+        if name.contains('/') || p.is_file() {
+            if p.is_file() {
+                return Ok(p.to_path_buf());
+            }
+            let conf = p.with_extension("conf");
+            if !ini::config_files_for(&conf).is_empty() {
+                return Ok(conf);
+            }
+            return Err(FilterError::NotFound { name: name.into(), searched: vec![p.to_path_buf()] });
+        }
+        let mut searched = Vec::new();
+        for d in dirs {
+            let conf = d.join(format!("{name}.conf"));
+            if !ini::config_files_for(&conf).is_empty() {
+                return Ok(conf);
+            }
+            searched.push(conf);
+        }
+        Err(FilterError::NotFound { name: name.into(), searched })
+    }
+
+    /// Build a filter from inline regexes. A failregex not starting with `^`
+    /// is anchored after an optional syslog-style prefix (Fail2Ban's
+    /// `__prefix_line`), see `docs/filters.md`.
+    pub fn inline(
+        failregex: &[String],
+        ignoreregex: &[String],
+        datepattern: Option<&str>,
+        maxlines: Option<usize>,
+    ) -> Result<Filter, FilterError> {
+        let anchor = |r: &String| {
+            if r.trim_start().starts_with('^') { r.clone() } else { format!("^{}{}", reader::INLINE_PREFIX, r) }
+        };
+        let def = reader::FilterDef {
+            failregex: failregex.iter().map(anchor).map(|r| (r, "inline".to_string())).collect(),
+            ignoreregex: ignoreregex.iter().map(|r| (r.clone(), "inline".to_string())).collect(),
+            datepattern: datepattern.map(str::to_string),
+            maxlines,
+            ..Default::default()
+        };
+        Self::build("inline".into(), def, true)
+    }
+
+    fn build(name: String, def: reader::FilterDef, use_dns: bool) -> Result<Filter, FilterError> {
+        let maxlines = def.maxlines.unwrap_or(1).max(1);
+        let multiline = maxlines > 1;
+        let prefregex = match &def.prefregex {
+            Some((r, loc)) if !r.trim().is_empty() => Some(compile(r, loc, "prefregex", false, use_dns)?),
+            _ => None,
+        };
+        let mut failregex = Vec::new();
+        for (r, loc) in &def.failregex {
+            let c = compile(r, loc, "failregex", multiline, use_dns)?;
+            let has_id = |c: &CompiledRegex| {
+                c.names.iter().any(|(_, n)| matches!(n.as_str(), "fid" | "ip4" | "ip6" | "dns" | "mlfid"))
+            };
+            if !has_id(&c) && !prefregex.as_ref().is_some_and(has_id) {
+                return Err(FilterError::Regex {
+                    location: loc.clone(),
+                    what: "failregex",
+                    pattern: r.clone(),
+                    reason: "no failure-id group (<HOST>, <ADDR>, <F-ID>, ...)".into(),
+                });
+            }
+            failregex.push(c);
+        }
+        if failregex.is_empty() {
+            return Err(FilterError::Invalid { reason: format!("filter {name}: no failregex") });
+        }
+        let mut ignoreregex = Vec::new();
+        for (r, loc) in &def.ignoreregex {
+            ignoreregex.push(compile(r, loc, "ignoreregex", multiline, use_dns)?);
+        }
+        let relaxed = |v: &[CompiledRegex], what: &'static str| -> Result<regex::RegexSet, FilterError> {
+            let pats: Vec<String> =
+                v.iter().map(|c| relaxed_pattern(&c.source, multiline, use_dns, false)).collect::<Result<_, _>>()?;
+            regex::RegexSetBuilder::new(&pats).size_limit(1 << 26).dfa_size_limit(1 << 24).build().map_err(|e| {
+                FilterError::Regex { location: name.clone(), what, pattern: pats.join(" | "), reason: e.to_string() }
+            })
+        };
+        let fail_set = relaxed(&failregex, "failregex")?;
+        let ignore_set = relaxed(&ignoreregex, "ignoreregex")?;
+        let content_group = prefregex
+            .as_ref()
+            .and_then(|p| p.names.iter().find(|(_, n)| n == "content").map(|(i, _)| *i));
+        let prefilter = match (&prefregex, content_group) {
+            (Some(p), Some(_)) => build_prefilter(&p.source, &failregex, use_dns).ok(),
+            _ => None,
+        };
+        let dates = DateDetector::new(def.datepattern.as_deref())?;
+        Ok(Filter {
+            name,
+            files: def.files,
+            prefregex,
+            failregex,
+            ignoreregex,
+            fail_set,
+            ignore_set,
+            prefilter,
+            content_group,
+            maxlines,
+            dates,
+            journalmatch: def.journalmatch,
+            datepattern: def.datepattern,
+        })
+    }
+
+    /// A new per-source matcher.
+    pub fn matcher(&self) -> Matcher<'_> {
+        Matcher::new(self)
+    }
+
+    /// The filter's name (file stem, or `inline`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Files read to build this filter, in reading order.
+    pub fn files(&self) -> &[PathBuf] {
+        &self.files
+    }
+
+    /// `journalmatch` entries (one per line of the option).
+    pub fn journalmatch(&self) -> &[String] {
+        &self.journalmatch
+    }
+
+    /// `maxlines` (multi-line buffer size, 1 = single-line).
+    pub fn maxlines(&self) -> usize {
+        self.maxlines
+    }
+
+    /// The datepattern option, if the filter sets one.
+    pub fn datepattern(&self) -> Option<&str> {
+        self.datepattern.as_deref()
+    }
+
+    /// Failregexes as written (after interpolation).
+    pub fn failregex(&self) -> Vec<&str> {
+        self.failregex.iter().map(|c| c.source.as_str()).collect()
+    }
+
+    /// Ignoreregexes as written (after interpolation).
+    pub fn ignoreregex(&self) -> Vec<&str> {
+        self.ignoreregex.iter().map(|c| c.source.as_str()).collect()
+    }
+
+    /// The prefregex as written, if any.
+    pub fn prefregex(&self) -> Option<&str> {
+        self.prefregex.as_ref().map(|c| c.source.as_str())
+    }
+
+    /// Which engine each regex runs on.
+    pub fn engines(&self) -> EngineReport {
+        EngineReport {
+            prefregex: self.prefregex.as_ref().map(|c| c.engine),
+            failregex: self.failregex.iter().map(|c| c.engine).collect(),
+            ignoreregex: self.ignoreregex.iter().map(|c| c.engine).collect(),
+        }
+    }
+
+    /// The translated (Rust syntax) failregexes, for diagnostics.
+    pub fn translated_failregex(&self) -> Vec<&str> {
+        self.failregex.iter().map(|c| c.translated.as_str()).collect()
+    }
+}
+
+/// Backtracking budget for fancy-regex (steps per match attempt).
+const BACKTRACK_LIMIT: usize = 100_000;
+
+fn parse_fail2ban(source: &str, use_dns: bool) -> Result<pyre::Parsed, pyre::ParseError> {
+    let tagged = pyre::glob_to_local_flags(&pyre::resolve_tags(source, use_dns));
+    pyre::parse(&tagged)
+}
+
+fn compile(source: &str, loc: &str, what: &'static str, multiline: bool, use_dns: bool) -> Result<CompiledRegex, FilterError> {
+    let err = |reason: String, pattern: &str| FilterError::Regex {
+        location: loc.to_string(),
+        what,
+        pattern: pattern.to_string(),
+        reason,
+    };
+    if source.trim().is_empty() {
+        return Err(err("empty regex".into(), source));
+    }
+    let parsed = parse_fail2ban(source, use_dns).map_err(|e| err(e.to_string(), source))?;
+    let (translated, engine) = pyre::render(&parsed, multiline, false);
+    let translated = dollar_fix(&translated, multiline);
+    let (re, names, slots) = match engine {
+        Engine::Linear => {
+            let re = regex::RegexBuilder::new(&translated)
+                .size_limit(1 << 26)
+                .dfa_size_limit(1 << 24)
+                .build()
+                .map_err(|e| err(e.to_string(), source))?;
+            let names = re.capture_names().enumerate().filter_map(|(i, n)| n.map(|n| (i, n.to_string()))).collect();
+            let slots = re.captures_len();
+            (Re::Linear(re), names, slots)
+        }
+        Engine::Backtracking => {
+            let re = fancy_regex::RegexBuilder::new(&translated)
+                .backtrack_limit(BACKTRACK_LIMIT)
+                .build()
+                .map_err(|e| err(e.to_string(), source))?;
+            let names: Vec<(usize, String)> =
+                re.capture_names().enumerate().filter_map(|(i, n)| n.map(|n| (i, n.to_string()))).collect();
+            let slots = re.captures_len();
+            (Re::Fancy(re), names, slots)
+        }
+    };
+    Ok(CompiledRegex { source: source.to_string(), translated, engine, re, names, slots })
+}
+
+/// Python's `$` (without MULTILINE) also matches before a final newline;
+/// buffers end in `\n` like Fail2Ban's, so `$` becomes `(?m:$)`.
+fn dollar_fix(translated: &str, multiline: bool) -> String {
+    if multiline {
+        return translated.to_string();
+    }
+    let mut out = String::with_capacity(translated.len() + 8);
+    let b = translated.as_bytes();
+    let mut in_class = false;
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        if c == b'\\' {
+            out.push_str(&translated[i..(i + 2).min(b.len())]);
+            i += 2;
+            continue;
+        }
+        if in_class {
+            if c == b']' {
+                in_class = false;
+            }
+        } else if c == b'[' {
+            in_class = true;
+            // a leading ']' or '^]' is literal
+            out.push('[');
+            i += 1;
+            if b.get(i) == Some(&b'^') {
+                out.push('^');
+                i += 1;
+            }
+            continue;
+        } else if c == b'$' {
+            out.push_str("(?m:$)");
+            i += 1;
+            continue;
+        }
+        let ch = translated[i..].chars().next().unwrap();
+        out.push(ch);
+        i += ch.len_utf8();
+    }
+    out
+}
+
+fn relaxed_pattern(source: &str, multiline: bool, use_dns: bool, strip_caps: bool) -> Result<String, FilterError> {
+    let parsed = parse_fail2ban(source, use_dns).map_err(|e| FilterError::Regex {
+        location: String::new(),
+        what: "regex",
+        pattern: source.into(),
+        reason: e.to_string(),
+    })?;
+    let mut out = String::new();
+    if multiline {
+        out.push_str("(?m)");
+    }
+    if !parsed.flags.is_empty() {
+        out.push_str(&format!("(?{})", parsed.flags.replace('x', "")));
+    }
+    let ctx = pyre::RenderCtx { root: &parsed.node, strip_captures: strip_caps };
+    parsed.node.render(&mut out, false, &ctx);
+    Ok(dollar_fix(&out, multiline))
+}
+
+/// Build a linear regex accepting a superset of the lines on which the
+/// prefregex matches and some failregex matches its `<F-CONTENT>`.
+fn build_prefilter(pref: &str, fails: &[CompiledRegex], use_dns: bool) -> Result<regex::Regex, FilterError> {
+    use pyre::{GroupKind, Node};
+    let bad = |reason: String| FilterError::Invalid { reason };
+    let parsed = parse_fail2ban(pref, use_dns).map_err(|e| bad(e.to_string()))?;
+    let mut alts = Vec::new();
+    for f in fails {
+        let p = parse_fail2ban(&f.source, use_dns).map_err(|e| bad(e.to_string()))?;
+        if !p.flags.is_empty() {
+            return Err(bad("flags".into()));
+        }
+        let mut node = p.node;
+        let anchored = strip_leading_caret(&mut node);
+        let mut s = String::new();
+        if !anchored {
+            s.push_str("(?s:.*?)");
+        }
+        let ctx = pyre::RenderCtx { root: &node, strip_captures: true };
+        node.render(&mut s, false, &ctx);
+        alts.push(s);
+    }
+    let replacement = format!("(?:{})(?s:.*)", alts.iter().map(|a| format!("(?:{a})")).collect::<Vec<_>>().join("|"));
+    fn replace(node: &mut Node, with: &str) -> bool {
+        match node {
+            Node::Group(_, GroupKind::Capture(Some(n))) if n == "content" => {
+                *node = Node::Class(with.to_string());
+                true
+            }
+            Node::Group(b, _) => replace(b, with),
+            Node::Repeat { node, .. } => replace(node, with),
+            Node::Concat(v) | Node::Alt(v) => v.iter_mut().any(|x| replace(x, with)),
+            _ => false,
+        }
+    }
+    let mut node = parsed.node.clone();
+    if !replace(&mut node, &replacement) {
+        return Err(bad("no content group".into()));
+    }
+    let mut s = String::new();
+    if !parsed.flags.is_empty() {
+        s.push_str(&format!("(?{})", parsed.flags.replace('x', "")));
+    }
+    let ctx = pyre::RenderCtx { root: &node, strip_captures: true };
+    node.render(&mut s, false, &ctx);
+    let s = dollar_fix(&s, false);
+    regex::RegexBuilder::new(&s)
+        .size_limit(1 << 27)
+        .dfa_size_limit(1 << 25)
+        .build()
+        .map_err(|e| bad(e.to_string()))
+}
+
+/// Remove a leading `^` (at the start of every alternative). Returns whether
+/// the regex was anchored.
+fn strip_leading_caret(node: &mut pyre::Node) -> bool {
+    use pyre::{GroupKind, Node};
+    match node {
+        Node::Assert("^") | Node::Assert("\\A") => {
+            *node = Node::Empty;
+            true
+        }
+        Node::Concat(v) => v.first_mut().is_some_and(strip_leading_caret),
+        Node::Group(b, GroupKind::NonCapture | GroupKind::Capture(_)) => strip_leading_caret(b),
+        Node::Alt(v) => {
+            let mut c = v.clone();
+            if c.iter_mut().all(strip_leading_caret) {
+                *v = c;
+                true
+            } else {
+                false
+            }
+        }
+        _ => false,
+    }
+}
