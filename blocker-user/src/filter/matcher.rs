@@ -114,6 +114,8 @@ pub struct Matcher<'f> {
     check_all: bool,
     hint: Option<(usize, usize)>,
     last_hit: Option<DateHit>,
+    /// Fields of the last non-empty date seen (Fail2Ban's `__lastDate`).
+    last_date: Option<super::date::Fields>,
     buf: String,
     content: String,
     set_hits: Vec<bool>,
@@ -145,6 +147,7 @@ impl<'f> Matcher<'f> {
             check_all: false,
             hint: None,
             last_hit: None,
+            last_date: None,
             buf: String::with_capacity(512),
             content: String::with_capacity(512),
             set_hits: vec![false; filter.failregex.len()],
@@ -200,15 +203,21 @@ impl<'f> Matcher<'f> {
         let line = line.strip_suffix('\r').unwrap_or(line);
         let hit = if self.filter.dates.is_none() { None } else { self.filter.dates.find(line, &mut self.hint) };
         self.last_hit = hit;
+        let prev_date = self.last_date;
+        if let Some(h) = hit
+            && h.end > h.start
+        {
+            self.last_date = Some(h.fields);
+        }
         let (s, e) = hit.map_or((0, 0), |h| (h.start, h.end));
-        self.process(line, s, e, hit, None)
+        self.process(line, s, e, hit, None, prev_date)
     }
 
     /// Feed a line whose time is already known (e.g. from the journal): no
     /// date is searched; the whole line is matched.
     pub fn feed_with_time(&mut self, line: &str, time: Option<LogTime>) -> Outcome<'_> {
         let line = line.strip_suffix('\n').unwrap_or(line);
-        self.process(line, 0, 0, None, Some(time))
+        self.process(line, 0, 0, None, Some(time), None)
     }
 
     fn process(
@@ -218,6 +227,7 @@ impl<'f> Matcher<'f> {
         de: usize,
         hit: Option<DateHit>,
         known_time: Option<Option<LogTime>>,
+        _prev: Option<super::date::Fields>,
     ) -> Outcome<'_> {
         let f = self.filter;
         let multiline = f.maxlines > 1;
@@ -279,7 +289,20 @@ impl<'f> Matcher<'f> {
         }
         let time = match known_time {
             Some(t) => t,
-            None => hit.and_then(|h| h.fields.resolve(self.now())),
+            None => match hit {
+                Some(h) if h.end > h.start => h.fields.resolve(self.now()),
+                // no date, or an empty one: Fail2Ban reuses the last date if
+                // it is recent (or in the future), else "now" for empty dates
+                _ => {
+                    let now = self.now();
+                    let last = self.last_date.and_then(|f| f.resolve(now));
+                    match last {
+                        Some(t) if t.local() > now - chrono::Duration::seconds(60) => Some(t),
+                        _ if hit.is_some() => Some(LogTime { naive: now, offset: None, epoch_based: false }),
+                        _ => None,
+                    }
+                }
+            },
         };
 
         let mut result: Option<Outcome<'static>> = None;
@@ -336,8 +359,12 @@ impl<'f> Matcher<'f> {
                 fail = owned.unwrap_or_default();
                 (in_cache, nf)
             } else {
+                // Without <F-MLFID>, Fail2Ban's server still counts a
+                // <F-NOFAIL> match as a failure while its own sample tests
+                // treat it as none; blocker follows the intent: no failure.
+                let nf = truthy(&fail.groups, "nofail");
                 fail.matches = Some(orig_lines.clone());
-                (false, false)
+                (false, nf)
             };
             // determine failure id (on the cached entry if there is one)
             let w: &mut Fail = if in_cache {

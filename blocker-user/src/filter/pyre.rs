@@ -564,10 +564,12 @@ impl Parser<'_> {
 }
 
 fn push_class_char(out: &mut String, c: char) {
-    if c.is_ascii_alphanumeric() || (!c.is_ascii() && !c.is_whitespace()) {
+    if c.is_ascii_alphanumeric() || c == ' ' || (!c.is_ascii() && !c.is_whitespace()) {
         out.push(c);
-    } else if c.is_ascii_graphic() || c == ' ' {
+    } else if regex_syntax::is_meta_character(c) {
         out.push('\\');
+        out.push(c);
+    } else if c.is_ascii_graphic() {
         out.push(c);
     } else {
         let _ = write!(out, "\\x{{{:x}}}", c as u32);
@@ -1011,6 +1013,8 @@ mod tests {
         assert!(!re.is_match("a[bc[]a]x"));
         let re = regex::Regex::new(&tr(r"^[&&~]+$").0).unwrap();
         assert!(re.is_match("&~&"));
+        let re = regex::Regex::new(&tr(r"^[^<>@]+[\<\>]$").0).unwrap();
+        assert!(re.is_match("ab>") && !re.is_match("a<b>"));
     }
 
     #[test]
