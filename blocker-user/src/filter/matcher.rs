@@ -677,14 +677,20 @@ fn run(c: &CompiledRegex, text: &str, locs: Option<&mut regex::CaptureLocations>
         (Re::Linear(r), Some(locs)) => {
             let m = r.captures_read(locs, text)?;
             for (i, n) in &c.names {
-                groups.insert(n.clone(), locs.get(*i).map(|(s, e)| text[s..e].to_string()));
+                let v = locs.get(*i).map(|(s, e)| text[s..e].to_string());
+                if v.is_some() || !groups.contains_key(n) {
+                    groups.insert(n.clone(), v);
+                }
             }
             Some(Hit { groups, span: (m.start(), m.end()) })
         }
         (Re::Linear(r), None) => {
             let caps = r.captures(text)?;
             for (i, n) in &c.names {
-                groups.insert(n.clone(), caps.get(*i).map(|m| m.as_str().to_string()));
+                let v = caps.get(*i).map(|m| m.as_str().to_string());
+                if v.is_some() || !groups.contains_key(n) {
+                    groups.insert(n.clone(), v);
+                }
             }
             let m = caps.get(0).unwrap();
             Some(Hit { groups, span: (m.start(), m.end()) })

@@ -417,7 +417,14 @@ fn compile(source: &str, loc: &str, what: &'static str, multiline: bool, use_dns
     if source.trim().is_empty() {
         return Err(err("empty regex".into(), source));
     }
-    let parsed = parse_fail2ban(source, use_dns).map_err(|e| err(e.to_string(), source))?;
+    let mut parsed = parse_fail2ban(source, use_dns).map_err(|e| err(e.to_string(), source))?;
+    if parsed.node.is_fancy()
+        && !parsed.flags.contains('i')
+        && !parsed.flags.contains('s')
+        && let Some(lin) = pyre::linearize(&parsed.node)
+    {
+        parsed.node = lin;
+    }
     let (translated, engine) = pyre::render(&parsed, multiline, false);
     let translated = dollar_fix(&translated, multiline);
     let (re, names, slots) = match engine {
@@ -427,7 +434,11 @@ fn compile(source: &str, loc: &str, what: &'static str, multiline: bool, use_dns
                 .dfa_size_limit(1 << 24)
                 .build()
                 .map_err(|e| err(e.to_string(), source))?;
-            let names = re.capture_names().enumerate().filter_map(|(i, n)| n.map(|n| (i, n.to_string()))).collect();
+            let names = re
+                .capture_names()
+                .enumerate()
+                .filter_map(|(i, n)| n.map(|n| (i, pyre::base_group_name(n).to_string())))
+                .collect();
             let slots = re.captures_len();
             (Re::Linear(re), names, slots)
         }

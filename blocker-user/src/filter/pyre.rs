@@ -826,6 +826,375 @@ pub(crate) fn render(p: &Parsed, multiline: bool, force_relaxed: bool) -> (Strin
 }
 
 // ---------------------------------------------------------------------------
+// Rewriting backtracking constructs into linear ones (exactly equivalent).
+
+/// Try to turn a pattern that needs backtracking into an equivalent one the
+/// linear engine accepts: conditionals on optional/alternative groups are
+/// expanded into alternations, and "tempered" tokens `(?:(?!LIT).)*` whose
+/// end is fixed by what follows (`LIT` itself, or `$`) become plain regular
+/// expressions. Capture groups duplicated by the expansion are renamed
+/// `name__dN` (see [`base_group_name`]). Returns `None` if not possible.
+pub(crate) fn linearize(node: &Node) -> Option<Node> {
+    let mut n = expand_conditionals(node.clone(), 0)?;
+    rewrite_tempered(&mut n, &Follow::Unknown);
+    if n.is_fancy() {
+        return None;
+    }
+    let mut seen = std::collections::HashMap::new();
+    dedup_names(&mut n, &mut seen);
+    Some(n)
+}
+
+/// Strip the `__dN` suffix added by [`linearize`].
+pub(crate) fn base_group_name(name: &str) -> &str {
+    match name.rfind("__d") {
+        Some(p) if name[p + 3..].chars().all(|c| c.is_ascii_digit()) && p + 3 < name.len() => &name[..p],
+        _ => name,
+    }
+}
+
+fn dedup_names(n: &mut Node, seen: &mut std::collections::HashMap<String, usize>) {
+    match n {
+        Node::Group(b, kind) => {
+            if let GroupKind::Capture(Some(name)) = kind {
+                let c = seen.entry(name.clone()).or_insert(0);
+                *c += 1;
+                if *c > 1 {
+                    *name = format!("{name}__d{c}");
+                }
+            }
+            dedup_names(b, seen);
+        }
+        Node::Repeat { node, .. } => dedup_names(node, seen),
+        Node::Concat(v) | Node::Alt(v) => v.iter_mut().for_each(|x| dedup_names(x, seen)),
+        Node::Cond(_, a, b) => {
+            dedup_names(a, seen);
+            dedup_names(b, seen);
+        }
+        _ => {}
+    }
+}
+
+fn first_cond(n: &Node) -> Option<&str> {
+    match n {
+        Node::Cond(name, ..) => Some(name),
+        Node::Group(b, _) => first_cond(b),
+        Node::Repeat { node, .. } => first_cond(node),
+        Node::Concat(v) | Node::Alt(v) => v.iter().find_map(first_cond),
+        _ => None,
+    }
+}
+
+fn defines_group(n: &Node, name: &str) -> bool {
+    match n {
+        Node::Group(_, GroupKind::Capture(Some(g))) if g == name => true,
+        Node::Group(b, _) => defines_group(b, name),
+        Node::Repeat { node, .. } => defines_group(node, name),
+        Node::Concat(v) | Node::Alt(v) => v.iter().any(|x| defines_group(x, name)),
+        Node::Cond(_, a, b) => defines_group(a, name) || defines_group(b, name),
+        _ => false,
+    }
+}
+
+/// Whether `name` surely participates whenever `n` matches.
+fn surely_defines(n: &Node, name: &str) -> bool {
+    match n {
+        Node::Group(_, GroupKind::Capture(Some(g))) if g == name => true,
+        Node::Group(b, GroupKind::Capture(_) | GroupKind::NonCapture | GroupKind::Flags(_)) => surely_defines(b, name),
+        Node::Concat(v) => v.iter().any(|x| surely_defines(x, name)),
+        Node::Alt(v) => v.iter().all(|x| surely_defines(x, name)),
+        Node::Repeat { node, min, .. } if *min >= 1 => surely_defines(node, name),
+        _ => false,
+    }
+}
+
+fn subst_cond(n: &mut Node, name: &str, present: bool) {
+    match n {
+        Node::Cond(c, yes, no) if c == name => {
+            let b = if present { std::mem::take(&mut **yes) } else { std::mem::take(&mut **no) };
+            *n = Node::Group(Box::new(b), GroupKind::NonCapture);
+            subst_cond(n, name, present);
+        }
+        Node::Group(b, _) => subst_cond(b, name, present),
+        Node::Repeat { node, .. } => subst_cond(node, name, present),
+        Node::Concat(v) | Node::Alt(v) => v.iter_mut().for_each(|x| subst_cond(x, name, present)),
+        Node::Cond(_, a, b) => {
+            subst_cond(a, name, present);
+            subst_cond(b, name, present);
+        }
+        _ => {}
+    }
+}
+
+impl Default for Node {
+    fn default() -> Self {
+        Node::Empty
+    }
+}
+
+fn expand_conditionals(n: Node, depth: usize) -> Option<Node> {
+    if depth > 8 {
+        return None;
+    }
+    let Some(name) = first_cond(&n).map(str::to_string) else { return Some(n) };
+    if name.starts_with('#') {
+        return None;
+    }
+    // find the concatenation holding both the group and (later) the condition
+    let out = expand_in(n, &name)?;
+    expand_conditionals(out, depth + 1)
+}
+
+/// Expand the first conditional on `name` somewhere in `n`.
+fn expand_in(n: Node, name: &str) -> Option<Node> {
+    match n {
+        Node::Concat(items) => {
+            let j = items.iter().position(|x| first_cond(x) == Some(name));
+            let i = items.iter().position(|x| defines_group(x, name));
+            match (i, j) {
+                (Some(i), Some(j)) if i < j => split_concat(items, i, name),
+                (_, Some(j)) if i.is_none_or(|i| i == j) => {
+                    // both inside the same element: recurse into it
+                    let mut items = items;
+                    let e = std::mem::take(&mut items[j]);
+                    items[j] = expand_in(e, name)?;
+                    Some(Node::Concat(items))
+                }
+                _ => None,
+            }
+        }
+        Node::Group(b, k) => Some(Node::Group(Box::new(expand_in(*b, name)?), k)),
+        Node::Alt(v) => {
+            let mut out = Vec::new();
+            for x in v {
+                out.push(if first_cond(&x) == Some(name) { expand_in(x, name)? } else { x });
+            }
+            Some(Node::Alt(out))
+        }
+        // a conditional on a group that is not defined before it: never set
+        Node::Cond(c, yes, no) => {
+            let mut n = Node::Cond(c, yes, no);
+            subst_cond(&mut n, name, false);
+            Some(n)
+        }
+        _ => None,
+    }
+}
+
+fn split_concat(items: Vec<Node>, i: usize, name: &str) -> Option<Node> {
+    let variants: Vec<(Node, bool)> = match &items[i] {
+        Node::Repeat { node, min: 0, max: Some(1), greedy } if surely_defines(node, name) => {
+            let with = ((**node).clone(), true);
+            let without = (Node::Empty, false);
+            if *greedy { vec![with, without] } else { vec![without, with] }
+        }
+        Node::Group(b, kind @ (GroupKind::Capture(_) | GroupKind::NonCapture)) if !surely_defines(&items[i], name) => {
+            let Node::Alt(branches) = &**b else { return None };
+            let mut v = Vec::new();
+            for br in branches {
+                let sure = surely_defines(br, name);
+                if !sure && defines_group(br, name) {
+                    return None;
+                }
+                v.push((Node::Group(Box::new(br.clone()), kind.clone()), sure));
+            }
+            v
+        }
+        x if surely_defines(x, name) => vec![(x.clone(), true)],
+        _ => return None,
+    };
+    let mut alts = Vec::new();
+    for (elem, present) in variants {
+        let mut v = items.clone();
+        v[i] = elem;
+        for x in v[i + 1..].iter_mut() {
+            subst_cond(x, name, present);
+        }
+        alts.push(Node::Concat(v));
+    }
+    Some(Node::Group(Box::new(Node::Alt(alts)), GroupKind::NonCapture))
+}
+
+#[derive(Debug, Clone)]
+enum Follow {
+    Unknown,
+    End,
+    Lit(String),
+}
+
+/// `(?:(?!LIT).)` inside a repetition: returns LIT.
+fn tempered_literal(n: &Node) -> Option<String> {
+    let Node::Repeat { node, min: 0, max: None, .. } = n else { return None };
+    let Node::Group(b, GroupKind::NonCapture) = &**node else { return None };
+    let Node::Concat(v) = &**b else { return None };
+    if v.len() != 2 || v[1] != Node::Dot {
+        return None;
+    }
+    let Node::Group(look, GroupKind::Look { ahead: true, negate: true }) = &v[0] else { return None };
+    let lit: String = match &**look {
+        Node::Concat(l) => l.iter().map(|x| if let Node::Lit(c) = x { Some(*c) } else { None }).collect::<Option<_>>()?,
+        Node::Lit(c) => c.to_string(),
+        _ => return None,
+    };
+    (!lit.is_empty() && !lit.contains('\n')).then_some(lit)
+}
+
+fn rewrite_tempered(n: &mut Node, follow: &Follow) {
+    if let Some(lit) = tempered_literal(n) {
+        let repl = match follow {
+            Follow::End => Some(avoid_literal(&lit, false)),
+            Follow::Lit(s) if s.starts_with(&lit) => Some(avoid_literal(&lit, true)),
+            _ => None,
+        };
+        if let Some(r) = repl {
+            *n = Node::Group(Box::new(Node::Class(r)), GroupKind::NonCapture);
+        }
+        return;
+    }
+    match n {
+        Node::Group(b, GroupKind::Capture(_) | GroupKind::NonCapture) => rewrite_tempered(b, follow),
+        Node::Group(b, _) => rewrite_tempered(b, &Follow::Unknown),
+        Node::Alt(v) => v.iter_mut().for_each(|x| rewrite_tempered(x, follow)),
+        Node::Repeat { node, .. } => rewrite_tempered(node, &Follow::Unknown),
+        Node::Cond(_, a, b) => {
+            rewrite_tempered(a, &Follow::Unknown);
+            rewrite_tempered(b, &Follow::Unknown);
+        }
+        Node::Concat(v) => {
+            for k in 0..v.len() {
+                // literal run after k, continued by the parent's follow
+                let mut lit = String::new();
+                let mut f = None;
+                for x in &v[k + 1..] {
+                    match x {
+                        Node::Lit(c) => lit.push(*c),
+                        Node::Assert("$") | Node::Assert("\\z") if lit.is_empty() => {
+                            f = Some(Follow::End);
+                            break;
+                        }
+                        _ => {
+                            f = Some(if lit.is_empty() { Follow::Unknown } else { Follow::Lit(lit.clone()) });
+                            break;
+                        }
+                    }
+                }
+                let f = f.unwrap_or_else(|| match follow {
+                    Follow::Lit(p) => Follow::Lit(format!("{lit}{p}")),
+                    Follow::End if lit.is_empty() => Follow::End,
+                    Follow::Unknown | Follow::End if !lit.is_empty() => Follow::Lit(lit.clone()),
+                    other => other.clone(),
+                });
+                rewrite_tempered(&mut v[k], &f);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A regex (Rust syntax) for the strings that do not contain `lit` (and no
+/// newline). With `before_lit`, for the strings `s` such that `s` followed
+/// by `lit` has its first occurrence of `lit` at the end (i.e. `s + lit[..m-1]`
+/// contains no `lit`). Built from the KMP automaton by state elimination.
+fn avoid_literal(lit: &str, before_lit: bool) -> String {
+    let l: Vec<char> = lit.chars().collect();
+    let m = l.len();
+    let mut alphabet: Vec<char> = l.clone();
+    alphabet.sort_unstable();
+    alphabet.dedup();
+    // KMP transition: state k (matched prefix length) on input class
+    let step = |k: usize, c: Option<char>| -> usize {
+        let Some(c) = c else { return 0 };
+        let mut s: Vec<char> = l[..k].to_vec();
+        s.push(c);
+        for len in (0..=s.len().min(m)).rev() {
+            if s[s.len() - len..] == l[..len] {
+                return len;
+            }
+        }
+        0
+    };
+    let other = {
+        let mut s = String::from("[^\\n");
+        for c in &alphabet {
+            push_class_char(&mut s, *c);
+        }
+        s.push(']');
+        s
+    };
+    let lit_of = |c: char| {
+        let mut s = String::new();
+        push_lit(&mut s, c);
+        s
+    };
+    let accepting: Vec<bool> = (0..m)
+        .map(|k| {
+            if !before_lit {
+                return true;
+            }
+            let mut st = k;
+            for &c in &l[..m - 1] {
+                st = step(st, Some(c));
+                if st == m {
+                    return false;
+                }
+            }
+            true
+        })
+        .collect();
+    let f = m; // final pseudo-state
+    let n = m + 1;
+    let mut r: Vec<Vec<Option<String>>> = vec![vec![None; n]; n];
+    let union = |a: Option<String>, b: String| -> Option<String> {
+        Some(match a {
+            None => b,
+            Some(a) if a == b => a,
+            Some(a) => format!("(?:{a}|{b})"),
+        })
+    };
+    for k in 0..m {
+        let mut classes: Vec<(Option<char>, String)> = alphabet.iter().map(|c| (Some(*c), lit_of(*c))).collect();
+        classes.push((None, other.clone()));
+        for (c, re) in classes {
+            let t = step(k, c);
+            if t < m {
+                r[k][t] = union(r[k][t].take(), re);
+            }
+        }
+        if accepting[k] {
+            r[k][f] = union(r[k][f].take(), String::new());
+        }
+    }
+    let star = |x: &Option<String>| -> String {
+        match x {
+            None => String::new(),
+            Some(s) if s.is_empty() => String::new(),
+            Some(s) => format!("(?:{s})*"),
+        }
+    };
+    for s in (1..m).rev() {
+        let lp = star(&r[s][s]);
+        let ins: Vec<usize> = (0..s).filter(|&i| r[i][s].is_some()).collect();
+        let outs: Vec<usize> = (0..n).filter(|&j| j != s && (j < s || j == f) && r[s][j].is_some()).collect();
+        for &i in &ins {
+            for &j in &outs {
+                let path = format!(
+                    "(?:{}{}{})",
+                    r[i][s].as_deref().unwrap(),
+                    lp,
+                    r[s][j].as_deref().unwrap()
+                );
+                r[i][j] = union(r[i][j].take(), path);
+            }
+        }
+        for row in r.iter_mut() {
+            row[s] = None;
+        }
+        r[s] = vec![None; n];
+    }
+    format!("(?:{}{})", star(&r[0][0]), r[0][f].as_deref().unwrap_or("[^\\s\\S]"))
+}
+
+// ---------------------------------------------------------------------------
 // Fail2Ban tags
 
 /// IPv4 address as Fail2Ban writes it (`IPAddr.IP_4_RE`).
@@ -1082,5 +1451,81 @@ mod tests {
         assert_eq!(p.node.required_literal(), "]: Failed password");
         let p = parse(r"(?:a|b)").unwrap();
         assert_eq!(p.node.required_literal(), "");
+    }
+}
+
+#[cfg(test)]
+mod linearize_tests {
+    use super::*;
+
+    /// Compare the fancy original with the linearized rewrite on many inputs.
+    fn same(pat: &str, inputs: &[&str]) {
+        let p = parse(pat).unwrap();
+        assert!(p.node.is_fancy());
+        let lin = linearize(&p.node).expect("linearizable");
+        let lp = Parsed { node: lin, flags: p.flags.clone(), groups: vec![] };
+        let (lr, e) = render(&lp, false, false);
+        assert_eq!(e, Engine::Linear, "{lr}");
+        let (fr, _) = render(&p, false, false);
+        let fre = fancy_regex::Regex::new(&fr).unwrap();
+        let lre = regex::Regex::new(&lr).unwrap();
+        let names: Vec<String> = fre.capture_names().flatten().map(str::to_string).collect();
+        for inp in inputs {
+            let fc = fre.captures(inp).unwrap();
+            let lc = lre.captures(inp);
+            assert_eq!(fc.is_some(), lc.is_some(), "{pat} on {inp:?}\n{lr}");
+            if let (Some(fc), Some(lc)) = (fc, lc) {
+                assert_eq!(fc.get(0).map(|m| m.range()), lc.get(0).map(|m| m.range()), "{inp:?}");
+                for n in &names {
+                    let lv = lre
+                        .capture_names()
+                        .enumerate()
+                        .filter(|(_, x)| x.map(base_group_name) == Some(n.as_str()))
+                        .find_map(|(i, _)| lc.get(i))
+                        .map(|m| m.as_str());
+                    assert_eq!(fc.name(n).map(|m| m.as_str()), lv, "group {n} on {inp:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn avoid_literal_languages() {
+        let re = regex::Regex::new(&format!("^{}$", avoid_literal(" from ", false))).unwrap();
+        for (s, ok) in [("abc", true), ("a from b", false), ("a  fro m", true), (" from", true), ("x from ", false), ("", true)] {
+            assert_eq!(re.is_match(s), ok, "{s:?}");
+        }
+        let re = regex::Regex::new(&format!("^{}$", avoid_literal("aab", true))).unwrap();
+        // s + "aa" must not contain "aab"
+        for (s, ok) in [("x", true), ("xa", true), ("b", true), ("aab", false), ("ab", true)] {
+            assert_eq!(re.is_match(s), ok, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn sshd_failed_regex_is_linearized_exactly() {
+        let pat = r"^Failed \S+ for (?P<cond_inv>invalid user )?(?P<user>(?P<cond_user>\S+)|(?(cond_inv)(?:(?! from ).)*?|[^:]+)) from (?P<host>[\d.]+)(?: (?:port \d+|on \S+)){0,2}(?: ssh\d*)?(?(cond_user): |(?:(?:(?! from ).)*)$)";
+        same(
+            pat,
+            &[
+                "Failed password for root from 192.0.2.1 port 22 ssh2",
+                "Failed password for invalid user x from 192.0.2.1 port 22 ssh2",
+                "Failed password for invalid user x y from 192.0.2.1 port 22 ssh2",
+                "Failed password for invalid user x from 1.2.3.4 from 192.0.2.1 port 22 ssh2",
+                "Failed password for x from 1.2.3.4 from 192.0.2.1 port 22 ssh2",
+                "Failed publickey for git from 192.0.2.1 port 57904 ssh2: ECDSA 0e:ff",
+                "Failed password for a:b from 192.0.2.1 port 22 ssh2",
+                "Failed password for invalid user  from 192.0.2.1 port 22 ssh2",
+                "Failed none for invalid user from from 192.0.2.1 port 1",
+                "Failed password for invalid user from 192.0.2.1",
+                "Failed password for from from from 192.0.2.1 port 22 ssh2",
+            ],
+        );
+    }
+
+    #[test]
+    fn conditional_on_optional_group() {
+        same(r"^(?P<a>x)?(?(a)y|z)(?P<b>\d+)$", &["xy1", "z2", "xz3", "y4", "xyz"]);
+        same(r"(?P<q>')?(?P<v>\w+)(?(q)')", &["'abc'", "abc", "'abc", "x'y'"]);
     }
 }
