@@ -119,8 +119,8 @@ pub struct Matcher<'f> {
     buf: String,
     content: String,
     set_hits: Vec<bool>,
-    pref_locs: Option<regex::CaptureLocations>,
-    fail_locs: Vec<Option<regex::CaptureLocations>>,
+    pref_locs: Locs,
+    fail_locs: Vec<Locs>,
     ignore_hits: Vec<bool>,
     /// Multi-line buffer: (text with the date cut out, original line).
     lines: VecDeque<(String, String)>,
@@ -151,18 +151,8 @@ impl<'f> Matcher<'f> {
             buf: String::with_capacity(512),
             content: String::with_capacity(512),
             set_hits: vec![false; filter.failregex.len()],
-            pref_locs: match &filter.prefregex {
-                Some(CompiledRegex { re: Re::Linear(r), .. }) => Some(r.capture_locations()),
-                _ => None,
-            },
-            fail_locs: filter
-                .failregex
-                .iter()
-                .map(|c| match &c.re {
-                    Re::Linear(r) => Some(r.capture_locations()),
-                    Re::Fancy(_) => None,
-                })
-                .collect(),
+            pref_locs: filter.prefregex.as_ref().map(Locs::new).unwrap_or_default(),
+            fail_locs: filter.failregex.iter().map(Locs::new).collect(),
             ignore_hits: vec![false; filter.ignoreregex.len()],
             lines: VecDeque::new(),
             ml_cache: HashMap::new(),
@@ -258,15 +248,16 @@ impl<'f> Matcher<'f> {
         {
             return Outcome::Ignored { regex_index: Some(i) };
         }
+        let ascii = self.buf.is_ascii();
         if let Some(pf) = &f.prefilter
-            && !pf.is_match(&self.buf)
+            && !pf.is_match(&self.buf, ascii)
         {
             return Outcome::NoMatch;
         }
         let mut pre_groups: Groups = Groups::new();
         let mut use_content = false;
         if let Some(p) = &f.prefregex {
-            let Some(h) = run(p, &self.buf, self.pref_locs.as_mut()) else {
+            let Some(h) = run(p, &self.buf, &mut self.pref_locs, ascii) else {
                 return Outcome::NoMatch;
             };
             pre_groups = h.groups;
@@ -283,7 +274,7 @@ impl<'f> Matcher<'f> {
         {
             let target = if target_is_content { &self.content } else { &self.buf };
             self.set_hits.iter_mut().for_each(|b| *b = false);
-            if !f.fail_set.matches_read_at(&mut self.set_hits, target, 0) {
+            if !f.fail_set.matches(&mut self.set_hits, target, ascii) {
                 return Outcome::NoMatch;
             }
         }
@@ -318,7 +309,7 @@ impl<'f> Matcher<'f> {
                 self.rebuild_ml_buf();
             }
             let target = if target_is_content { &self.content } else { &self.buf };
-            let Some(h) = run(&f.failregex[i], target, self.fail_locs[i].as_mut()) else { continue };
+            let Some(h) = run(&f.failregex[i], target, &mut self.fail_locs[i], ascii) else { continue };
             // which buffer lines did the match cover?
             let matched_lines = self.matched_lines(&h, target_is_content, line);
             if !f.ignoreregex.is_empty() {
@@ -508,7 +499,7 @@ impl<'f> Matcher<'f> {
         let f = self.filter;
         let target = if content { &self.content } else { &self.buf };
         self.ignore_hits.iter_mut().for_each(|b| *b = false);
-        if !f.ignore_set.matches_read_at(&mut self.ignore_hits, target, 0) {
+        if !f.ignore_set.matches(&mut self.ignore_hits, target, target.is_ascii()) {
             return None;
         }
         (0..f.ignoreregex.len()).find(|&i| self.ignore_hits[i] && is_match(&f.ignoreregex[i], target))
@@ -664,33 +655,66 @@ fn host_kind(id: &str, src: &str, id_is_fid: bool, cidr: Option<u8>) -> HostKind
 }
 
 fn is_match(c: &CompiledRegex, text: &str) -> bool {
+    if let Some(a) = &c.ascii
+        && text.is_ascii()
+    {
+        return a.is_match(text.as_bytes());
+    }
     match &c.re {
         Re::Linear(r) => r.is_match(text),
         Re::Fancy(r) => r.is_match(text).unwrap_or(false),
     }
 }
 
+/// Reusable capture slots for a compiled regex (Unicode and ASCII twin).
+#[derive(Debug, Default)]
+struct Locs {
+    uni: Option<regex::CaptureLocations>,
+    ascii: Option<regex::bytes::CaptureLocations>,
+}
+
+impl Locs {
+    fn new(c: &CompiledRegex) -> Locs {
+        Locs {
+            uni: match &c.re {
+                Re::Linear(r) => Some(r.capture_locations()),
+                Re::Fancy(_) => None,
+            },
+            ascii: c.ascii.as_ref().map(|a| a.capture_locations()),
+        }
+    }
+}
+
+fn put(groups: &mut Groups, n: &str, v: Option<String>) {
+    if v.is_some() || !groups.contains_key(n) {
+        groups.insert(n.to_string(), v);
+    }
+}
+
 /// Search with captures; named groups → owned values.
-fn run(c: &CompiledRegex, text: &str, locs: Option<&mut regex::CaptureLocations>) -> Option<Hit> {
+fn run(c: &CompiledRegex, text: &str, locs: &mut Locs, ascii: bool) -> Option<Hit> {
     let mut groups = Groups::new();
-    match (&c.re, locs) {
+    if ascii
+        && let (Some(a), Some(l)) = (&c.ascii, locs.ascii.as_mut())
+    {
+        let m = a.captures_read(l, text.as_bytes())?;
+        for (i, n) in &c.names {
+            put(&mut groups, n, l.get(*i).map(|(s, e)| text[s..e].to_string()));
+        }
+        return Some(Hit { groups, span: (m.start(), m.end()) });
+    }
+    match (&c.re, locs.uni.as_mut()) {
         (Re::Linear(r), Some(locs)) => {
             let m = r.captures_read(locs, text)?;
             for (i, n) in &c.names {
-                let v = locs.get(*i).map(|(s, e)| text[s..e].to_string());
-                if v.is_some() || !groups.contains_key(n) {
-                    groups.insert(n.clone(), v);
-                }
+                put(&mut groups, n, locs.get(*i).map(|(s, e)| text[s..e].to_string()));
             }
             Some(Hit { groups, span: (m.start(), m.end()) })
         }
         (Re::Linear(r), None) => {
             let caps = r.captures(text)?;
             for (i, n) in &c.names {
-                let v = caps.get(*i).map(|m| m.as_str().to_string());
-                if v.is_some() || !groups.contains_key(n) {
-                    groups.insert(n.clone(), v);
-                }
+                put(&mut groups, n, caps.get(*i).map(|m| m.as_str().to_string()));
             }
             let m = caps.get(0).unwrap();
             Some(Hit { groups, span: (m.start(), m.end()) })
@@ -699,7 +723,7 @@ fn run(c: &CompiledRegex, text: &str, locs: Option<&mut regex::CaptureLocations>
             // a backtrack-limit error counts as no match
             let caps = r.captures(text).ok()??;
             for (i, n) in &c.names {
-                groups.insert(n.clone(), caps.get(*i).map(|m| m.as_str().to_string()));
+                put(&mut groups, n, caps.get(*i).map(|m| m.as_str().to_string()));
             }
             let m = caps.get(0).unwrap();
             Some(Hit { groups, span: (m.start(), m.end()) })

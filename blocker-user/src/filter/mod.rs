@@ -174,10 +174,65 @@ pub(crate) struct CompiledRegex {
     pub translated: String,
     pub engine: Engine,
     pub re: Re,
+    /// ASCII twin of a linear regex (used when the buffer is ASCII).
+    pub ascii: Option<regex::bytes::Regex>,
     /// Group index → name for named groups.
     pub names: Vec<(usize, String)>,
     /// Number of capture slots (groups + 1).
     pub slots: usize,
+}
+
+/// An ASCII-only twin of a linear regex: `(?-u)` byte regex, exactly
+/// equivalent on ASCII haystacks and much cheaper (small NFA/DFA).
+fn ascii_twin(pattern: &str) -> Option<regex::bytes::Regex> {
+    regex::bytes::RegexBuilder::new(&format!("(?-u){pattern}"))
+        .size_limit(1 << 26)
+        .dfa_size_limit(1 << 24)
+        .build()
+        .ok()
+}
+
+/// A set of relaxed regexes with its ASCII twin.
+#[derive(Debug)]
+pub(crate) struct DualSet {
+    pub uni: regex::RegexSet,
+    pub ascii: Option<regex::bytes::RegexSet>,
+}
+
+impl DualSet {
+    fn new(pats: &[String]) -> Result<DualSet, regex::Error> {
+        let uni = regex::RegexSetBuilder::new(pats).size_limit(1 << 26).dfa_size_limit(1 << 24).build()?;
+        let ascii = regex::bytes::RegexSetBuilder::new(pats.iter().map(|p| format!("(?-u){p}")))
+            .size_limit(1 << 26)
+            .dfa_size_limit(1 << 24)
+            .build()
+            .ok();
+        Ok(DualSet { uni, ascii })
+    }
+
+    /// Fill `hits`; returns whether any matched.
+    pub fn matches(&self, hits: &mut [bool], text: &str, ascii: bool) -> bool {
+        match (&self.ascii, ascii) {
+            (Some(a), true) => a.matches_read_at(hits, text.as_bytes(), 0),
+            _ => self.uni.matches_read_at(hits, text, 0),
+        }
+    }
+}
+
+/// A linear regex with its ASCII twin.
+#[derive(Debug)]
+pub(crate) struct DualRegex {
+    pub uni: regex::Regex,
+    pub ascii: Option<regex::bytes::Regex>,
+}
+
+impl DualRegex {
+    pub fn is_match(&self, text: &str, ascii: bool) -> bool {
+        match (&self.ascii, ascii) {
+            (Some(a), true) => a.is_match(text.as_bytes()),
+            _ => self.uni.is_match(text),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -203,10 +258,10 @@ pub struct Filter {
     pub(crate) failregex: Vec<CompiledRegex>,
     pub(crate) ignoreregex: Vec<CompiledRegex>,
     /// Relaxed (superset) versions of the failregexes, for candidate selection.
-    pub(crate) fail_set: regex::RegexSet,
-    pub(crate) ignore_set: regex::RegexSet,
+    pub(crate) fail_set: DualSet,
+    pub(crate) ignore_set: DualSet,
     /// One linear regex that must match a line for any failure to be possible.
-    pub(crate) prefilter: Option<regex::Regex>,
+    pub(crate) prefilter: Option<DualRegex>,
     pub(crate) content_group: Option<usize>,
     pub(crate) maxlines: usize,
     pub(crate) dates: DateDetector,
@@ -305,11 +360,14 @@ impl Filter {
         for (r, loc) in &def.ignoreregex {
             ignoreregex.push(compile(r, loc, "ignoreregex", multiline, use_dns)?);
         }
-        let relaxed = |v: &[CompiledRegex], what: &'static str| -> Result<regex::RegexSet, FilterError> {
+        let relaxed = |v: &[CompiledRegex], what: &'static str| -> Result<DualSet, FilterError> {
             let pats: Vec<String> =
                 v.iter().map(|c| relaxed_pattern(&c.source, multiline, use_dns, false)).collect::<Result<_, _>>()?;
-            regex::RegexSetBuilder::new(&pats).size_limit(1 << 26).dfa_size_limit(1 << 24).build().map_err(|e| {
-                FilterError::Regex { location: name.clone(), what, pattern: pats.join(" | "), reason: e.to_string() }
+            DualSet::new(&pats).map_err(|e| FilterError::Regex {
+                location: name.clone(),
+                what,
+                pattern: pats.join(" | "),
+                reason: e.to_string(),
             })
         };
         let fail_set = relaxed(&failregex, "failregex")?;
@@ -393,6 +451,11 @@ impl Filter {
         }
     }
 
+    /// The translated (Rust syntax) prefregex, for diagnostics.
+    pub fn translated_prefregex(&self) -> Option<&str> {
+        self.prefregex.as_ref().map(|c| c.translated.as_str())
+    }
+
     /// The translated (Rust syntax) failregexes, for diagnostics.
     pub fn translated_failregex(&self) -> Vec<&str> {
         self.failregex.iter().map(|c| c.translated.as_str()).collect()
@@ -453,7 +516,11 @@ fn compile(source: &str, loc: &str, what: &'static str, multiline: bool, use_dns
             (Re::Fancy(re), names, slots)
         }
     };
-    Ok(CompiledRegex { source: source.to_string(), translated, engine, re, names, slots })
+    let ascii = match engine {
+        Engine::Linear => ascii_twin(&translated),
+        Engine::Backtracking => None,
+    };
+    Ok(CompiledRegex { source: source.to_string(), translated, engine, re, ascii, names, slots })
 }
 
 /// Python's `$` (without MULTILINE) also matches before a final newline;
@@ -520,7 +587,7 @@ fn relaxed_pattern(source: &str, multiline: bool, use_dns: bool, strip_caps: boo
 
 /// Build a linear regex accepting a superset of the lines on which the
 /// prefregex matches and some failregex matches its `<F-CONTENT>`.
-fn build_prefilter(pref: &str, fails: &[CompiledRegex], use_dns: bool) -> Result<regex::Regex, FilterError> {
+fn build_prefilter(pref: &str, fails: &[CompiledRegex], use_dns: bool) -> Result<DualRegex, FilterError> {
     use pyre::{GroupKind, Node};
     let bad = |reason: String| FilterError::Invalid { reason };
     let parsed = parse_fail2ban(pref, use_dns).map_err(|e| bad(e.to_string()))?;
@@ -564,11 +631,12 @@ fn build_prefilter(pref: &str, fails: &[CompiledRegex], use_dns: bool) -> Result
     let ctx = pyre::RenderCtx { root: &node, strip_captures: true };
     node.render(&mut s, false, &ctx);
     let s = dollar_fix(&s, false);
-    regex::RegexBuilder::new(&s)
+    let uni = regex::RegexBuilder::new(&s)
         .size_limit(1 << 27)
         .dfa_size_limit(1 << 25)
         .build()
-        .map_err(|e| bad(e.to_string()))
+        .map_err(|e| bad(e.to_string()))?;
+    Ok(DualRegex { uni, ascii: ascii_twin(&s) })
 }
 
 /// Remove a leading `^` (at the start of every alternative). Returns whether
