@@ -2,13 +2,13 @@
 //! ignoreregex evaluation, multi-line buffering and `<F-MLFID>` merging, as
 //! Fail2Ban's `Filter.processLine` / `findFailure` do.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::IpAddr;
 
 use chrono::NaiveDateTime;
 
 use super::date::{DateHit, LogTime};
-use super::{CompiledRegex, Filter, Re};
+use super::{CompiledRegex, Filter, Part, Re, gid};
 
 /// What the failure id (the thing to ban) is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -45,15 +45,45 @@ pub struct Failure<'a> {
     pub regex_index: usize,
     /// All named captures with a value (`user`, `fid`, `ip4`, `mlfid`, ...),
     /// merged over the lines of an `<F-MLFID>` connection.
-    pub captures: &'a [(String, String)],
+    pub captures: Captures<'a>,
     /// The log lines that make up this failure.
     pub lines: &'a [String],
 }
 
-impl Failure<'_> {
+impl<'a> Failure<'a> {
     /// A named capture, e.g. `user`.
-    pub fn capture(&self, name: &str) -> Option<&str> {
-        self.captures.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    pub fn capture(&self, name: &str) -> Option<&'a str> {
+        self.captures.get(name)
+    }
+}
+
+/// Named captures of a failure.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Captures<'a> {
+    names: &'a [String],
+    items: &'a [(u16, String)],
+}
+
+impl<'a> Captures<'a> {
+    /// The value of a named capture.
+    pub fn get(&self, name: &str) -> Option<&'a str> {
+        self.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
+    }
+
+    /// All (name, value) pairs.
+    pub fn iter(&self) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
+        let names = self.names;
+        self.items.iter().map(move |(id, v)| (names[*id as usize].as_str(), v.as_str()))
+    }
+
+    /// Number of captures.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
     }
 }
 
@@ -78,7 +108,11 @@ impl Outcome<'_> {
     }
 }
 
-type Groups = BTreeMap<String, Option<String>>;
+/// Named groups of a failure: (interned name id, value).
+type Groups = Vec<(u16, Option<String>)>;
+
+/// Capture spans of one search: (name id, byte span).
+type Spans = Vec<(u16, Option<(usize, usize)>)>;
 
 #[derive(Debug, Clone, Default)]
 struct Fail {
@@ -88,12 +122,28 @@ struct Fail {
     nofail_matches: Option<Vec<String>>,
 }
 
-fn truthy(g: &Groups, k: &str) -> bool {
-    g.get(k).and_then(|v| v.as_deref()).is_some_and(|s| !s.is_empty())
+fn gget(g: &Groups, id: u16) -> Option<&str> {
+    g.iter().find(|(k, _)| *k == id).and_then(|(_, v)| v.as_deref())
 }
 
-fn pop_truthy(g: &mut Groups, k: &str) -> bool {
-    g.remove(k).flatten().is_some_and(|s| !s.is_empty())
+fn gset(g: &mut Groups, id: u16, v: Option<String>) {
+    match g.iter_mut().find(|(k, _)| *k == id) {
+        Some(e) => e.1 = v,
+        None => g.push((id, v)),
+    }
+}
+
+fn gremove(g: &mut Groups, id: u16) -> Option<String> {
+    let i = g.iter().position(|(k, _)| *k == id)?;
+    g.swap_remove(i).1
+}
+
+fn truthy(g: &Groups, id: u16) -> bool {
+    gget(g, id).is_some_and(|s| !s.is_empty())
+}
+
+fn pop_truthy(g: &mut Groups, id: u16) -> bool {
+    gremove(g, id).is_some_and(|s| !s.is_empty())
 }
 
 fn update_users(f: &mut Fail, user: Option<&str>) -> usize {
@@ -120,6 +170,7 @@ pub struct Matcher<'f> {
     content: String,
     set_hits: Vec<bool>,
     pref_locs: Locs,
+    head_locs: Locs,
     fail_locs: Vec<Locs>,
     ignore_hits: Vec<bool>,
     /// Multi-line buffer: (text with the date cut out, original line).
@@ -127,17 +178,13 @@ pub struct Matcher<'f> {
     ml_cache: HashMap<String, Fail>,
     ml_order: VecDeque<String>,
     // storage for the last failure
-    r_caps: Vec<(String, String)>,
+    r_caps: Vec<(u16, String)>,
+    spans: Spans,
     r_lines: Vec<String>,
     r_id: String,
     r_host: Option<String>,
 }
 
-struct Hit {
-    groups: Groups,
-    /// byte span of the match in the searched buffer
-    span: (usize, usize),
-}
 
 impl<'f> Matcher<'f> {
     pub(crate) fn new(filter: &'f Filter) -> Self {
@@ -152,12 +199,14 @@ impl<'f> Matcher<'f> {
             content: String::with_capacity(512),
             set_hits: vec![false; filter.failregex.len()],
             pref_locs: filter.prefregex.as_ref().map(Locs::new).unwrap_or_default(),
+            head_locs: filter.pref_head.as_ref().map(Locs::part).unwrap_or_default(),
             fail_locs: filter.failregex.iter().map(Locs::new).collect(),
             ignore_hits: vec![false; filter.ignoreregex.len()],
             lines: VecDeque::new(),
             ml_cache: HashMap::new(),
             ml_order: VecDeque::new(),
             r_caps: Vec::new(),
+            spans: Vec::new(),
             r_lines: Vec::new(),
             r_id: String::new(),
             r_host: None,
@@ -193,21 +242,20 @@ impl<'f> Matcher<'f> {
         let line = line.strip_suffix('\r').unwrap_or(line);
         let hit = if self.filter.dates.is_none() { None } else { self.filter.dates.find(line, &mut self.hint) };
         self.last_hit = hit;
-        let prev_date = self.last_date;
         if let Some(h) = hit
             && h.end > h.start
         {
             self.last_date = Some(h.fields);
         }
         let (s, e) = hit.map_or((0, 0), |h| (h.start, h.end));
-        self.process(line, s, e, hit, None, prev_date)
+        self.process(line, s, e, hit, None)
     }
 
     /// Feed a line whose time is already known (e.g. from the journal): no
     /// date is searched; the whole line is matched.
     pub fn feed_with_time(&mut self, line: &str, time: Option<LogTime>) -> Outcome<'_> {
         let line = line.strip_suffix('\n').unwrap_or(line);
-        self.process(line, 0, 0, None, Some(time), None)
+        self.process(line, 0, 0, None, Some(time))
     }
 
     fn process(
@@ -217,7 +265,6 @@ impl<'f> Matcher<'f> {
         de: usize,
         hit: Option<DateHit>,
         known_time: Option<Option<LogTime>>,
-        _prev: Option<super::date::Fields>,
     ) -> Outcome<'_> {
         let f = self.filter;
         let multiline = f.maxlines > 1;
@@ -257,15 +304,33 @@ impl<'f> Matcher<'f> {
         let mut pre_groups: Groups = Groups::new();
         let mut use_content = false;
         if let Some(p) = &f.prefregex {
-            let Some(h) = run(p, &self.buf, &mut self.pref_locs, ascii) else {
-                return Outcome::NoMatch;
+            let mut content = None;
+            let found = match &f.pref_head {
+                Some(head) => match run_part(head, &self.buf, &mut self.head_locs, ascii, &mut self.spans) {
+                    None => None,
+                    Some(sp) if sp.1 + 1 < self.buf.len() && self.buf.as_bytes()[sp.1] != b'\n' => {
+                        content = Some((sp.1, self.buf.len() - 1));
+                        Some(sp)
+                    }
+                    Some(_) => run(p, &self.buf, &mut self.pref_locs, ascii, &mut self.spans),
+                },
+                None => run(p, &self.buf, &mut self.pref_locs, ascii, &mut self.spans),
             };
-            pre_groups = h.groups;
-            if let Some(Some(c)) = pre_groups.remove("content")
-                && !c.is_empty()
+            if found.is_none() {
+                return Outcome::NoMatch;
+            }
+            for &(id, span) in &self.spans {
+                if id == gid::CONTENT {
+                    content = span;
+                } else {
+                    pre_groups.push((id, span.map(|(s, e)| self.buf[s..e].to_string())));
+                }
+            }
+            if let Some((s, e)) = content
+                && e > s
             {
                 self.content.clear();
-                self.content.push_str(&c);
+                self.content.push_str(&self.buf[s..e]);
                 self.content.push('\n');
                 use_content = true;
             }
@@ -273,9 +338,21 @@ impl<'f> Matcher<'f> {
         let target_is_content = use_content;
         {
             let target = if target_is_content { &self.content } else { &self.buf };
-            self.set_hits.iter_mut().for_each(|b| *b = false);
-            if !f.fail_set.matches(&mut self.set_hits, target, ascii) {
-                return Outcome::NoMatch;
+            if f.use_fail_set {
+                self.set_hits.iter_mut().for_each(|b| *b = false);
+                if !f.fail_set.matches(&mut self.set_hits, target, ascii) {
+                    return Outcome::NoMatch;
+                }
+            } else {
+                // exact candidate test by literal prefixes (anchored regexes)
+                let mut any = false;
+                for (hit, c) in self.set_hits.iter_mut().zip(&f.failregex) {
+                    *hit = c.prefixes.as_ref().is_none_or(|p| p.iter().any(|l| target.as_bytes().starts_with(l)));
+                    any |= *hit;
+                }
+                if !any {
+                    return Outcome::NoMatch;
+                }
             }
         }
         let time = match known_time {
@@ -296,10 +373,9 @@ impl<'f> Matcher<'f> {
             },
         };
 
-        let mut result: Option<Outcome<'static>> = None;
+        let mut result: Option<(usize, HostKind, Option<u8>)> = None;
         let mut first_nofail: Option<usize> = None;
         let mut ignored: Option<Option<usize>> = None;
-        let mut have_failure = false;
         for i in 0..f.failregex.len() {
             if !self.set_hits[i] {
                 continue;
@@ -309,9 +385,11 @@ impl<'f> Matcher<'f> {
                 self.rebuild_ml_buf();
             }
             let target = if target_is_content { &self.content } else { &self.buf };
-            let Some(h) = run(&f.failregex[i], target, &mut self.fail_locs[i], ascii) else { continue };
+            let Some(span) = run(&f.failregex[i], target, &mut self.fail_locs[i], ascii, &mut self.spans) else {
+                continue;
+            };
             // which buffer lines did the match cover?
-            let matched_lines = self.matched_lines(&h, target_is_content, line);
+            let matched_lines = self.matched_lines(span, target_is_content, line);
             if !f.ignoreregex.is_empty() {
                 let ig = if multiline {
                     // ignoreregex sees the matched lines only
@@ -331,64 +409,58 @@ impl<'f> Matcher<'f> {
                     continue;
                 }
             }
+            let target = if target_is_content { &self.content } else { &self.buf };
+            // merge prefregex groups, then this regex's groups, then alt_ groups
+            let mut groups = pre_groups.clone();
+            for &(id, sp) in &self.spans {
+                gset(&mut groups, id, sp.map(|(s, e)| target[s..e].to_string()));
+            }
             if multiline {
                 self.remove_lines(&matched_lines.0);
             }
             let orig_lines: Vec<String> = matched_lines.1.into_iter().map(|(_, o)| o).collect();
-            // merge prefregex groups, then alt_ groups
-            let mut groups = pre_groups.clone();
-            for (k, v) in h.groups {
-                groups.insert(k, v);
-            }
-            merge_alt(&mut groups);
-            let mlfid = groups.get("mlfid").cloned().flatten();
+            merge_alt(&mut groups, &f.alt_base);
+            let mlfid = gget(&groups, gid::MLFID).map(str::to_string);
             let mut fail = Fail { groups, ..Default::default() };
             let (in_cache, nofail) = if let Some(id) = &mlfid {
                 let (owned, in_cache) = self.merge_failure(id, fail, &orig_lines);
                 let w = if in_cache { self.ml_cache.get(id).unwrap() } else { owned.as_ref().unwrap() };
-                let nf = truthy(&w.groups, "nofail");
+                let nf = truthy(&w.groups, gid::NOFAIL);
                 fail = owned.unwrap_or_default();
                 (in_cache, nf)
             } else {
                 // Without <F-MLFID>, Fail2Ban's server still counts a
                 // <F-NOFAIL> match as a failure while its own sample tests
                 // treat it as none; blocker follows the intent: no failure.
-                let nf = truthy(&fail.groups, "nofail");
-                fail.matches = Some(orig_lines.clone());
+                let nf = truthy(&fail.groups, gid::NOFAIL);
+                fail.matches = Some(orig_lines);
                 (false, nf)
             };
-            // determine failure id (on the cached entry if there is one)
-            let w: &mut Fail = if in_cache {
-                self.ml_cache.get_mut(mlfid.as_deref().unwrap()).unwrap()
-            } else {
-                &mut fail
-            };
-            let g = &w.groups;
-            let get = |k: &str| g.get(k).cloned().flatten();
-            let fid = get("fid");
-            let cidr = get("cidr").and_then(|c| c.parse::<u8>().ok());
-            let (ip, kind_src) = if let Some(ip) = get("ip4") {
-                (Some(ip), "ip4")
-            } else if let Some(ip) = get("ip6") {
-                (Some(ip), "ip6")
-            } else if let Some(d) = get("dns") {
-                (Some(d), "dns")
+            // determine the failure id (on the cached entry if there is one)
+            let w: &mut Fail = if in_cache { self.ml_cache.get_mut(mlfid.as_deref().unwrap()).unwrap() } else { &mut fail };
+            let fid = gget(&w.groups, gid::FID).map(str::to_string);
+            let cidr = gget(&w.groups, gid::CIDR).and_then(|c| c.parse::<u8>().ok());
+            let (ip, kind_src) = if let Some(ip) = gget(&w.groups, gid::IP4) {
+                (Some(ip.to_string()), "ip4")
+            } else if let Some(ip) = gget(&w.groups, gid::IP6) {
+                (Some(ip.to_string()), "ip6")
+            } else if let Some(d) = gget(&w.groups, gid::DNS) {
+                (Some(d.to_string()), "dns")
             } else {
                 (None, "fid")
             };
-            let host = ip.clone();
             let id = match (&fid, &ip) {
                 (_, None) => fid.clone(),
                 (None, Some(ip)) => Some(ip.clone()),
                 (Some(fid), Some(ip)) if fid == ip => Some(ip.clone()),
                 (Some(fid), Some(ip)) => {
-                    w.groups.insert("ip".into(), Some(ip.clone()));
+                    gset(&mut w.groups, gid::IP, Some(ip.clone()));
                     Some(fid.clone())
                 }
             };
             let Some(id) = id else {
                 // mlfid case: waiting for the address
-                w.groups.insert("mlfpending".into(), Some("1".into()));
+                gset(&mut w.groups, gid::MLFPENDING, Some("1".into()));
                 first_nofail.get_or_insert(i);
                 if !self.check_all {
                     return Outcome::NoFailure { regex_index: i };
@@ -402,45 +474,42 @@ impl<'f> Matcher<'f> {
                 }
                 continue;
             }
-            if have_failure {
+            if result.is_some() {
                 continue;
             }
-            have_failure = true;
             // store the result
-            let snapshot = w.clone();
             self.r_caps.clear();
-            for (k, v) in &snapshot.groups {
+            for (k, v) in &w.groups {
                 if let Some(v) = v {
-                    self.r_caps.push((k.clone(), v.clone()));
+                    self.r_caps.push((*k, v.clone()));
                 }
             }
-            self.r_lines = snapshot.matches.unwrap_or(orig_lines);
-            let kind = host_kind(&id, kind_src, fid.is_some() && fid.as_ref() != host.as_ref(), cidr);
+            self.r_lines.clear();
+            if in_cache {
+                self.r_lines.extend(w.matches.iter().flatten().cloned());
+            } else {
+                self.r_lines.extend(w.matches.take().unwrap_or_default());
+            }
+            let kind = host_kind(&id, kind_src, fid.is_some() && fid != ip, cidr);
             self.r_id = id;
-            self.r_host = host;
-            result = Some(Outcome::Failure(Failure {
-                id: "",
-                host: None,
-                kind,
-                cidr,
-                time,
-                regex_index: i,
-                captures: &[],
-                lines: &[],
-            }));
+            self.r_host = ip;
+            result = Some((i, kind, cidr));
             if !self.check_all {
                 break;
             }
         }
         match result {
-            Some(Outcome::Failure(fl)) => Outcome::Failure(Failure {
+            Some((regex_index, kind, cidr)) => Outcome::Failure(Failure {
                 id: &self.r_id,
                 host: self.r_host.as_deref(),
-                captures: &self.r_caps,
+                kind,
+                cidr,
+                time,
+                regex_index,
+                captures: Captures { names: &f.names, items: &self.r_caps },
                 lines: &self.r_lines,
-                ..fl
             }),
-            _ => {
+            None => {
                 if let Some(i) = first_nofail {
                     Outcome::NoFailure { regex_index: i }
                 } else if let Some(ix) = ignored {
@@ -462,19 +531,19 @@ impl<'f> Matcher<'f> {
 
     /// Indices (into the multi-line buffer) and copies of the lines a match
     /// covers, minus lines captured by `<SKIPLINES>`.
-    fn matched_lines(&self, h: &Hit, content: bool, line: &str) -> (Vec<usize>, Vec<(String, String)>) {
+    fn matched_lines(&self, span: (usize, usize), content: bool, line: &str) -> (Vec<usize>, Vec<(String, String)>) {
         if self.filter.maxlines <= 1 || content {
             return (vec![], vec![(String::new(), line.to_string())]);
         }
         let buf = &self.buf;
-        let start = buf[..h.span.0.min(buf.len())].matches('\n').count();
-        let end_pos = h.span.1.max(h.span.0 + 1).min(buf.len());
+        let start = buf[..span.0.min(buf.len())].matches('\n').count();
+        let end_pos = span.1.max(span.0 + 1).min(buf.len());
         let end = buf[..end_pos - 1].matches('\n').count() + 1;
-        let skipped: Vec<&str> = h
-            .groups
+        let skipped: Vec<&str> = self
+            .spans
             .iter()
-            .filter(|(k, _)| k.starts_with("skiplines"))
-            .filter_map(|(_, v)| v.as_deref())
+            .filter(|(id, _)| self.filter.is_skip[*id as usize])
+            .filter_map(|(_, sp)| sp.map(|(s, e)| &buf[s..e]))
             .flat_map(|s| s.lines())
             .collect();
         let mut idx = Vec::new();
@@ -514,39 +583,39 @@ impl<'f> Matcher<'f> {
     /// kept in the cache, and whether it lives in the cache.
     fn merge_failure(&mut self, mlfid: &str, mut fail: Fail, matched: &[String]) -> (Option<Fail>, bool) {
         let mut nf = 0u8;
-        if truthy(&fail.groups, "mlfgained") {
+        if truthy(&fail.groups, gid::MLFGAINED) {
             nf |= 8 | 1;
-            if !truthy(&fail.groups, "nofail") {
-                let g = fail.groups.get("mlfgained").cloned().flatten();
-                fail.groups.insert("nofail".into(), g);
+            if !truthy(&fail.groups, gid::NOFAIL) {
+                let g = gget(&fail.groups, gid::MLFGAINED).map(str::to_string);
+                gset(&mut fail.groups, gid::NOFAIL, g);
             }
-        } else if truthy(&fail.groups, "nofail") {
+        } else if truthy(&fail.groups, gid::NOFAIL) {
             nf |= 1;
         }
-        if pop_truthy(&mut fail.groups, "mlfforget") {
+        if pop_truthy(&mut fail.groups, gid::MLFFORGET) {
             nf |= 2;
         }
-        let user = fail.groups.get("user").cloned().flatten();
+        let user = gget(&fail.groups, gid::USER).map(str::to_string);
         let users;
         let mut owned = None;
         let in_cache;
         if let Some(entry) = self.ml_cache.get_mut(mlfid) {
             users = update_users(entry, user.as_deref());
-            if pop_truthy(&mut entry.groups, "nofail") {
+            if pop_truthy(&mut entry.groups, gid::NOFAIL) {
                 nf |= 4;
             }
-            if pop_truthy(&mut entry.groups, "mlfgained") {
+            if pop_truthy(&mut entry.groups, gid::MLFGAINED) {
                 nf |= 4;
             }
             if nf & 8 != 0 {
-                entry.groups.remove("mlfpending");
+                gremove(&mut entry.groups, gid::MLFPENDING);
             }
-            if nf & 4 == 0 && !truthy(&entry.groups, "mlfpending") {
+            if nf & 4 == 0 && !truthy(&entry.groups, gid::MLFPENDING) {
                 entry.matches = None;
             }
             for (k, v) in fail.groups {
                 if v.is_some() {
-                    entry.groups.insert(k, v);
+                    gset(&mut entry.groups, k, v);
                 }
             }
             if nf & 2 != 0 {
@@ -573,9 +642,9 @@ impl<'f> Matcher<'f> {
             in_cache = false;
         }
         let w = if in_cache { self.ml_cache.get_mut(mlfid).unwrap() } else { owned.as_mut().unwrap() };
-        if pop_truthy(&mut w.groups, "mlfpending") || users > 1 {
-            w.groups.remove("nofail");
-            w.groups.remove("mlfgained");
+        if pop_truthy(&mut w.groups, gid::MLFPENDING) || users > 1 {
+            gremove(&mut w.groups, gid::NOFAIL);
+            gremove(&mut w.groups, gid::MLFGAINED);
             nf &= !(8 | 1);
         }
         if nf & 1 == 0 {
@@ -592,28 +661,18 @@ impl<'f> Matcher<'f> {
     }
 }
 
-/// `alt_NAME[_N]` groups fill `NAME` when it is empty.
-fn merge_alt(g: &mut Groups) {
-    let alts: Vec<(String, String)> = g
-        .iter()
-        .filter_map(|(k, v)| {
-            let rest = k.strip_prefix("alt_")?;
-            let base = match rest.rsplit_once('_') {
-                Some((b, n)) if n.chars().all(|c| c.is_ascii_digit()) && !n.is_empty() => b,
-                _ => rest,
-            };
-            let base = match base {
-                "id" => "fid",
-                "port" => "fport",
-                b => b,
-            };
-            Some((base.to_string(), v.clone()?))
-        })
-        .collect();
-    for (base, v) in alts {
-        if !v.is_empty() && !truthy(g, &base) {
-            g.insert(base, Some(v));
+/// `alt_NAME[_N]` groups fill `NAME` when it is empty (`alt_base[id]`).
+fn merge_alt(g: &mut Groups, alt_base: &[Option<u16>]) {
+    let mut i = 0;
+    while i < g.len() {
+        let (id, ref v) = g[i];
+        if let (Some(base), Some(v)) = (alt_base[id as usize], v.clone())
+            && !v.is_empty()
+            && !truthy(g, base)
+        {
+            gset(g, base, Some(v));
         }
+        i += 1;
     }
 }
 
@@ -671,6 +730,7 @@ fn is_match(c: &CompiledRegex, text: &str) -> bool {
 struct Locs {
     uni: Option<regex::CaptureLocations>,
     ascii: Option<regex::bytes::CaptureLocations>,
+    parts: Vec<Locs>,
 }
 
 impl Locs {
@@ -681,52 +741,93 @@ impl Locs {
                 Re::Fancy(_) => None,
             },
             ascii: c.ascii.as_ref().map(|a| a.capture_locations()),
+            parts: c.parts.iter().map(Locs::part).collect(),
+        }
+    }
+
+    fn part(p: &Part) -> Locs {
+        Locs {
+            uni: Some(p.uni.capture_locations()),
+            ascii: p.ascii.as_ref().map(|a| a.capture_locations()),
+            parts: vec![],
         }
     }
 }
 
-fn put(groups: &mut Groups, n: &str, v: Option<String>) {
-    if v.is_some() || !groups.contains_key(n) {
-        groups.insert(n.to_string(), v);
+/// Captures of one separately compiled part into `out`; returns the span.
+fn run_part(p: &Part, text: &str, locs: &mut Locs, ascii: bool, out: &mut Spans) -> Option<(usize, usize)> {
+    out.clear();
+    if ascii
+        && let (Some(a), Some(l)) = (&p.ascii, locs.ascii.as_mut())
+    {
+        let m = a.captures_read(l, text.as_bytes())?;
+        for (i, id) in &p.ids {
+            put(out, *id, l.get(*i));
+        }
+        return Some((m.start(), m.end()));
+    }
+    let l = locs.uni.as_mut()?;
+    let m = p.uni.captures_read(l, text)?;
+    for (i, id) in &p.ids {
+        put(out, *id, l.get(*i));
+    }
+    Some((m.start(), m.end()))
+}
+
+/// Record a group; when a name occurs twice (expanded alternatives), the
+/// participating occurrence wins.
+fn put(out: &mut Spans, id: u16, v: Option<(usize, usize)>) {
+    match out.iter_mut().find(|(k, _)| *k == id) {
+        Some(e) => {
+            if v.is_some() {
+                e.1 = v;
+            }
+        }
+        None => out.push((id, v)),
     }
 }
 
-/// Search with captures; named groups → owned values.
-fn run(c: &CompiledRegex, text: &str, locs: &mut Locs, ascii: bool) -> Option<Hit> {
-    let mut groups = Groups::new();
+/// Search with captures into `out`; returns the match span.
+fn run(c: &CompiledRegex, text: &str, locs: &mut Locs, ascii: bool, out: &mut Spans) -> Option<(usize, usize)> {
+    if !c.parts.is_empty() {
+        // anchored alternation: the first branch that matches wins
+        let i = c.parts.iter().position(|p| p.is_match(text, ascii))?;
+        return run_part(&c.parts[i], text, &mut locs.parts[i], ascii, out);
+    }
+    out.clear();
     if ascii
         && let (Some(a), Some(l)) = (&c.ascii, locs.ascii.as_mut())
     {
         let m = a.captures_read(l, text.as_bytes())?;
-        for (i, n) in &c.names {
-            put(&mut groups, n, l.get(*i).map(|(s, e)| text[s..e].to_string()));
+        for (i, id) in &c.ids {
+            put(out, *id, l.get(*i));
         }
-        return Some(Hit { groups, span: (m.start(), m.end()) });
+        return Some((m.start(), m.end()));
     }
     match (&c.re, locs.uni.as_mut()) {
-        (Re::Linear(r), Some(locs)) => {
-            let m = r.captures_read(locs, text)?;
-            for (i, n) in &c.names {
-                put(&mut groups, n, locs.get(*i).map(|(s, e)| text[s..e].to_string()));
+        (Re::Linear(r), Some(l)) => {
+            let m = r.captures_read(l, text)?;
+            for (i, id) in &c.ids {
+                put(out, *id, l.get(*i));
             }
-            Some(Hit { groups, span: (m.start(), m.end()) })
+            Some((m.start(), m.end()))
         }
         (Re::Linear(r), None) => {
             let caps = r.captures(text)?;
-            for (i, n) in &c.names {
-                put(&mut groups, n, caps.get(*i).map(|m| m.as_str().to_string()));
+            for (i, id) in &c.ids {
+                put(out, *id, caps.get(*i).map(|m| (m.start(), m.end())));
             }
             let m = caps.get(0).unwrap();
-            Some(Hit { groups, span: (m.start(), m.end()) })
+            Some((m.start(), m.end()))
         }
         (Re::Fancy(r), _) => {
             // a backtrack-limit error counts as no match
             let caps = r.captures(text).ok()??;
-            for (i, n) in &c.names {
-                put(&mut groups, n, caps.get(*i).map(|m| m.as_str().to_string()));
+            for (i, id) in &c.ids {
+                put(out, *id, caps.get(*i).map(|m| (m.start(), m.end())));
             }
             let m = caps.get(0).unwrap();
-            Some(Hit { groups, span: (m.start(), m.end()) })
+            Some((m.start(), m.end()))
         }
     }
 }

@@ -178,8 +178,124 @@ pub(crate) struct CompiledRegex {
     pub ascii: Option<regex::bytes::Regex>,
     /// Group index → name for named groups.
     pub names: Vec<(usize, String)>,
+    /// Group index → interned name id (see `Filter::names`).
+    pub ids: Vec<(usize, u16)>,
     /// Number of capture slots (groups + 1).
     pub slots: usize,
+    /// For an anchored top-level alternation: its branches compiled
+    /// separately (the first branch that matches gives the captures, which
+    /// is what leftmost-first alternation does), so captures are extracted
+    /// from a much smaller automaton.
+    pub parts: Vec<Part>,
+    /// For a regex anchored at the buffer start: literals one of which every
+    /// match starts with (a cheap exact candidate test). `None`: unknown.
+    pub prefixes: Option<Vec<Vec<u8>>>,
+}
+
+/// Literal prefixes of an anchored pattern (see `CompiledRegex::prefixes`).
+fn anchored_prefixes(translated: &str) -> Option<Vec<Vec<u8>>> {
+    use regex_syntax::hir::literal::{ExtractKind, Extractor};
+    let hir = regex_syntax::ParserBuilder::new()
+        .unicode(false)
+        .utf8(false)
+        .build()
+        .parse(&format!("(?-u){translated}"))
+        .ok()?;
+    let mut ex = Extractor::new();
+    ex.kind(ExtractKind::Prefix).limit_total(64);
+    let seq = ex.extract(&hir);
+    let lits = seq.literals()?;
+    if lits.is_empty() || lits.iter().any(|l| l.as_bytes().is_empty()) {
+        return None;
+    }
+    Some(lits.iter().map(|l| l.as_bytes().to_vec()).collect())
+}
+
+/// A separately compiled piece of a linear regex.
+#[derive(Debug)]
+pub(crate) struct Part {
+    pub uni: regex::Regex,
+    pub ascii: Option<regex::bytes::Regex>,
+    pub names: Vec<(usize, String)>,
+    pub ids: Vec<(usize, u16)>,
+}
+
+impl Part {
+    fn new(pattern: &str) -> Option<Part> {
+        let uni = regex::RegexBuilder::new(pattern).size_limit(1 << 26).dfa_size_limit(1 << 24).build().ok()?;
+        let names = uni
+            .capture_names()
+            .enumerate()
+            .filter_map(|(i, n)| n.map(|n| (i, pyre::base_group_name(n).to_string())))
+            .collect();
+        Some(Part { ascii: ascii_twin(pattern), uni, names, ids: vec![] })
+    }
+
+    pub fn is_match(&self, text: &str, ascii: bool) -> bool {
+        match (&self.ascii, ascii) {
+            (Some(a), true) => a.is_match(text.as_bytes()),
+            _ => self.uni.is_match(text),
+        }
+    }
+}
+
+fn starts_with_caret(n: &pyre::Node) -> bool {
+    use pyre::{GroupKind, Node};
+    match n {
+        Node::Assert("^") | Node::Assert("\\A") => true,
+        Node::Concat(v) => v.first().is_some_and(starts_with_caret),
+        Node::Group(b, GroupKind::NonCapture | GroupKind::Capture(_)) => starts_with_caret(b),
+        Node::Alt(v) => v.iter().all(starts_with_caret),
+        _ => false,
+    }
+}
+
+/// `^X` of a prefregex `^X(?P<content>.+)$` (see `Filter::pref_head`).
+fn prefregex_head(source: &str, use_dns: bool) -> Option<Part> {
+    use pyre::{GroupKind, Node};
+    let parsed = parse_fail2ban(source, use_dns).ok()?;
+    let Node::Concat(items) = &parsed.node else { return None };
+    let n = items.len();
+    if n < 3 || items[0] != Node::Assert("^") || items[n - 1] != Node::Assert("$") {
+        return None;
+    }
+    let Node::Group(body, GroupKind::Capture(Some(name))) = &items[n - 2] else { return None };
+    let dot_plus = Node::Repeat { node: Box::new(Node::Dot), min: 1, max: None, greedy: true };
+    if name != "content" || **body != dot_plus || parsed.flags.contains('s') || parsed.node.is_fancy() {
+        return None;
+    }
+    let head = pyre::Parsed { node: Node::Concat(items[..n - 2].to_vec()), flags: parsed.flags.clone(), groups: vec![] };
+    let (r, _) = pyre::render(&head, false, false);
+    Part::new(&dollar_fix(&r, false))
+}
+
+/// Split an anchored top-level alternation into separately compiled parts.
+fn split_parts(parsed: &pyre::Parsed, multiline: bool) -> Vec<Part> {
+    use pyre::{GroupKind, Node};
+    if multiline {
+        return vec![];
+    }
+    let mut top = &parsed.node;
+    while let Node::Group(b, GroupKind::NonCapture) = top {
+        top = b;
+    }
+    let Node::Alt(branches) = top else { return vec![] };
+    if branches.len() < 2 || !branches.iter().all(starts_with_caret) {
+        return vec![];
+    }
+    let mut parts = Vec::new();
+    for b in branches {
+        let p = pyre::Parsed { node: b.clone(), flags: parsed.flags.clone(), groups: vec![] };
+        let (r, e) = pyre::render(&p, false, false);
+        if e != Engine::Linear {
+            return vec![];
+        }
+        match Part::new(&dollar_fix(&r, false)) {
+            Some(part) => parts.push(part),
+            None => return vec![],
+        }
+    }
+    parts
 }
 
 /// An ASCII-only twin of a linear regex: `(?-u)` byte regex, exactly
@@ -259,14 +375,26 @@ pub struct Filter {
     pub(crate) ignoreregex: Vec<CompiledRegex>,
     /// Relaxed (superset) versions of the failregexes, for candidate selection.
     pub(crate) fail_set: DualSet,
+    /// Whether to consult `fail_set` (when too few failregexes have prefixes).
+    pub(crate) use_fail_set: bool,
     pub(crate) ignore_set: DualSet,
     /// One linear regex that must match a line for any failure to be possible.
     pub(crate) prefilter: Option<DualRegex>,
     pub(crate) content_group: Option<usize>,
+    /// For a prefregex `^X<F-CONTENT>.+</F-CONTENT>$`: `^X` alone. Its
+    /// leftmost-first match is the prefregex's whenever it leaves a non-empty
+    /// rest of line, which then is the content (cheaper captures).
+    pub(crate) pref_head: Option<Part>,
     pub(crate) maxlines: usize,
     pub(crate) dates: DateDetector,
     pub(crate) journalmatch: Vec<String>,
     pub(crate) datepattern: Option<String>,
+    /// Interned capture group names (ids index this).
+    pub(crate) names: Vec<String>,
+    /// Per name id: the id of NAME for `alt_NAME` groups.
+    pub(crate) alt_base: Vec<Option<u16>>,
+    /// Per name id: whether it is a `<SKIPLINES>` group.
+    pub(crate) is_skip: Vec<bool>,
 }
 
 impl Filter {
@@ -379,8 +507,28 @@ impl Filter {
             (Some(p), Some(_)) => build_prefilter(&p.source, &failregex, use_dns).ok(),
             _ => None,
         };
+        let pref_head = match &prefregex {
+            Some(p) if !multiline => prefregex_head(&p.source, use_dns),
+            _ => None,
+        };
         let dates = DateDetector::new(def.datepattern.as_deref())?;
+        let use_fail_set = failregex.iter().filter(|c| c.prefixes.is_none()).count() > 2;
+        let mut intern = Interner::new();
+        let mut prefregex = prefregex;
+        let mut failregex = failregex;
+        let mut ignoreregex = ignoreregex;
+        let mut pref_head = pref_head;
+        for c in prefregex.iter_mut().chain(failregex.iter_mut()).chain(ignoreregex.iter_mut()) {
+            intern.compiled(c);
+        }
+        if let Some(h) = pref_head.as_mut() {
+            h.ids = intern.ids(&h.names);
+        }
+        let alt_base = alt_bases(&mut intern);
+        let is_skip = intern.names.iter().map(|n| n.starts_with("skiplines")).collect();
         Ok(Filter {
+            use_fail_set,
+            pref_head,
             name,
             files: def.files,
             prefregex,
@@ -394,6 +542,9 @@ impl Filter {
             dates,
             journalmatch: def.journalmatch,
             datepattern: def.datepattern,
+            names: intern.names,
+            alt_base,
+            is_skip,
         })
     }
 
@@ -451,6 +602,11 @@ impl Filter {
         }
     }
 
+    /// The combined prefilter regex (Rust syntax), for diagnostics.
+    pub fn translated_prefilter(&self) -> Option<&str> {
+        self.prefilter.as_ref().map(|p| p.uni.as_str())
+    }
+
     /// The translated (Rust syntax) prefregex, for diagnostics.
     pub fn translated_prefregex(&self) -> Option<&str> {
         self.prefregex.as_ref().map(|c| c.translated.as_str())
@@ -460,6 +616,81 @@ impl Filter {
     pub fn translated_failregex(&self) -> Vec<&str> {
         self.failregex.iter().map(|c| c.translated.as_str()).collect()
     }
+}
+
+/// Interned ids of the group names the matcher needs.
+pub(crate) mod gid {
+    pub const CONTENT: u16 = 0;
+    pub const MLFID: u16 = 1;
+    pub const NOFAIL: u16 = 2;
+    pub const MLFGAINED: u16 = 3;
+    pub const MLFFORGET: u16 = 4;
+    pub const MLFPENDING: u16 = 5;
+    pub const USER: u16 = 6;
+    pub const FID: u16 = 7;
+    pub const IP4: u16 = 8;
+    pub const IP6: u16 = 9;
+    pub const DNS: u16 = 10;
+    pub const CIDR: u16 = 11;
+    pub const IP: u16 = 12;
+    pub const WELL_KNOWN: [&str; 13] =
+        ["content", "mlfid", "nofail", "mlfgained", "mlfforget", "mlfpending", "user", "fid", "ip4", "ip6", "dns", "cidr", "ip"];
+}
+
+#[derive(Default)]
+struct Interner {
+    names: Vec<String>,
+}
+
+impl Interner {
+    fn new() -> Self {
+        Interner { names: gid::WELL_KNOWN.iter().map(|s| s.to_string()).collect() }
+    }
+
+    fn id(&mut self, n: &str) -> u16 {
+        match self.names.iter().position(|x| x == n) {
+            Some(i) => i as u16,
+            None => {
+                self.names.push(n.to_string());
+                (self.names.len() - 1) as u16
+            }
+        }
+    }
+
+    fn ids(&mut self, names: &[(usize, String)]) -> Vec<(usize, u16)> {
+        names.iter().map(|(i, n)| (*i, self.id(n))).collect()
+    }
+
+    fn compiled(&mut self, c: &mut CompiledRegex) {
+        c.ids = self.ids(&c.names);
+        for p in &mut c.parts {
+            p.ids = self.ids(&p.names);
+        }
+    }
+}
+
+/// `alt_NAME[_N]` → id of NAME, per name id.
+fn alt_bases(intern: &mut Interner) -> Vec<Option<u16>> {
+    let mut out = Vec::new();
+    let n = intern.names.len();
+    for i in 0..n {
+        let name = intern.names[i].clone();
+        let base = name.strip_prefix("alt_").map(|rest| {
+            let b = match rest.rsplit_once('_') {
+                Some((b, d)) if !d.is_empty() && d.chars().all(|c| c.is_ascii_digit()) => b,
+                _ => rest,
+            };
+            match b {
+                "id" => "fid",
+                "port" => "fport",
+                b => b,
+            }
+            .to_string()
+        });
+        out.push(base.map(|b| intern.id(&b)));
+    }
+    out.resize(intern.names.len(), None);
+    out
 }
 
 /// Backtracking budget for fancy-regex (steps per match attempt).
@@ -520,7 +751,14 @@ fn compile(source: &str, loc: &str, what: &'static str, multiline: bool, use_dns
         Engine::Linear => ascii_twin(&translated),
         Engine::Backtracking => None,
     };
-    Ok(CompiledRegex { source: source.to_string(), translated, engine, re, ascii, names, slots })
+    let parts = if engine == Engine::Linear { split_parts(&parsed, multiline) } else { vec![] };
+    let prefixes = if !multiline && !parsed.flags.contains('m') && starts_with_caret(&parsed.node) {
+        let (relaxed, _) = pyre::render(&parsed, false, true);
+        anchored_prefixes(&dollar_fix(&relaxed, false))
+    } else {
+        None
+    };
+    Ok(CompiledRegex { source: source.to_string(), translated, engine, re, ascii, names, ids: vec![], slots, parts, prefixes })
 }
 
 /// Python's `$` (without MULTILINE) also matches before a final newline;
