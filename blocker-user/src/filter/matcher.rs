@@ -161,6 +161,7 @@ const MLFID_CACHE: usize = 100;
 pub struct Matcher<'f> {
     filter: &'f Filter,
     now: Option<NaiveDateTime>,
+    now_cache: std::cell::Cell<(u64, NaiveDateTime)>,
     check_all: bool,
     hint: Option<(usize, usize)>,
     last_hit: Option<DateHit>,
@@ -180,6 +181,7 @@ pub struct Matcher<'f> {
     // storage for the last failure
     r_caps: Vec<(u16, String)>,
     spans: Spans,
+    pre_spans: Spans,
     r_lines: Vec<String>,
     r_id: String,
     r_host: Option<String>,
@@ -191,6 +193,7 @@ impl<'f> Matcher<'f> {
         Matcher {
             filter,
             now: None,
+            now_cache: std::cell::Cell::new((0, NaiveDateTime::default())),
             check_all: false,
             hint: None,
             last_hit: None,
@@ -207,6 +210,7 @@ impl<'f> Matcher<'f> {
             ml_order: VecDeque::new(),
             r_caps: Vec::new(),
             spans: Vec::new(),
+            pre_spans: Vec::new(),
             r_lines: Vec::new(),
             r_id: String::new(),
             r_host: None,
@@ -232,7 +236,20 @@ impl<'f> Matcher<'f> {
     }
 
     fn now(&self) -> NaiveDateTime {
-        self.now.unwrap_or_else(|| chrono::Local::now().naive_local())
+        if let Some(n) = self.now {
+            return n;
+        }
+        // the local clock, refreshed at most once per second
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let (at, cached) = self.now_cache.get();
+        if at == secs && secs != 0 {
+            return cached;
+        }
+        let n = chrono::Local::now().naive_local();
+        self.now_cache.set((secs, n));
+        n
     }
 
     /// Feed one log line (a trailing newline is ignored). The date is found
@@ -301,11 +318,27 @@ impl<'f> Matcher<'f> {
         {
             return Outcome::NoMatch;
         }
-        let mut pre_groups: Groups = Groups::new();
         let mut use_content = false;
+        self.pre_spans.clear();
         if let Some(p) = &f.prefregex {
             let mut content = None;
-            let found = match &f.pref_head {
+            let split = f.head_split.as_ref().and_then(|hs| {
+                let (_, e1) = hs.x.find(&self.buf, ascii)?;
+                let (_, r) = hs.rest.find(&self.buf[e1..], ascii)?;
+                let e2 = e1 + r;
+                (e2 + 1 < self.buf.len() && self.buf.as_bytes()[e2] != b'\n').then_some((hs.group, e1, e2))
+            });
+            if let Some((g, e1, e2)) = split {
+                self.spans.clear();
+                self.spans.push((g, Some((0, e1))));
+                content = Some((e2, self.buf.len() - 1));
+            }
+            let found = if split.is_some() {
+                Some((0, 0))
+            } else if f.head_split.is_some() && f.pref_head.is_some() && !f.head_split.as_ref().unwrap().x.is_match(&self.buf, ascii) {
+                None
+            } else {
+                match &f.pref_head {
                 Some(head) => match run_part(head, &self.buf, &mut self.head_locs, ascii, &mut self.spans) {
                     None => None,
                     Some(sp) if sp.1 + 1 < self.buf.len() && self.buf.as_bytes()[sp.1] != b'\n' => {
@@ -315,15 +348,17 @@ impl<'f> Matcher<'f> {
                     Some(_) => run(p, &self.buf, &mut self.pref_locs, ascii, &mut self.spans),
                 },
                 None => run(p, &self.buf, &mut self.pref_locs, ascii, &mut self.spans),
+                }
             };
             if found.is_none() {
                 return Outcome::NoMatch;
             }
+            self.pre_spans.clear();
             for &(id, span) in &self.spans {
                 if id == gid::CONTENT {
                     content = span;
                 } else {
-                    pre_groups.push((id, span.map(|(s, e)| self.buf[s..e].to_string())));
+                    self.pre_spans.push((id, span));
                 }
             }
             if let Some((s, e)) = content
@@ -373,6 +408,10 @@ impl<'f> Matcher<'f> {
             },
         };
 
+        // in multi-line mode the buffer may be rebuilt below: keep copies
+        let pre_owned: Option<Groups> = multiline.then(|| {
+            self.pre_spans.iter().map(|&(id, sp)| (id, sp.map(|(s, e)| self.buf[s..e].to_string()))).collect()
+        });
         let mut result: Option<(usize, HostKind, Option<u8>)> = None;
         let mut first_nofail: Option<usize> = None;
         let mut ignored: Option<Option<usize>> = None;
@@ -411,7 +450,10 @@ impl<'f> Matcher<'f> {
             }
             let target = if target_is_content { &self.content } else { &self.buf };
             // merge prefregex groups, then this regex's groups, then alt_ groups
-            let mut groups = pre_groups.clone();
+            let mut groups: Groups = match &pre_owned {
+                Some(g) => g.clone(),
+                None => self.pre_spans.iter().map(|&(id, sp)| (id, sp.map(|(s, e)| self.buf[s..e].to_string()))).collect(),
+            };
             for &(id, sp) in &self.spans {
                 gset(&mut groups, id, sp.map(|(s, e)| target[s..e].to_string()));
             }

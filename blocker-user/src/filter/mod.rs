@@ -237,6 +237,72 @@ impl Part {
             _ => self.uni.is_match(text),
         }
     }
+
+    /// Leftmost-first match span.
+    pub fn find(&self, text: &str, ascii: bool) -> Option<(usize, usize)> {
+        match (&self.ascii, ascii) {
+            (Some(a), true) => a.find(text.as_bytes()).map(|m| (m.start(), m.end())),
+            _ => self.uni.find(text).map(|m| (m.start(), m.end())),
+        }
+    }
+}
+
+/// A prefregex head `^(?P<mlfid>X)R` with a nullable, capture- and
+/// assertion-free `R`: the leftmost-first parse is X's own first parse
+/// followed by R's, so both spans come from two DFA searches (no capture
+/// engine needed).
+#[derive(Debug)]
+pub(crate) struct HeadSplit {
+    pub x: Part,
+    pub rest: Part,
+    pub group: u16,
+    group_name: String,
+}
+
+fn head_split(head: &[pyre::Node], flags: &str) -> Option<HeadSplit> {
+    use pyre::{GroupKind, Node};
+    if head.len() < 2 || head[0] != Node::Assert("^") {
+        return None;
+    }
+    let Node::Group(x, GroupKind::Capture(Some(name))) = &head[1] else { return None };
+    let rest = Node::Concat(head[2..].to_vec());
+    fn plain(n: &Node) -> bool {
+        match n {
+            Node::Assert(_) | Node::Backref(_) | Node::Cond(..) => false,
+            Node::Group(_, GroupKind::Capture(_) | GroupKind::Look { .. } | GroupKind::Atomic) => false,
+            Node::Group(b, _) => plain(b),
+            Node::Repeat { node, .. } => plain(node),
+            Node::Concat(v) | Node::Alt(v) => v.iter().all(plain),
+            _ => true,
+        }
+    }
+    let x_plain = {
+        fn no_caps(n: &Node) -> bool {
+            match n {
+                Node::Group(_, GroupKind::Capture(_) | GroupKind::Look { .. } | GroupKind::Atomic) => false,
+                Node::Backref(_) | Node::Cond(..) => false,
+                Node::Group(b, _) => no_caps(b),
+                Node::Repeat { node, .. } => no_caps(node),
+                Node::Concat(v) | Node::Alt(v) => v.iter().all(no_caps),
+                _ => true,
+            }
+        }
+        no_caps(x)
+    };
+    if !plain(&rest) || !x_plain {
+        return None;
+    }
+    let render = |n: Node| {
+        let p = pyre::Parsed { node: Node::Concat(vec![Node::Assert("^"), n]), flags: flags.to_string(), groups: vec![] };
+        let (r, _) = pyre::render(&p, false, false);
+        Part::new(&dollar_fix(&r, false))
+    };
+    let x = render((**x).clone())?;
+    let rest = render(Node::Group(Box::new(rest), GroupKind::NonCapture))?;
+    if !rest.uni.is_match("") {
+        return None; // R must be nullable
+    }
+    Some(HeadSplit { x, rest, group: 0, group_name: name.clone() })
 }
 
 fn starts_with_caret(n: &pyre::Node) -> bool {
@@ -251,7 +317,7 @@ fn starts_with_caret(n: &pyre::Node) -> bool {
 }
 
 /// `^X` of a prefregex `^X(?P<content>.+)$` (see `Filter::pref_head`).
-fn prefregex_head(source: &str, use_dns: bool) -> Option<Part> {
+fn prefregex_head(source: &str, use_dns: bool) -> Option<(Part, Option<HeadSplit>)> {
     use pyre::{GroupKind, Node};
     let parsed = parse_fail2ban(source, use_dns).ok()?;
     let Node::Concat(items) = &parsed.node else { return None };
@@ -264,9 +330,10 @@ fn prefregex_head(source: &str, use_dns: bool) -> Option<Part> {
     if name != "content" || **body != dot_plus || parsed.flags.contains('s') || parsed.node.is_fancy() {
         return None;
     }
+    let split = head_split(&items[..n - 2], &parsed.flags);
     let head = pyre::Parsed { node: Node::Concat(items[..n - 2].to_vec()), flags: parsed.flags.clone(), groups: vec![] };
     let (r, _) = pyre::render(&head, false, false);
-    Part::new(&dollar_fix(&r, false))
+    Some((Part::new(&dollar_fix(&r, false))?, split))
 }
 
 /// Split an anchored top-level alternation into separately compiled parts.
@@ -385,6 +452,8 @@ pub struct Filter {
     /// leftmost-first match is the prefregex's whenever it leaves a non-empty
     /// rest of line, which then is the content (cheaper captures).
     pub(crate) pref_head: Option<Part>,
+    /// `pref_head` as two DFA searches, when its shape allows.
+    pub(crate) head_split: Option<HeadSplit>,
     pub(crate) maxlines: usize,
     pub(crate) dates: DateDetector,
     pub(crate) journalmatch: Vec<String>,
@@ -507,9 +576,9 @@ impl Filter {
             (Some(p), Some(_)) => build_prefilter(&p.source, &failregex, use_dns).ok(),
             _ => None,
         };
-        let pref_head = match &prefregex {
-            Some(p) if !multiline => prefregex_head(&p.source, use_dns),
-            _ => None,
+        let (pref_head, head_split) = match &prefregex {
+            Some(p) if !multiline => prefregex_head(&p.source, use_dns).map_or((None, None), |(h, s)| (Some(h), s)),
+            _ => (None, None),
         };
         let dates = DateDetector::new(def.datepattern.as_deref())?;
         let use_fail_set = failregex.iter().filter(|c| c.prefixes.is_none()).count() > 2;
@@ -524,11 +593,16 @@ impl Filter {
         if let Some(h) = pref_head.as_mut() {
             h.ids = intern.ids(&h.names);
         }
+        let mut head_split = head_split;
+        if let Some(h) = head_split.as_mut() {
+            h.group = intern.id(&h.group_name);
+        }
         let alt_base = alt_bases(&mut intern);
         let is_skip = intern.names.iter().map(|n| n.starts_with("skiplines")).collect();
         Ok(Filter {
             use_fail_set,
             pref_head,
+            head_split,
             name,
             files: def.files,
             prefregex,
