@@ -370,7 +370,7 @@ impl Template {
         let mut brs = Vec::new();
         let mut n = 0usize;
         rewrite_backrefs(&mut node, &parsed.node, &mut brs, &mut n);
-        let p2 = pyre::Parsed { node, flags: gflags.clone(), groups: vec![] };
+        let p2 = pyre::Parsed { node, flags: gflags.clone() };
         let (mut rust, _) = pyre::render(&p2, false, true);
         // put the word-bound look-arounds back in Rust syntax
         if bound_begin && !start {

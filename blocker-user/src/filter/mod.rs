@@ -180,8 +180,6 @@ pub(crate) struct CompiledRegex {
     pub names: Vec<(usize, String)>,
     /// Group index → interned name id (see `Filter::names`).
     pub ids: Vec<(usize, u16)>,
-    /// Number of capture slots (groups + 1).
-    pub slots: usize,
     /// For an anchored top-level alternation: its branches compiled
     /// separately (the first branch that matches gives the captures, which
     /// is what leftmost-first alternation does), so captures are extracted
@@ -293,7 +291,7 @@ fn head_split(head: &[pyre::Node], flags: &str) -> Option<HeadSplit> {
         return None;
     }
     let render = |n: Node| {
-        let p = pyre::Parsed { node: Node::Concat(vec![Node::Assert("^"), n]), flags: flags.to_string(), groups: vec![] };
+        let p = pyre::Parsed { node: Node::Concat(vec![Node::Assert("^"), n]), flags: flags.to_string() };
         let (r, _) = pyre::render(&p, false, false);
         Part::new(&dollar_fix(&r, false))
     };
@@ -331,7 +329,7 @@ fn prefregex_head(source: &str, use_dns: bool) -> Option<(Part, Option<HeadSplit
         return None;
     }
     let split = head_split(&items[..n - 2], &parsed.flags);
-    let head = pyre::Parsed { node: Node::Concat(items[..n - 2].to_vec()), flags: parsed.flags.clone(), groups: vec![] };
+    let head = pyre::Parsed { node: Node::Concat(items[..n - 2].to_vec()), flags: parsed.flags.clone() };
     let (r, _) = pyre::render(&head, false, false);
     Some((Part::new(&dollar_fix(&r, false))?, split))
 }
@@ -352,7 +350,7 @@ fn split_parts(parsed: &pyre::Parsed, multiline: bool) -> Vec<Part> {
     }
     let mut parts = Vec::new();
     for b in branches {
-        let p = pyre::Parsed { node: b.clone(), flags: parsed.flags.clone(), groups: vec![] };
+        let p = pyre::Parsed { node: b.clone(), flags: parsed.flags.clone() };
         let (r, e) = pyre::render(&p, false, false);
         if e != Engine::Linear {
             return vec![];
@@ -447,7 +445,6 @@ pub struct Filter {
     pub(crate) ignore_set: DualSet,
     /// One linear regex that must match a line for any failure to be possible.
     pub(crate) prefilter: Option<DualRegex>,
-    pub(crate) content_group: Option<usize>,
     /// For a prefregex `^X<F-CONTENT>.+</F-CONTENT>$`: `^X` alone. Its
     /// leftmost-first match is the prefregex's whenever it leaves a non-empty
     /// rest of line, which then is the content (cheaper captures).
@@ -471,14 +468,25 @@ impl Filter {
     /// optional `[key=value, ...]` options: `sshd`, `sshd[mode=aggressive]`,
     /// `/etc/fail2ban/filter.d/sshd.conf`.
     pub fn load(spec: &str, opts: &FilterOptions) -> Result<Filter, FilterError> {
-        let FilterSpec::Named { name, options } = FilterSpec::parse(spec)? else { unreachable!() };
-        let path = Self::resolve(&name, &opts.dirs)?;
-        let mut all = opts.options.clone();
-        all.extend(options);
-        let def = reader::read_filter(&path, &all)?;
-        let use_dns = opts.use_dns.unwrap_or_else(|| def.usedns.as_deref().map(str::trim) != Some("no"));
-        let display = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or(name);
-        Self::build(display, def, use_dns)
+        Self::from_spec(&FilterSpec::parse(spec)?, opts)
+    }
+
+    /// Build a filter from a parsed [`FilterSpec`].
+    pub fn from_spec(spec: &FilterSpec, opts: &FilterOptions) -> Result<Filter, FilterError> {
+        match spec {
+            FilterSpec::Named { name, options } => {
+                let path = Self::resolve(name, &opts.dirs)?;
+                let mut all = opts.options.clone();
+                all.extend(options.iter().cloned());
+                let def = reader::read_filter(&path, &all)?;
+                let use_dns = opts.use_dns.unwrap_or_else(|| def.usedns.as_deref().map(str::trim) != Some("no"));
+                let display = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or(name.clone());
+                Self::build(display, def, use_dns)
+            }
+            FilterSpec::Inline { failregex, ignoreregex, datepattern } => {
+                Self::inline(failregex, ignoreregex, datepattern.as_deref(), None)
+            }
+        }
     }
 
     /// Find the `.conf` file for `name` (a path, or a name in `dirs`).
@@ -611,7 +619,6 @@ impl Filter {
             fail_set,
             ignore_set,
             prefilter,
-            content_group,
             maxlines,
             dates,
             journalmatch: def.journalmatch,
@@ -795,7 +802,7 @@ fn compile(source: &str, loc: &str, what: &'static str, multiline: bool, use_dns
     }
     let (translated, engine) = pyre::render(&parsed, multiline, false);
     let translated = dollar_fix(&translated, multiline);
-    let (re, names, slots) = match engine {
+    let (re, names) = match engine {
         Engine::Linear => {
             let re = regex::RegexBuilder::new(&translated)
                 .size_limit(1 << 26)
@@ -807,8 +814,7 @@ fn compile(source: &str, loc: &str, what: &'static str, multiline: bool, use_dns
                 .enumerate()
                 .filter_map(|(i, n)| n.map(|n| (i, pyre::base_group_name(n).to_string())))
                 .collect();
-            let slots = re.captures_len();
-            (Re::Linear(re), names, slots)
+            (Re::Linear(re), names)
         }
         Engine::Backtracking => {
             let re = fancy_regex::RegexBuilder::new(&translated)
@@ -817,8 +823,7 @@ fn compile(source: &str, loc: &str, what: &'static str, multiline: bool, use_dns
                 .map_err(|e| err(e.to_string(), source))?;
             let names: Vec<(usize, String)> =
                 re.capture_names().enumerate().filter_map(|(i, n)| n.map(|n| (i, n.to_string()))).collect();
-            let slots = re.captures_len();
-            (Re::Fancy(re), names, slots)
+            (Re::Fancy(re), names)
         }
     };
     let ascii = match engine {
@@ -832,7 +837,7 @@ fn compile(source: &str, loc: &str, what: &'static str, multiline: bool, use_dns
     } else {
         None
     };
-    Ok(CompiledRegex { source: source.to_string(), translated, engine, re, ascii, names, ids: vec![], slots, parts, prefixes })
+    Ok(CompiledRegex { source: source.to_string(), translated, engine, re, ascii, names, ids: vec![], parts, prefixes })
 }
 
 /// Python's `$` (without MULTILINE) also matches before a final newline;
@@ -972,5 +977,95 @@ fn strip_leading_caret(node: &mut pyre::Node) -> bool {
             }
         }
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spec_parsing() {
+        let s = FilterSpec::parse("sshd[mode=aggressive, port=\"22, 2222\"][x='a]b']").unwrap();
+        assert_eq!(
+            s,
+            FilterSpec::Named {
+                name: "sshd".into(),
+                options: vec![
+                    ("mode".into(), "aggressive".into()),
+                    ("port".into(), "22, 2222".into()),
+                    ("x".into(), "a]b".into())
+                ]
+            }
+        );
+        assert_eq!(FilterSpec::parse("/etc/x.conf").unwrap(), FilterSpec::Named { name: "/etc/x.conf".into(), options: vec![] });
+        assert!(FilterSpec::parse("sshd[mode").is_err());
+        assert!(FilterSpec::parse("sshd[=x]").is_err());
+    }
+
+    #[test]
+    fn filter_is_send_sync_and_matcher_is_send() {
+        fn ss<T: Send + Sync>() {}
+        fn s<T: Send>() {}
+        ss::<Filter>();
+        s::<Matcher<'static>>();
+    }
+
+    #[test]
+    fn dollar_matches_before_final_newline_only() {
+        assert_eq!(dollar_fix(r"a$[$]\$", false), r"a(?m:$)[$]\$");
+        let f = Filter::inline(&[r"^x <HOST>$".into()], &[], Some("{NONE}"), None).unwrap();
+        let mut m = f.matcher();
+        assert!(m.feed("x 192.0.2.1").is_failure());
+        assert!(m.feed("x 192.0.2.1\n").is_failure());
+        assert!(!m.feed("x 192.0.2.1 y").is_failure());
+    }
+
+    #[test]
+    fn multiline_buffer_and_skiplines() {
+        let f = Filter::inline(
+            &[r"^conn (?P<c>\d+) start<SKIPLINES>conn (?P=c) fail from <HOST>$".into()],
+            &[],
+            Some("{NONE}"),
+            Some(4),
+        )
+        .unwrap();
+        assert_eq!(f.engines().failregex, vec![Engine::Backtracking]);
+        let mut m = f.matcher();
+        assert!(!m.feed("conn 7 start").is_failure());
+        assert!(!m.feed("conn 8 other").is_failure());
+        match m.feed("conn 7 fail from 192.0.2.3") {
+            Outcome::Failure(fl) => {
+                assert_eq!(fl.id, "192.0.2.3");
+                assert_eq!(fl.lines, ["conn 7 start".to_string(), "conn 7 fail from 192.0.2.3".to_string()]);
+            }
+            o => panic!("{o:?}"),
+        }
+        // matched lines left the buffer: no second failure from them
+        assert!(!m.feed("noise").is_failure());
+    }
+
+    #[test]
+    fn mlfid_nofail_merging() {
+        // a NOFAIL line remembers the address; a later failure on the same
+        // connection without an address uses it
+        let f = Filter::inline(
+            &[
+                r"^(?P<mlfid>s\[\d+\]): <F-NOFAIL>Connection from</F-NOFAIL> <HOST>$".into(),
+                r"^(?P<mlfid>s\[\d+\]): Too many failures$".into(),
+            ],
+            &[],
+            Some("{NONE}"),
+            None,
+        )
+        .unwrap();
+        let mut m = f.matcher();
+        assert!(matches!(m.feed("s[1]: Connection from 192.0.2.9"), Outcome::NoFailure { regex_index: 0 }));
+        match m.feed("s[1]: Too many failures") {
+            Outcome::Failure(fl) => assert_eq!(fl.id, "192.0.2.9"),
+            o => panic!("{o:?}"),
+        }
+        // other connection: no address known → pending, no failure
+        assert!(matches!(m.feed("s[2]: Too many failures"), Outcome::NoFailure { .. }));
     }
 }

@@ -82,8 +82,6 @@ pub(crate) struct Parsed {
     pub node: Node,
     /// Global flags (`i`, `s`, `m`, `x`) found as `(?i)` etc.
     pub flags: String,
-    /// Capture group names in opening order (None for unnamed).
-    pub groups: Vec<Option<String>>,
 }
 
 struct Parser<'a> {
@@ -91,7 +89,6 @@ struct Parser<'a> {
     chars: Vec<(usize, char)>,
     i: usize,
     flags: String,
-    groups: Vec<Option<String>>,
     verbose: bool,
 }
 
@@ -101,7 +98,6 @@ pub(crate) fn parse(pattern: &str) -> Result<Parsed, ParseError> {
         chars: pattern.char_indices().collect(),
         i: 0,
         flags: String::new(),
-        groups: Vec::new(),
         verbose: false,
     };
     // Global verbose flag must be known before parsing.
@@ -116,7 +112,7 @@ pub(crate) fn parse(pattern: &str) -> Result<Parsed, ParseError> {
     if p.i < p.chars.len() {
         return Err(p.err("unbalanced parenthesis"));
     }
-    Ok(Parsed { node, flags: p.flags, groups: p.groups })
+    Ok(Parsed { node, flags: p.flags })
 }
 
 impl Parser<'_> {
@@ -323,7 +319,6 @@ impl Parser<'_> {
             if self.rest_starts("P<") {
                 self.skip("P<");
                 let name = self.read_name('>')?;
-                self.groups.push(Some(name.clone()));
                 kind = GroupKind::Capture(Some(name));
             } else if self.rest_starts("P=") {
                 self.skip("P=");
@@ -335,7 +330,6 @@ impl Parser<'_> {
                 kind = GroupKind::Look { ahead: false, negate };
             } else if self.eat('<') {
                 let name = self.read_name('>')?;
-                self.groups.push(Some(name.clone()));
                 kind = GroupKind::Capture(Some(name));
             } else if self.eat(':') {
                 kind = GroupKind::NonCapture;
@@ -411,7 +405,6 @@ impl Parser<'_> {
                 kind = if f.is_empty() { GroupKind::NonCapture } else { GroupKind::Flags(f) };
             }
         } else {
-            self.groups.push(None);
             kind = GroupKind::Capture(None);
         }
         let body = self.parse_alt(depth + 1)?;
@@ -758,48 +751,6 @@ impl Node {
             Node::Concat(v) | Node::Alt(v) => v.iter().find_map(|n| n.find_group(name, counter)),
             Node::Cond(_, a, b) => a.find_group(name, counter).or_else(|| b.find_group(name, counter)),
             _ => None,
-        }
-    }
-
-    /// The longest literal that every match must contain (case-sensitive
-    /// patterns only); used for `memmem` prefiltering.
-    pub(crate) fn required_literal(&self) -> String {
-        let mut best = String::new();
-        self.req_lits(&mut best);
-        best
-    }
-
-    fn req_lits(&self, best: &mut String) {
-        match self {
-            Node::Concat(v) => {
-                let mut run = String::new();
-                for n in v {
-                    match n {
-                        Node::Lit(c) => run.push(*c),
-                        Node::Assert(_) | Node::Group(_, GroupKind::Look { .. }) => {}
-                        _ => {
-                            if run.len() > best.len() {
-                                *best = run.clone();
-                            }
-                            run.clear();
-                            n.req_lits(best);
-                        }
-                    }
-                }
-                if run.len() > best.len() {
-                    *best = run;
-                }
-            }
-            Node::Lit(c) => {
-                if best.is_empty() {
-                    best.push(*c);
-                }
-            }
-            Node::Group(n, GroupKind::Capture(_) | GroupKind::NonCapture | GroupKind::Atomic) => {
-                n.req_lits(best)
-            }
-            Node::Repeat { node, min, .. } if *min >= 1 => node.req_lits(best),
-            _ => {}
         }
     }
 }
@@ -1445,13 +1396,6 @@ mod tests {
         assert!(resolve_tags("<F-ID>x</F-ID>", true).contains("(?P<fid>x)"));
     }
 
-    #[test]
-    fn required_literals() {
-        let p = parse(r"^\s*(?:\S+ )?sshd\[\d+\]: Failed password").unwrap();
-        assert_eq!(p.node.required_literal(), "]: Failed password");
-        let p = parse(r"(?:a|b)").unwrap();
-        assert_eq!(p.node.required_literal(), "");
-    }
 }
 
 #[cfg(test)]
@@ -1463,7 +1407,7 @@ mod linearize_tests {
         let p = parse(pat).unwrap();
         assert!(p.node.is_fancy());
         let lin = linearize(&p.node).expect("linearizable");
-        let lp = Parsed { node: lin, flags: p.flags.clone(), groups: vec![] };
+        let lp = Parsed { node: lin, flags: p.flags.clone() };
         let (lr, e) = render(&lp, false, false);
         assert_eq!(e, Engine::Linear, "{lr}");
         let (fr, _) = render(&p, false, false);
