@@ -334,6 +334,9 @@ impl Config {
     }
 
     fn raw(&self, section: &str, opt: &str, vars: &HashMap<String, String>) -> Option<(String, Option<(PathBuf, usize)>)> {
+        if opt == "__name__" {
+            return Some((section.to_string(), None));
+        }
         if let Some(v) = vars.get(opt) {
             return Some((v.clone(), None));
         }
