@@ -30,7 +30,7 @@ const MONTHS: &[&str] = &["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug"
 
 fn ip(r: &mut Rng) -> String {
     let n = r.below(40_000);
-    if n % 5 == 0 {
+    if n.is_multiple_of(5) {
         format!("2001:db8:{:x}:{:x}::{:x}", n >> 8, n & 0xff, r.below(0xffff) + 1)
     } else {
         format!("{}.{}.{}.{}", 1 + (n >> 16) % 223, (n >> 8) & 0xff, n & 0xff, 1 + r.below(254))

@@ -463,9 +463,9 @@ fn find_ci(hay: &str, needle: &str) -> Option<usize> {
 }
 
 fn insert_after_flags(rust: &str, ins: &str) -> String {
-    if rust.starts_with("(?") {
-        let fl = rust[2..].chars().take_while(|c| c.is_ascii_lowercase()).count();
-        if rust[2 + fl..].starts_with(')') {
+    if let Some(rest) = rust.strip_prefix("(?") {
+        let fl = rest.chars().take_while(|c| c.is_ascii_lowercase()).count();
+        if rest[fl..].starts_with(')') {
             let at = 3 + fl;
             return format!("{}{}{}", &rust[..at], ins, &rust[at..]);
         }
@@ -728,14 +728,13 @@ fn match_epoch(line: &str, line_begin: bool, long: bool) -> Option<DateHit> {
     while let Some(p) = line[from..].find("audit(") {
         let at = from + p;
         let s = at + 6;
-        if bound_ok(line, at) || at == 0 {
-            if let Some(e) = digits_at(s)
-                && b.get(e) == Some(&b':')
-            {
-                let k = b[e + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
-                if k > 0 && b.get(e + 1 + k) == Some(&b')') {
-                    return Some(hit(s, e));
-                }
+        if (bound_ok(line, at) || at == 0)
+            && let Some(e) = digits_at(s)
+            && b.get(e) == Some(&b':')
+        {
+            let k = b[e + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
+            if k > 0 && b.get(e + 1 + k) == Some(&b')') {
+                return Some(hit(s, e));
             }
         }
         from = at + 1;
@@ -826,11 +825,9 @@ fn fast_syslog(line: &str) -> Option<Option<DateHit>> {
     let end = 15;
     match b.get(end) {
         None => {}
-        Some(b' ') => {
-            if b.get(end + 1).is_some_and(u8::is_ascii_digit) {
-                return None; // maybe a year
-            }
-        }
+        // maybe a year
+        Some(b' ') if b.get(end + 1).is_some_and(u8::is_ascii_digit) => return None,
+        Some(b' ') => {}
         Some(b'.') => return None,
         Some(&c) if c.is_ascii_alphanumeric() || c == b'_' || c >= 0x80 => return None,
         _ => {}
@@ -1018,6 +1015,11 @@ impl DateDetector {
     /// Number of templates.
     pub fn len(&self) -> usize {
         self.templates.len()
+    }
+
+    /// Whether there are no templates.
+    pub fn is_empty(&self) -> bool {
+        self.templates.is_empty()
     }
 
     /// Whether the detector never finds dates (`{NONE}`).

@@ -35,7 +35,7 @@ pub(crate) fn parse_ini(text: &str, file: &Path) -> Result<IniFile, FilterError>
     let mut pending_blank = 0usize;
     let err = |line: usize, reason: String| FilterError::Syntax { file: file.to_path_buf(), line, reason };
 
-    fn section_mut<'a>(ini: &'a mut IniFile, cur: usize) -> &'a mut Section {
+    fn section_mut(ini: &mut IniFile, cur: usize) -> &mut Section {
         if cur == usize::MAX { &mut ini.defaults } else { &mut ini.sections[cur].1 }
     }
 

@@ -9,8 +9,9 @@
 use std::fmt::Write as _;
 
 /// Python regex AST.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub(crate) enum Node {
+    #[default]
     Empty,
     Lit(char),
     Dot,
@@ -101,8 +102,7 @@ pub(crate) fn parse(pattern: &str) -> Result<Parsed, ParseError> {
         verbose: false,
     };
     // Global verbose flag must be known before parsing.
-    if pattern.starts_with("(?") {
-        let rest = &pattern[2..];
+    if let Some(rest) = pattern.strip_prefix("(?") {
         let fl: String = rest.chars().take_while(|c| c.is_ascii_alphabetic()).collect();
         if rest[fl.len()..].starts_with(')') && fl.contains('x') {
             p.verbose = true;
@@ -279,13 +279,11 @@ impl Parser<'_> {
                 None => return Err(self.err("missing group name terminator")),
             }
         }
-        if name.is_empty()
-            || !name.chars().next().is_some_and(|c| c.is_alphabetic() || c == '_')
-            || !name.chars().all(|c| c.is_alphanumeric() || c == '_')
-        {
-            if !(name.chars().all(|c| c.is_ascii_digit()) && !name.is_empty()) {
-                return Err(self.err(&format!("bad character in group name {name:?}")));
-            }
+        let ident = name.chars().next().is_some_and(|c| c.is_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_alphanumeric() || c == '_');
+        let number = !name.is_empty() && name.chars().all(|c| c.is_ascii_digit());
+        if !ident && !number {
+            return Err(self.err(&format!("bad character in group name {name:?}")));
         }
         Ok(name)
     }
@@ -877,11 +875,6 @@ fn subst_cond(n: &mut Node, name: &str, present: bool) {
     }
 }
 
-impl Default for Node {
-    fn default() -> Self {
-        Node::Empty
-    }
-}
 
 fn expand_conditionals(n: Node, depth: usize) -> Option<Node> {
     if depth > 8 {
