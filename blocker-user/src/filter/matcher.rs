@@ -520,12 +520,20 @@ impl<'f> Matcher<'f> {
                 continue;
             }
             // store the result
-            self.r_caps.clear();
+            // reuse the result buffers' allocations
+            let mut n = 0;
             for (k, v) in &w.groups {
                 if let Some(v) = v {
-                    self.r_caps.push((*k, v.clone()));
+                    if n < self.r_caps.len() {
+                        self.r_caps[n].0 = *k;
+                        self.r_caps[n].1.clone_from(v);
+                    } else {
+                        self.r_caps.push((*k, v.clone()));
+                    }
+                    n += 1;
                 }
             }
+            self.r_caps.truncate(n);
             self.r_lines.clear();
             if in_cache {
                 self.r_lines.extend(w.matches.iter().flatten().cloned());
