@@ -372,3 +372,49 @@ fn fail2ban_sample_logs_agree() {
     assert!(must_fail.is_empty(), "filters that must agree on every line do not:\n{}", must_fail.join("\n"));
     assert!(pct >= OVERALL_FLOOR, "overall agreement {pct:.2}% below floor {OVERALL_FLOOR}%");
 }
+
+/// Robustness: every sample line (and mangled variants with non-ASCII text)
+/// through every stock filter: no panic, no runaway time.
+#[test]
+fn all_samples_through_all_filters_without_panic() {
+    let logs = PathBuf::from(F2B_TESTS).join("files/logs");
+    assert!(Path::new(FILTER_DIR).is_dir() && logs.is_dir(), "fail2ban package required");
+    let mut lines: Vec<String> = Vec::new();
+    for e in std::fs::read_dir(&logs).unwrap().flatten() {
+        if let Ok(b) = std::fs::read(e.path()) {
+            let t = String::from_utf8_lossy(&b).into_owned();
+            lines.extend(t.lines().filter(|l| !l.starts_with('#')).map(str::to_string));
+        }
+    }
+    // mangled variants: multi-byte characters at awkward places
+    let extra: Vec<String> = lines
+        .iter()
+        .step_by(7)
+        .flat_map(|l| {
+            let cut = l.char_indices().nth(2).map_or(0, |(i, _)| i);
+            [format!("{}é{}", &l[..cut], &l[cut..]), format!("Aaé{l}"), format!("{l} ünïcödé from ::ffff:1.2.3.4")]
+        })
+        .collect();
+    lines.extend(extra);
+    let mut names: Vec<String> = std::fs::read_dir(FILTER_DIR)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".conf") && !n.ends_with("common.conf"))
+        .collect();
+    names.sort();
+    let start = std::time::Instant::now();
+    let mut failures = 0usize;
+    for n in &names {
+        let f = Filter::load(n.trim_end_matches(".conf"), &FilterOptions::default())
+            .unwrap_or_else(|e| panic!("{n}: {e}"));
+        let mut m = f.matcher();
+        for l in &lines {
+            if m.feed(l).is_failure() {
+                failures += 1;
+            }
+        }
+    }
+    println!("{} lines x {} filters in {:?}, {failures} failures", lines.len(), names.len(), start.elapsed());
+    assert!(failures > 300, "{failures}");
+}

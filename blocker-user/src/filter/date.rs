@@ -795,8 +795,8 @@ fn fast_syslog(line: &str) -> Option<Option<DateHit>> {
     if !c0.is_ascii_alphabetic() || b.len() < 15 {
         return None;
     }
-    let mon = &line[..3];
-    let month = MONTHS.iter().position(|m| m.eq_ignore_ascii_case(mon))? as u32 + 1;
+    let mon = &b[..3];
+    let month = MONTHS.iter().position(|m| m.as_bytes().eq_ignore_ascii_case(mon))? as u32 + 1;
     if b[3] != b' ' {
         return None;
     }
