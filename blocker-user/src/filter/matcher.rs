@@ -1,0 +1,883 @@
+//! Per-source matching state: date cutting, prefregex, failregex and
+//! ignoreregex evaluation, multi-line buffering and `<F-MLFID>` merging, as
+//! Fail2Ban's `Filter.processLine` / `findFailure` do.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::net::IpAddr;
+
+use chrono::NaiveDateTime;
+
+use super::date::{DateHit, LogTime};
+use super::{CompiledRegex, Filter, Part, Re, gid};
+
+/// What the failure id (the thing to ban) is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HostKind {
+    /// An IPv4 address.
+    Ipv4,
+    /// An IPv6 address.
+    Ipv6,
+    /// An address with a `/prefix` (`<SUBNET>` or `<ADDR>/<CIDR>`).
+    Subnet,
+    /// A DNS name (not resolved here).
+    Name,
+    /// Something else (an `<F-ID>` that is no address).
+    Other,
+}
+
+/// A failure found in the log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failure<'a> {
+    /// The failure id as written in the log: the `<F-ID>` capture when the
+    /// regex has one, else the host (`<HOST>`, `<ADDR>`, ...). This is what
+    /// Fail2Ban counts and bans.
+    pub id: &'a str,
+    /// The host/address capture (`ip4`, `ip6` or `dns` group) as written.
+    pub host: Option<&'a str>,
+    /// What `id` is.
+    pub kind: HostKind,
+    /// Prefix length from a `<CIDR>`/`<SUBNET>` capture.
+    pub cidr: Option<u8>,
+    /// Timestamp of the line (None if no date was found).
+    pub time: Option<LogTime>,
+    /// Index of the failregex that matched.
+    pub regex_index: usize,
+    /// All named captures with a value (`user`, `fid`, `ip4`, `mlfid`, ...),
+    /// merged over the lines of an `<F-MLFID>` connection.
+    pub captures: Captures<'a>,
+    /// The log lines that make up this failure.
+    pub lines: &'a [String],
+}
+
+impl<'a> Failure<'a> {
+    /// A named capture, e.g. `user`.
+    pub fn capture(&self, name: &str) -> Option<&'a str> {
+        self.captures.get(name)
+    }
+}
+
+/// Named captures of a failure.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Captures<'a> {
+    names: &'a [String],
+    items: &'a [(u16, String)],
+}
+
+impl<'a> Captures<'a> {
+    /// The value of a named capture.
+    pub fn get(&self, name: &str) -> Option<&'a str> {
+        self.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
+    }
+
+    /// All (name, value) pairs.
+    pub fn iter(&self) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
+        let names = self.names;
+        self.items.iter().map(move |(id, v)| (names[*id as usize].as_str(), v.as_str()))
+    }
+
+    /// Number of captures.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+}
+
+/// The result of feeding one line.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome<'a> {
+    /// No failregex matched.
+    NoMatch,
+    /// A failregex matched but an ignoreregex matched too.
+    Ignored { regex_index: Option<usize> },
+    /// A failregex matched, but without a failure: `<F-NOFAIL>`, or an
+    /// `<F-MLFID>` line still waiting for its address.
+    NoFailure { regex_index: usize },
+    /// A failure.
+    Failure(Failure<'a>),
+}
+
+impl Outcome<'_> {
+    /// Whether this is a failure.
+    pub fn is_failure(&self) -> bool {
+        matches!(self, Outcome::Failure(_))
+    }
+}
+
+/// Named groups of a failure: (interned name id, value).
+type Groups = Vec<(u16, Option<String>)>;
+
+/// Capture spans of one search: (name id, byte span).
+type Spans = Vec<(u16, Option<(usize, usize)>)>;
+
+#[derive(Debug, Clone, Default)]
+struct Fail {
+    groups: Groups,
+    users: Option<BTreeSet<String>>,
+    matches: Option<Vec<String>>,
+    nofail_matches: Option<Vec<String>>,
+}
+
+fn gget(g: &Groups, id: u16) -> Option<&str> {
+    g.iter().find(|(k, _)| *k == id).and_then(|(_, v)| v.as_deref())
+}
+
+fn gset(g: &mut Groups, id: u16, v: Option<String>) {
+    match g.iter_mut().find(|(k, _)| *k == id) {
+        Some(e) => e.1 = v,
+        None => g.push((id, v)),
+    }
+}
+
+fn gremove(g: &mut Groups, id: u16) -> Option<String> {
+    let i = g.iter().position(|(k, _)| *k == id)?;
+    g.swap_remove(i).1
+}
+
+fn truthy(g: &Groups, id: u16) -> bool {
+    gget(g, id).is_some_and(|s| !s.is_empty())
+}
+
+fn pop_truthy(g: &mut Groups, id: u16) -> bool {
+    gremove(g, id).is_some_and(|s| !s.is_empty())
+}
+
+fn update_users(f: &mut Fail, user: Option<&str>) -> usize {
+    if let Some(u) = user.filter(|u| !u.is_empty()) {
+        f.users.get_or_insert_with(BTreeSet::new).insert(u.to_string());
+    }
+    f.users.as_ref().map_or(0, BTreeSet::len)
+}
+
+/// Size of the `<F-MLFID>` cache (Fail2Ban: 100 entries).
+const MLFID_CACHE: usize = 100;
+
+/// Per-source matching state. Create with [`Filter::matcher`].
+#[derive(Debug)]
+pub struct Matcher<'f> {
+    filter: &'f Filter,
+    now: Option<NaiveDateTime>,
+    now_cache: std::cell::Cell<(u64, NaiveDateTime)>,
+    check_all: bool,
+    hint: Option<(usize, usize)>,
+    last_hit: Option<DateHit>,
+    /// Fields of the last non-empty date seen (Fail2Ban's `__lastDate`).
+    last_date: Option<super::date::Fields>,
+    buf: String,
+    content: String,
+    set_hits: Vec<bool>,
+    pref_locs: Locs,
+    head_locs: Locs,
+    fail_locs: Vec<Locs>,
+    ignore_hits: Vec<bool>,
+    /// Multi-line buffer: (text with the date cut out, original line).
+    lines: VecDeque<(String, String)>,
+    ml_cache: HashMap<String, Fail>,
+    ml_order: VecDeque<String>,
+    // storage for the last failure
+    r_caps: Vec<(u16, String)>,
+    spans: Spans,
+    pre_spans: Spans,
+    r_lines: Vec<String>,
+    r_id: String,
+    r_host: Option<String>,
+}
+
+
+impl<'f> Matcher<'f> {
+    pub(crate) fn new(filter: &'f Filter) -> Self {
+        Matcher {
+            filter,
+            now: None,
+            now_cache: std::cell::Cell::new((0, NaiveDateTime::default())),
+            check_all: false,
+            hint: None,
+            last_hit: None,
+            last_date: None,
+            buf: String::with_capacity(512),
+            content: String::with_capacity(512),
+            set_hits: vec![false; filter.failregex.len()],
+            pref_locs: filter.prefregex.as_ref().map(Locs::new).unwrap_or_default(),
+            head_locs: filter.pref_head.as_ref().map(Locs::part).unwrap_or_default(),
+            fail_locs: filter.failregex.iter().map(Locs::new).collect(),
+            ignore_hits: vec![false; filter.ignoreregex.len()],
+            lines: VecDeque::new(),
+            ml_cache: HashMap::new(),
+            ml_order: VecDeque::new(),
+            r_caps: Vec::new(),
+            spans: Vec::new(),
+            pre_spans: Vec::new(),
+            r_lines: Vec::new(),
+            r_id: String::new(),
+            r_host: None,
+        }
+    }
+
+    /// Reference "now" (local time) used to complete dates without a year
+    /// or day. Default: the current time.
+    pub fn set_now(&mut self, now: NaiveDateTime) {
+        self.now = Some(now);
+    }
+
+    /// Evaluate every failregex on each line, like Fail2Ban's test harness
+    /// (`checkAllRegex`); the first real failure is reported. Default off
+    /// (first matching failregex wins, as in Fail2Ban's normal operation).
+    pub fn set_check_all(&mut self, on: bool) {
+        self.check_all = on;
+    }
+
+    /// The timestamp found on the last line fed with [`Matcher::feed`].
+    pub fn last_time(&self) -> Option<LogTime> {
+        self.last_hit.and_then(|h| h.fields.resolve(self.now()))
+    }
+
+    fn now(&self) -> NaiveDateTime {
+        if let Some(n) = self.now {
+            return n;
+        }
+        // the local clock, refreshed at most once per second
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let (at, cached) = self.now_cache.get();
+        if at == secs && secs != 0 {
+            return cached;
+        }
+        let n = chrono::Local::now().naive_local();
+        self.now_cache.set((secs, n));
+        n
+    }
+
+    /// Feed one log line (a trailing newline is ignored). The date is found
+    /// with the filter's date templates and cut out before matching.
+    pub fn feed(&mut self, line: &str) -> Outcome<'_> {
+        let line = line.strip_suffix('\n').unwrap_or(line);
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        let hit = if self.filter.dates.is_none() { None } else { self.filter.dates.find(line, &mut self.hint) };
+        self.last_hit = hit;
+        if let Some(h) = hit
+            && h.end > h.start
+        {
+            self.last_date = Some(h.fields);
+        }
+        let (s, e) = hit.map_or((0, 0), |h| (h.start, h.end));
+        self.process(line, s, e, hit, None)
+    }
+
+    /// Feed a line whose time is already known (e.g. from the journal): no
+    /// date is searched; the whole line is matched.
+    pub fn feed_with_time(&mut self, line: &str, time: Option<LogTime>) -> Outcome<'_> {
+        let line = line.strip_suffix('\n').unwrap_or(line);
+        self.process(line, 0, 0, None, Some(time))
+    }
+
+    fn process(
+        &mut self,
+        line: &str,
+        ds: usize,
+        de: usize,
+        hit: Option<DateHit>,
+        known_time: Option<Option<LogTime>>,
+    ) -> Outcome<'_> {
+        let f = self.filter;
+        let multiline = f.maxlines > 1;
+        self.buf.clear();
+        if multiline {
+            let mut t = String::with_capacity(line.len() - (de - ds));
+            t.push_str(&line[..ds]);
+            t.push_str(&line[de..]);
+            self.lines.push_back((t, line.to_string()));
+            while self.lines.len() > f.maxlines {
+                self.lines.pop_front();
+            }
+            for (t, _) in &self.lines {
+                self.buf.push_str(t);
+                self.buf.push('\n');
+            }
+        } else {
+            self.buf.push_str(&line[..ds]);
+            self.buf.push_str(&line[de..]);
+            self.buf.push('\n');
+        }
+
+        // Early ignoreregex check (Fail2Ban does it when there are fewer
+        // ignoreregexes than failregexes - 2).
+        if !f.ignoreregex.is_empty()
+            && f.ignoreregex.len() + 2 < f.failregex.len()
+            && let Some(i) = self.ignored(false)
+        {
+            return Outcome::Ignored { regex_index: Some(i) };
+        }
+        let ascii = self.buf.is_ascii();
+        if let Some(pf) = &f.prefilter
+            && !pf.is_match(&self.buf, ascii)
+        {
+            return Outcome::NoMatch;
+        }
+        let mut use_content = false;
+        self.pre_spans.clear();
+        if let Some(p) = &f.prefregex {
+            let mut content = None;
+            let split = f.head_split.as_ref().and_then(|hs| {
+                let (_, e1) = hs.x.find(&self.buf, ascii)?;
+                let (_, r) = hs.rest.find(&self.buf[e1..], ascii)?;
+                let e2 = e1 + r;
+                (e2 + 1 < self.buf.len() && self.buf.as_bytes()[e2] != b'\n').then_some((hs.group, e1, e2))
+            });
+            if let Some((g, e1, e2)) = split {
+                self.spans.clear();
+                self.spans.push((g, Some((0, e1))));
+                content = Some((e2, self.buf.len() - 1));
+            }
+            let found = if split.is_some() {
+                Some((0, 0))
+            } else if f.head_split.is_some() && f.pref_head.is_some() && !f.head_split.as_ref().unwrap().x.is_match(&self.buf, ascii) {
+                None
+            } else {
+                match &f.pref_head {
+                Some(head) => match run_part(head, &self.buf, &mut self.head_locs, ascii, &mut self.spans) {
+                    None => None,
+                    Some(sp) if sp.1 + 1 < self.buf.len() && self.buf.as_bytes()[sp.1] != b'\n' => {
+                        content = Some((sp.1, self.buf.len() - 1));
+                        Some(sp)
+                    }
+                    Some(_) => run(p, &self.buf, &mut self.pref_locs, ascii, &mut self.spans),
+                },
+                None => run(p, &self.buf, &mut self.pref_locs, ascii, &mut self.spans),
+                }
+            };
+            if found.is_none() {
+                return Outcome::NoMatch;
+            }
+            self.pre_spans.clear();
+            for &(id, span) in &self.spans {
+                if id == gid::CONTENT {
+                    content = span;
+                } else {
+                    self.pre_spans.push((id, span));
+                }
+            }
+            if let Some((s, e)) = content
+                && e > s
+            {
+                self.content.clear();
+                self.content.push_str(&self.buf[s..e]);
+                self.content.push('\n');
+                use_content = true;
+            }
+        }
+        let target_is_content = use_content;
+        {
+            let target = if target_is_content { &self.content } else { &self.buf };
+            if f.use_fail_set {
+                self.set_hits.iter_mut().for_each(|b| *b = false);
+                if !f.fail_set.matches(&mut self.set_hits, target, ascii) {
+                    return Outcome::NoMatch;
+                }
+            } else {
+                // exact candidate test by literal prefixes (anchored regexes)
+                let mut any = false;
+                for (hit, c) in self.set_hits.iter_mut().zip(&f.failregex) {
+                    *hit = c.prefixes.as_ref().is_none_or(|p| p.iter().any(|l| target.as_bytes().starts_with(l)));
+                    any |= *hit;
+                }
+                if !any {
+                    return Outcome::NoMatch;
+                }
+            }
+        }
+        let time = match known_time {
+            Some(t) => t,
+            None => match hit {
+                Some(h) if h.end > h.start => h.fields.resolve(self.now()),
+                // no date, or an empty one: Fail2Ban reuses the last date if
+                // it is recent (or in the future), else "now" for empty dates
+                _ => {
+                    let now = self.now();
+                    let last = self.last_date.and_then(|f| f.resolve(now));
+                    match last {
+                        Some(t) if t.local() > now - chrono::Duration::seconds(60) => Some(t),
+                        _ if hit.is_some() => Some(LogTime { naive: now, offset: None, epoch_based: false }),
+                        _ => None,
+                    }
+                }
+            },
+        };
+
+        // in multi-line mode the buffer may be rebuilt below: keep copies
+        let pre_owned: Option<Groups> = multiline.then(|| {
+            self.pre_spans.iter().map(|&(id, sp)| (id, sp.map(|(s, e)| self.buf[s..e].to_string()))).collect()
+        });
+        let mut result: Option<(usize, HostKind, Option<u8>)> = None;
+        let mut first_nofail: Option<usize> = None;
+        let mut ignored: Option<Option<usize>> = None;
+        for i in 0..f.failregex.len() {
+            if !self.set_hits[i] {
+                continue;
+            }
+            if multiline && i > 0 {
+                // the buffer may have changed after an earlier match
+                self.rebuild_ml_buf();
+            }
+            let target = if target_is_content { &self.content } else { &self.buf };
+            let Some(span) = run(&f.failregex[i], target, &mut self.fail_locs[i], ascii, &mut self.spans) else {
+                continue;
+            };
+            // which buffer lines did the match cover?
+            let matched_lines = self.matched_lines(span, target_is_content, line);
+            if !f.ignoreregex.is_empty() {
+                let ig = if multiline {
+                    // ignoreregex sees the matched lines only
+                    let text: String = matched_lines.1.iter().map(|(t, _)| format!("{t}\n")).collect();
+                    self.ignored_on(&text)
+                } else {
+                    self.ignored(target_is_content)
+                };
+                if let Some(ix) = ig {
+                    if multiline {
+                        self.remove_lines(&matched_lines.0);
+                    }
+                    if !self.check_all {
+                        return Outcome::Ignored { regex_index: Some(ix) };
+                    }
+                    ignored = Some(Some(ix));
+                    continue;
+                }
+            }
+            let target = if target_is_content { &self.content } else { &self.buf };
+            // merge prefregex groups, then this regex's groups, then alt_ groups
+            let mut groups: Groups = match &pre_owned {
+                Some(g) => g.clone(),
+                None => self.pre_spans.iter().map(|&(id, sp)| (id, sp.map(|(s, e)| self.buf[s..e].to_string()))).collect(),
+            };
+            for &(id, sp) in &self.spans {
+                gset(&mut groups, id, sp.map(|(s, e)| target[s..e].to_string()));
+            }
+            if multiline {
+                self.remove_lines(&matched_lines.0);
+            }
+            let orig_lines: Vec<String> = matched_lines.1.into_iter().map(|(_, o)| o).collect();
+            merge_alt(&mut groups, &f.alt_base);
+            let mlfid = gget(&groups, gid::MLFID).map(str::to_string);
+            let mut fail = Fail { groups, ..Default::default() };
+            let (in_cache, nofail) = if let Some(id) = &mlfid {
+                let (owned, in_cache) = self.merge_failure(id, fail, &orig_lines);
+                let w = if in_cache { self.ml_cache.get(id).unwrap() } else { owned.as_ref().unwrap() };
+                let nf = truthy(&w.groups, gid::NOFAIL);
+                fail = owned.unwrap_or_default();
+                (in_cache, nf)
+            } else {
+                // Without <F-MLFID>, Fail2Ban's server still counts a
+                // <F-NOFAIL> match as a failure while its own sample tests
+                // treat it as none; blocker follows the intent: no failure.
+                let nf = truthy(&fail.groups, gid::NOFAIL);
+                fail.matches = Some(orig_lines);
+                (false, nf)
+            };
+            // determine the failure id (on the cached entry if there is one)
+            let w: &mut Fail = if in_cache { self.ml_cache.get_mut(mlfid.as_deref().unwrap()).unwrap() } else { &mut fail };
+            let fid = gget(&w.groups, gid::FID).map(str::to_string);
+            let cidr = gget(&w.groups, gid::CIDR).and_then(|c| c.parse::<u8>().ok());
+            let (ip, kind_src) = if let Some(ip) = gget(&w.groups, gid::IP4) {
+                (Some(ip.to_string()), "ip4")
+            } else if let Some(ip) = gget(&w.groups, gid::IP6) {
+                (Some(ip.to_string()), "ip6")
+            } else if let Some(d) = gget(&w.groups, gid::DNS) {
+                (Some(d.to_string()), "dns")
+            } else {
+                (None, "fid")
+            };
+            let id = match (&fid, &ip) {
+                (_, None) => fid.clone(),
+                (None, Some(ip)) => Some(ip.clone()),
+                (Some(fid), Some(ip)) if fid == ip => Some(ip.clone()),
+                (Some(fid), Some(ip)) => {
+                    gset(&mut w.groups, gid::IP, Some(ip.clone()));
+                    Some(fid.clone())
+                }
+            };
+            let Some(id) = id else {
+                // mlfid case: waiting for the address
+                gset(&mut w.groups, gid::MLFPENDING, Some("1".into()));
+                first_nofail.get_or_insert(i);
+                if !self.check_all {
+                    return Outcome::NoFailure { regex_index: i };
+                }
+                continue;
+            };
+            if nofail {
+                first_nofail.get_or_insert(i);
+                if !self.check_all {
+                    return Outcome::NoFailure { regex_index: i };
+                }
+                continue;
+            }
+            if result.is_some() {
+                continue;
+            }
+            // store the result
+            // reuse the result buffers' allocations
+            let mut n = 0;
+            for (k, v) in &w.groups {
+                if let Some(v) = v {
+                    if n < self.r_caps.len() {
+                        self.r_caps[n].0 = *k;
+                        self.r_caps[n].1.clone_from(v);
+                    } else {
+                        self.r_caps.push((*k, v.clone()));
+                    }
+                    n += 1;
+                }
+            }
+            self.r_caps.truncate(n);
+            self.r_lines.clear();
+            if in_cache {
+                self.r_lines.extend(w.matches.iter().flatten().cloned());
+            } else {
+                self.r_lines.extend(w.matches.take().unwrap_or_default());
+            }
+            let kind = host_kind(&id, kind_src, fid.is_some() && fid != ip, cidr);
+            self.r_id = id;
+            self.r_host = ip;
+            result = Some((i, kind, cidr));
+            if !self.check_all {
+                break;
+            }
+        }
+        match result {
+            Some((regex_index, kind, cidr)) => Outcome::Failure(Failure {
+                id: &self.r_id,
+                host: self.r_host.as_deref(),
+                kind,
+                cidr,
+                time,
+                regex_index,
+                captures: Captures { names: &f.names, items: &self.r_caps },
+                lines: &self.r_lines,
+            }),
+            None => {
+                if let Some(i) = first_nofail {
+                    Outcome::NoFailure { regex_index: i }
+                } else if let Some(ix) = ignored {
+                    Outcome::Ignored { regex_index: ix }
+                } else {
+                    Outcome::NoMatch
+                }
+            }
+        }
+    }
+
+    fn rebuild_ml_buf(&mut self) {
+        self.buf.clear();
+        for (t, _) in &self.lines {
+            self.buf.push_str(t);
+            self.buf.push('\n');
+        }
+    }
+
+    /// Indices (into the multi-line buffer) and copies of the lines a match
+    /// covers, minus lines captured by `<SKIPLINES>`.
+    fn matched_lines(&self, span: (usize, usize), content: bool, line: &str) -> (Vec<usize>, Vec<(String, String)>) {
+        if self.filter.maxlines <= 1 || content {
+            return (vec![], vec![(String::new(), line.to_string())]);
+        }
+        let buf = &self.buf;
+        let start = buf[..span.0.min(buf.len())].matches('\n').count();
+        let end_pos = span.1.max(span.0 + 1).min(buf.len());
+        let end = buf[..end_pos - 1].matches('\n').count() + 1;
+        let skipped: Vec<&str> = self
+            .spans
+            .iter()
+            .filter(|(id, _)| self.filter.is_skip[*id as usize])
+            .filter_map(|(_, sp)| sp.map(|(s, e)| &buf[s..e]))
+            .flat_map(|s| s.lines())
+            .collect();
+        let mut idx = Vec::new();
+        let mut out = Vec::new();
+        for i in start..end.min(self.lines.len()) {
+            if skipped.contains(&self.lines[i].0.as_str()) {
+                continue;
+            }
+            idx.push(i);
+            out.push(self.lines[i].clone());
+        }
+        (idx, out)
+    }
+
+    fn remove_lines(&mut self, idx: &[usize]) {
+        for &i in idx.iter().rev() {
+            self.lines.remove(i);
+        }
+    }
+
+    fn ignored(&mut self, content: bool) -> Option<usize> {
+        let f = self.filter;
+        let target = if content { &self.content } else { &self.buf };
+        self.ignore_hits.iter_mut().for_each(|b| *b = false);
+        if !f.ignore_set.matches(&mut self.ignore_hits, target, target.is_ascii()) {
+            return None;
+        }
+        (0..f.ignoreregex.len()).find(|&i| self.ignore_hits[i] && is_match(&f.ignoreregex[i], target))
+    }
+
+    fn ignored_on(&self, text: &str) -> Option<usize> {
+        let f = self.filter;
+        (0..f.ignoreregex.len()).find(|&i| is_match(&f.ignoreregex[i], text))
+    }
+
+    /// Fail2Ban's `_mergeFailure`. Returns the owned failure when it is not
+    /// kept in the cache, and whether it lives in the cache.
+    fn merge_failure(&mut self, mlfid: &str, mut fail: Fail, matched: &[String]) -> (Option<Fail>, bool) {
+        let mut nf = 0u8;
+        if truthy(&fail.groups, gid::MLFGAINED) {
+            nf |= 8 | 1;
+            if !truthy(&fail.groups, gid::NOFAIL) {
+                let g = gget(&fail.groups, gid::MLFGAINED).map(str::to_string);
+                gset(&mut fail.groups, gid::NOFAIL, g);
+            }
+        } else if truthy(&fail.groups, gid::NOFAIL) {
+            nf |= 1;
+        }
+        if pop_truthy(&mut fail.groups, gid::MLFFORGET) {
+            nf |= 2;
+        }
+        let user = gget(&fail.groups, gid::USER).map(str::to_string);
+        let users;
+        let mut owned = None;
+        let in_cache;
+        if let Some(entry) = self.ml_cache.get_mut(mlfid) {
+            users = update_users(entry, user.as_deref());
+            if pop_truthy(&mut entry.groups, gid::NOFAIL) {
+                nf |= 4;
+            }
+            if pop_truthy(&mut entry.groups, gid::MLFGAINED) {
+                nf |= 4;
+            }
+            if nf & 8 != 0 {
+                gremove(&mut entry.groups, gid::MLFPENDING);
+            }
+            if nf & 4 == 0 && !truthy(&entry.groups, gid::MLFPENDING) {
+                entry.matches = None;
+            }
+            for (k, v) in fail.groups {
+                if v.is_some() {
+                    gset(&mut entry.groups, k, v);
+                }
+            }
+            if nf & 2 != 0 {
+                let e = self.ml_cache.remove(mlfid).unwrap();
+                self.ml_order.retain(|k| k != mlfid);
+                owned = Some(e);
+                in_cache = false;
+            } else {
+                in_cache = true;
+            }
+        } else if nf & 2 == 0 {
+            users = update_users(&mut fail, user.as_deref());
+            if self.ml_cache.len() >= MLFID_CACHE
+                && let Some(old) = self.ml_order.pop_front()
+            {
+                self.ml_cache.remove(&old);
+            }
+            self.ml_cache.insert(mlfid.to_string(), fail);
+            self.ml_order.push_back(mlfid.to_string());
+            in_cache = true;
+        } else {
+            users = fail.users.as_ref().map_or(0, BTreeSet::len);
+            owned = Some(fail);
+            in_cache = false;
+        }
+        let w = if in_cache { self.ml_cache.get_mut(mlfid).unwrap() } else { owned.as_mut().unwrap() };
+        if pop_truthy(&mut w.groups, gid::MLFPENDING) || users > 1 {
+            gremove(&mut w.groups, gid::NOFAIL);
+            gremove(&mut w.groups, gid::MLFGAINED);
+            nf &= !(8 | 1);
+        }
+        if nf & 1 == 0 {
+            let mut m = w.nofail_matches.take().unwrap_or_default();
+            m.extend(w.matches.take().unwrap_or_default());
+            if nf & 8 == 0 {
+                m.extend(matched.iter().cloned());
+            }
+            w.matches = Some(m);
+        } else if nf & 3 == 1 {
+            w.nofail_matches.get_or_insert_with(Vec::new).extend(matched.iter().cloned());
+        }
+        (owned, in_cache)
+    }
+}
+
+/// `alt_NAME[_N]` groups fill `NAME` when it is empty (`alt_base[id]`).
+fn merge_alt(g: &mut Groups, alt_base: &[Option<u16>]) {
+    let mut i = 0;
+    while i < g.len() {
+        let (id, ref v) = g[i];
+        if let (Some(base), Some(v)) = (alt_base[id as usize], v.clone())
+            && !v.is_empty()
+            && !truthy(g, base)
+        {
+            gset(g, base, Some(v));
+        }
+        i += 1;
+    }
+}
+
+fn host_kind(id: &str, src: &str, id_is_fid: bool, cidr: Option<u8>) -> HostKind {
+    if !id_is_fid {
+        match src {
+            "ip4" | "ip6" => {
+                if cidr.is_some() {
+                    return HostKind::Subnet;
+                }
+                return match id.parse::<IpAddr>() {
+                    Ok(IpAddr::V4(_)) => HostKind::Ipv4,
+                    Ok(IpAddr::V6(_)) => HostKind::Ipv6,
+                    Err(_) => HostKind::Other,
+                };
+            }
+            "dns" => {
+                return match id.parse::<IpAddr>() {
+                    Ok(IpAddr::V4(_)) => HostKind::Ipv4,
+                    Ok(IpAddr::V6(_)) => HostKind::Ipv6,
+                    Err(_) => HostKind::Name,
+                };
+            }
+            _ => {}
+        }
+    }
+    let t = id.trim_start_matches('[').trim_end_matches(']');
+    if let Some((a, p)) = t.split_once('/')
+        && a.parse::<IpAddr>().is_ok()
+        && p.parse::<u8>().is_ok()
+    {
+        return HostKind::Subnet;
+    }
+    match t.parse::<IpAddr>() {
+        Ok(IpAddr::V4(_)) => HostKind::Ipv4,
+        Ok(IpAddr::V6(_)) => HostKind::Ipv6,
+        Err(_) => HostKind::Other,
+    }
+}
+
+fn is_match(c: &CompiledRegex, text: &str) -> bool {
+    if let Some(a) = &c.ascii
+        && text.is_ascii()
+    {
+        return a.is_match(text.as_bytes());
+    }
+    match &c.re {
+        Re::Linear(r) => r.is_match(text),
+        Re::Fancy(r) => r.is_match(text).unwrap_or(false),
+    }
+}
+
+/// Reusable capture slots for a compiled regex (Unicode and ASCII twin).
+#[derive(Debug, Default)]
+struct Locs {
+    uni: Option<regex::CaptureLocations>,
+    ascii: Option<regex::bytes::CaptureLocations>,
+    parts: Vec<Locs>,
+}
+
+impl Locs {
+    fn new(c: &CompiledRegex) -> Locs {
+        Locs {
+            uni: match &c.re {
+                Re::Linear(r) => Some(r.capture_locations()),
+                Re::Fancy(_) => None,
+            },
+            ascii: c.ascii.as_ref().map(|a| a.capture_locations()),
+            parts: c.parts.iter().map(Locs::part).collect(),
+        }
+    }
+
+    fn part(p: &Part) -> Locs {
+        Locs {
+            uni: Some(p.uni.capture_locations()),
+            ascii: p.ascii.as_ref().map(|a| a.capture_locations()),
+            parts: vec![],
+        }
+    }
+}
+
+/// Captures of one separately compiled part into `out`; returns the span.
+fn run_part(p: &Part, text: &str, locs: &mut Locs, ascii: bool, out: &mut Spans) -> Option<(usize, usize)> {
+    out.clear();
+    if ascii
+        && let (Some(a), Some(l)) = (&p.ascii, locs.ascii.as_mut())
+    {
+        let m = a.captures_read(l, text.as_bytes())?;
+        for (i, id) in &p.ids {
+            put(out, *id, l.get(*i));
+        }
+        return Some((m.start(), m.end()));
+    }
+    let l = locs.uni.as_mut()?;
+    let m = p.uni.captures_read(l, text)?;
+    for (i, id) in &p.ids {
+        put(out, *id, l.get(*i));
+    }
+    Some((m.start(), m.end()))
+}
+
+/// Record a group; when a name occurs twice (expanded alternatives), the
+/// participating occurrence wins.
+fn put(out: &mut Spans, id: u16, v: Option<(usize, usize)>) {
+    match out.iter_mut().find(|(k, _)| *k == id) {
+        Some(e) => {
+            if v.is_some() {
+                e.1 = v;
+            }
+        }
+        None => out.push((id, v)),
+    }
+}
+
+/// Search with captures into `out`; returns the match span.
+fn run(c: &CompiledRegex, text: &str, locs: &mut Locs, ascii: bool, out: &mut Spans) -> Option<(usize, usize)> {
+    if !c.parts.is_empty() {
+        // anchored alternation: the first branch that matches wins
+        let i = c.parts.iter().position(|p| p.is_match(text, ascii))?;
+        return run_part(&c.parts[i], text, &mut locs.parts[i], ascii, out);
+    }
+    out.clear();
+    if ascii
+        && let (Some(a), Some(l)) = (&c.ascii, locs.ascii.as_mut())
+    {
+        let m = a.captures_read(l, text.as_bytes())?;
+        for (i, id) in &c.ids {
+            put(out, *id, l.get(*i));
+        }
+        return Some((m.start(), m.end()));
+    }
+    match (&c.re, locs.uni.as_mut()) {
+        (Re::Linear(r), Some(l)) => {
+            let m = r.captures_read(l, text)?;
+            for (i, id) in &c.ids {
+                put(out, *id, l.get(*i));
+            }
+            Some((m.start(), m.end()))
+        }
+        (Re::Linear(r), None) => {
+            let caps = r.captures(text)?;
+            for (i, id) in &c.ids {
+                put(out, *id, caps.get(*i).map(|m| (m.start(), m.end())));
+            }
+            let m = caps.get(0).unwrap();
+            Some((m.start(), m.end()))
+        }
+        (Re::Fancy(r), _) => {
+            // a backtrack-limit error counts as no match
+            let caps = r.captures(text).ok()??;
+            for (i, id) in &c.ids {
+                put(out, *id, caps.get(*i).map(|m| (m.start(), m.end())));
+            }
+            let m = caps.get(0).unwrap();
+            Some((m.start(), m.end()))
+        }
+    }
+}
