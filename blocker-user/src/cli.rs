@@ -41,6 +41,27 @@ pub enum Command {
     List(ListArgs),
     /// Packet counters and attachment.
     Stats(JsonArg),
+    /// Run a filter over a log file, like fail2ban-regex (no agent needed).
+    FilterTest(FilterTestArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct FilterTestArgs {
+    /// Log file (`-` for stdin).
+    pub log: PathBuf,
+    /// A filter file, a name with options (`sshd[mode=aggressive]`), or an inline regex with <HOST>.
+    pub filter: String,
+    /// One JSON object per input line.
+    #[arg(long)]
+    pub json: bool,
+    /// Directories to look named filters up in (default: /etc/fail2ban/filter.d, /usr/share/blocker/filter.d).
+    #[arg(long = "filter-dir", value_name = "DIR")]
+    pub filter_dirs: Vec<PathBuf>,
+    /// Jail summary: failures within --findtime that would ban.
+    #[arg(long, default_value_t = 5)]
+    pub maxretry: u32,
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    pub findtime: Duration,
 }
 
 #[derive(Debug, Args)]
@@ -126,6 +147,7 @@ impl Cli {
             Command::Unban(a) => (unban_request(a)?, false),
             Command::List(a) => (Request::List { jail: a.jail.clone() }, a.json),
             Command::Stats(a) => (Request::Stats, a.json),
+            Command::FilterTest(_) => unreachable!("filter-test runs locally"),
         };
         let response = client::call(&socket, &request)?;
         print_response(&self.command, &response, json)
@@ -202,7 +224,7 @@ fn print_response(command: &Command, r: &Response, json: bool) -> anyhow::Result
         Command::Unban(_) => writeln!(out, "unbanned {}", r.data["removed"])?,
         Command::List(_) => print_list(&mut out, &r.data)?,
         Command::Stats(_) => print_stats(&mut out, &r.data)?,
-        Command::Run => {}
+        Command::Run | Command::FilterTest(_) => {}
     }
     Ok(0)
 }
@@ -275,4 +297,30 @@ mod tests {
         let e = ban_request(&a).unwrap_err().to_string();
         assert!(e.contains("300.1.1.1") && e.contains("nothing changed"), "{e}");
     }
+}
+
+/// `blocker filter-test`: runs in the CLI process, no agent needed.
+pub fn filter_test(a: &FilterTestArgs) -> anyhow::Result<i32> {
+    let mut filter_options = crate::filter::FilterOptions::default();
+    if !a.filter_dirs.is_empty() {
+        filter_options.dirs = a.filter_dirs.clone();
+    }
+    let opts = crate::filter::FilterTestOptions {
+        filter: a.filter.clone(),
+        filter_options,
+        json: a.json,
+        maxretry: a.maxretry,
+        findtime: a.findtime,
+        now: None,
+    };
+    let input: Box<dyn BufRead> = if a.log == Path::new("-") {
+        Box::new(std::io::stdin().lock())
+    } else {
+        let f = std::fs::File::open(&a.log).with_context(|| format!("opening {}", a.log.display()))?;
+        Box::new(std::io::BufReader::with_capacity(1 << 16, f))
+    };
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    crate::filter::filter_test(&opts, input, &mut out)?;
+    out.flush()?;
+    Ok(0)
 }

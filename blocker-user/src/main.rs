@@ -8,6 +8,7 @@ fn main() {
     let cli = Cli::parse();
     let code = match &cli.command {
         Command::Run => run(&cli),
+        Command::FilterTest(args) => blocker::cli::filter_test(args),
         _ => cli.client(),
     };
     match code {
