@@ -10,5 +10,7 @@ pub mod config;
 pub mod control;
 pub mod enforce;
 pub mod filter;
+pub mod jail;
 pub mod logging;
+pub mod notify;
 pub mod source;
