@@ -61,3 +61,44 @@ mod tests {
         assert!(a.contains(&"::1".parse().unwrap()));
     }
 }
+
+/// sshd failures blocker recognises when no `sshd` filter file is found
+/// (Fail2Ban not installed). Written for blocker. Without a leading `^`
+/// each is anchored after Fail2Ban's prefix (`host sshd[pid]:`), and with
+/// `$`; the user is one word, so text in a user name cannot supply the
+/// address.
+pub const BUILTIN_SSHD_FAILREGEX: &[&str] = &[
+    r"(?:error: )?Failed (?:password|publickey|keyboard-interactive/pam|none) for (?:invalid user )?\S+ from <HOST>(?: port \d+)?(?: ssh\d*)?\s*$",
+    r"Invalid user \S* from <HOST>(?: port \d+)?(?: \[preauth\])?\s*$",
+    r"(?:error: )?maximum authentication attempts exceeded for (?:invalid user )?\S+ from <HOST>(?: port \d+)?(?: ssh\d*)?(?: \[preauth\])?\s*$",
+    r"pam_unix\(sshd:auth\): authentication failure;(?:\s+(?:logname|uid|euid|tty|ruser)=\S*)*\s+rhost=<HOST>(?:\s+user=\S*)?\s*$",
+    r"User \S+ from <HOST> not allowed because [a-z ]+$",
+    r"Connection closed by (?:invalid|authenticating) user \S* <HOST> port \d+ \[preauth\]\s*$",
+];
+
+/// The journal matches of the built-in sshd jail (Debian names the unit ssh.service).
+pub const SSHD_JOURNALMATCH: &str = "_SYSTEMD_UNIT=sshd.service + _SYSTEMD_UNIT=ssh.service + _COMM=sshd";
+
+/// The built-in default config as TOML: an sshd jail on the journal when
+/// journald runs, else on /var/log/auth.log when it exists, else none. The
+/// filter is Fail2Ban's `sshd` when installed, else [`BUILTIN_SSHD_FAILREGEX`].
+pub fn builtin_toml() -> String {
+    let journald = std::path::Path::new("/run/systemd/journal/socket").exists();
+    let auth_log = std::path::Path::new("/var/log/auth.log").exists();
+    let source = if journald {
+        format!("backend = \"systemd\"\njournalmatch = {SSHD_JOURNALMATCH:?}\n")
+    } else if auth_log {
+        "logpath = \"/var/log/auth.log\"\n".to_owned()
+    } else {
+        tracing::warn!("no journald and no /var/log/auth.log: the built-in config has no sshd jail");
+        return String::new();
+    };
+    let stock = crate::filter::FilterOptions::default().dirs.iter().any(|d| d.join("sshd.conf").exists());
+    let filter = if stock {
+        "filter = \"sshd\"\n".to_owned()
+    } else {
+        let list: Vec<String> = BUILTIN_SSHD_FAILREGEX.iter().map(|r| format!("  {r:?},")).collect();
+        format!("failregex = [\n{}\n]\n", list.join("\n"))
+    };
+    format!("[jail.sshd]\n{source}{filter}maxretry = 5\nfindtime = \"10m\"\nbantime = \"10m\"\n")
+}

@@ -4,8 +4,10 @@
 //! Errors carry the file, line and column, and the reason:
 //! `/etc/blocker/blocker.toml:7:11: invalid address or CIDR "10.0.0.300" ...`.
 
-mod defaults;
+pub(crate) mod defaults;
+mod jail;
 pub mod raw;
+mod values;
 
 use std::{
     fmt,
@@ -13,6 +15,8 @@ use std::{
 };
 
 pub use defaults::{default_route_interfaces, host_addresses};
+pub use jail::{JailConfig, UseDns};
+pub use values::{BanDuration, Seconds};
 
 use crate::enforce::{MapCapacities, Target, XdpModeSetting};
 
@@ -25,7 +29,7 @@ pub enum Interfaces {
 }
 
 /// Validated configuration.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct Config {
     /// The file it came from; `None` for the built-in default.
     pub path: Option<PathBuf>,
@@ -41,6 +45,8 @@ pub struct Config {
     pub keep_bans_on_stop: bool,
     pub capacity: MapCapacities,
     pub log_level: String,
+    pub filter_dirs: Vec<PathBuf>,
+    pub jails: Vec<JailConfig>,
 }
 
 /// A config file that cannot be used, with where and why.
@@ -87,11 +93,17 @@ impl Config {
     }
 
     /// The configuration used when no file is given: attach to the default
-    /// route's interface, allow loopback and the host's own addresses,
-    /// no jails.
+    /// route's interface, allow loopback and the host's own addresses, and
+    /// an sshd jail on the journal or /var/log/auth.log, whichever this
+    /// host has (see [`defaults::builtin_toml`]).
     pub fn builtin() -> Config {
-        let raw: raw::RawConfig = toml::from_str("").expect("empty config is valid");
-        raw.validate(None, "").expect("empty config is valid")
+        let text = defaults::builtin_toml();
+        let raw: raw::RawConfig = toml::from_str(&text).expect("built-in config is valid TOML");
+        raw.validate(None, &text).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "built-in sshd jail unusable; running without jails");
+            let raw: raw::RawConfig = toml::from_str("").expect("empty config is valid");
+            raw.validate(None, "").expect("empty config is valid")
+        })
     }
 
     pub fn describe_source(&self) -> String {
@@ -119,8 +131,9 @@ mod tests {
     }
 
     #[test]
-    fn empty_file_is_the_builtin_default() {
+    fn empty_file_has_the_documented_defaults() {
         let c = parse("").unwrap();
+        assert!(c.jails.is_empty());
         assert_eq!(c.interfaces, Interfaces::DefaultRoute);
         assert_eq!(c.socket, PathBuf::from(DEFAULT_SOCKET));
         assert!(c.allow_host_addresses);

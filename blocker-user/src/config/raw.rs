@@ -1,12 +1,17 @@
 //! The config file as written: serde structs that reject unknown keys.
 //! Values are checked while they are read, so errors point at them.
 
-use std::path::PathBuf;
+use std::{collections::BTreeMap, path::PathBuf};
 
 use serde::{Deserialize, Deserializer, de::Error as _};
 use toml::Spanned;
 
-use super::{Config, ConfigError, DEFAULT_PIN_DIR, DEFAULT_SOCKET, DEFAULT_STATE_DIR, Interfaces, line_col};
+use super::{
+    Config, ConfigError, DEFAULT_PIN_DIR, DEFAULT_SOCKET, DEFAULT_STATE_DIR, Interfaces,
+    jail::{Locator, RawJail, validate_jails},
+    line_col,
+};
+use crate::filter::FilterOptions;
 use crate::enforce::{MapCapacities, Target, XdpModeSetting};
 
 #[derive(Debug, Deserialize)]
@@ -33,6 +38,13 @@ pub struct RawConfig {
     capacity: MapCapacities,
     #[serde(default = "info")]
     log_level: String,
+    /// Where named filters are looked up, in order.
+    filter_dirs: Option<Vec<PathBuf>>,
+    /// Keys every jail inherits (Fail2Ban's `[DEFAULT]`).
+    #[serde(default)]
+    defaults: RawJail,
+    #[serde(default)]
+    jail: BTreeMap<String, RawJail>,
 }
 
 fn yes() -> bool {
@@ -74,6 +86,8 @@ impl RawConfig {
             position: Some(line_col(text, span.start)),
             reason,
         };
+        let filter_dirs = self.filter_dirs.unwrap_or_else(|| FilterOptions::default().dirs);
+        let jails = validate_jails(self.jail, &self.defaults, &filter_dirs, &Locator { file: &file, text })?;
         let mut allow = Vec::with_capacity(self.allow.len());
         for entry in &self.allow {
             let t: Target = entry.get_ref().parse().map_err(|e: crate::enforce::ParseTargetError| at(entry.span(), e.to_string()))?;
@@ -96,6 +110,8 @@ impl RawConfig {
             keep_bans_on_stop: self.keep_bans_on_stop,
             capacity: self.capacity,
             log_level: self.log_level,
+            filter_dirs,
+            jails,
         })
     }
 }

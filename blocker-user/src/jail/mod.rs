@@ -1,6 +1,14 @@
 //! Jails: count failures per address and decide bans (maxretry, findtime,
 //! bantime with increments, ignoreip, IPv6 subnet escalation).
 
+mod bantime;
+mod counter;
 mod history;
+mod ignore;
+mod subnet;
 
+pub use bantime::{BanTime, FormulaExpr, Growth, Increment};
+pub use counter::{Counted, FailureCounter};
 pub use history::{BanHistory, HistoryError, MemoryHistory, PastBans};
+pub use ignore::IgnoreList;
+pub use subnet::SubnetEscalation;
