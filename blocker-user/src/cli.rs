@@ -41,6 +41,8 @@ pub enum Command {
     List(ListArgs),
     /// Packet counters and attachment.
     Stats(JsonArg),
+    /// Jails: lines read, matched, ignored, failing, banned; source positions.
+    Status(StatusArgs),
     /// Run a filter over a log file, like fail2ban-regex (no agent needed).
     FilterTest(FilterTestArgs),
 }
@@ -101,6 +103,14 @@ pub struct ListArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Only this jail.
+    pub jail: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct JsonArg {
     #[arg(long)]
     pub json: bool,
@@ -147,6 +157,7 @@ impl Cli {
             Command::Unban(a) => (unban_request(a)?, false),
             Command::List(a) => (Request::List { jail: a.jail.clone() }, a.json),
             Command::Stats(a) => (Request::Stats, a.json),
+            Command::Status(a) => (Request::Status { jail: a.jail.clone() }, a.json),
             Command::FilterTest(_) => unreachable!("filter-test runs locally"),
         };
         let response = client::call(&socket, &request)?;
@@ -224,6 +235,7 @@ fn print_response(command: &Command, r: &Response, json: bool) -> anyhow::Result
         Command::Unban(_) => writeln!(out, "unbanned {}", r.data["removed"])?,
         Command::List(_) => print_list(&mut out, &r.data)?,
         Command::Stats(_) => print_stats(&mut out, &r.data)?,
+        Command::Status(_) => print_status(&mut out, &r.data)?,
         Command::Run | Command::FilterTest(_) => {}
     }
     Ok(0)
@@ -244,6 +256,48 @@ fn print_list(out: &mut impl Write, data: &serde_json::Value) -> std::io::Result
         )?;
     }
     writeln!(out, "{} bans", rows.len())
+}
+
+fn print_status(out: &mut impl Write, d: &serde_json::Value) -> std::io::Result<()> {
+    let jails = d["jails"].as_array().map(Vec::as_slice).unwrap_or_default();
+    writeln!(out, "{} jail(s), {} bans active", jails.len(), d["bans_active"])?;
+    for j in jails {
+        let bantime = j["bantime"].as_u64().map_or("permanent".to_owned(), |s| format!("{s}s"));
+        writeln!(
+            out,
+            "\njail {} (filter {}, maxretry {}, findtime {}s, bantime {}{})",
+            j["name"].as_str().unwrap_or("?"),
+            j["filter"].as_str().unwrap_or("?"),
+            j["maxretry"],
+            j["findtime"],
+            bantime,
+            if j["monitor"] == true { ", monitor only" } else { "" }
+        )?;
+        writeln!(
+            out,
+            "  lines {}  matched {}  ignored {}  failing now {}  banned now {}  banned total {}",
+            j["lines"], j["matched"], j["ignored"], j["failing"], j["banned_now"], j["banned_total"]
+        )?;
+        for src in j["sources"].as_array().map(Vec::as_slice).unwrap_or_default() {
+            writeln!(
+                out,
+                "  source {}: {} lines, {} skipped (long {}, bad UTF-8 {}), {} rotations, {} errors",
+                src["source"].as_str().unwrap_or("?"),
+                src["lines"],
+                src["skipped_long"].as_u64().unwrap_or(0) + src["skipped_utf8"].as_u64().unwrap_or(0),
+                src["skipped_long"],
+                src["skipped_utf8"],
+                src["rotations"],
+                src["errors"]
+            )?;
+            if let Some(pos) = src["positions"].as_object() {
+                for (k, v) in pos {
+                    writeln!(out, "    {k}: {v}")?;
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 fn print_stats(out: &mut impl Write, d: &serde_json::Value) -> std::io::Result<()> {

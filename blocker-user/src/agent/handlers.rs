@@ -19,6 +19,7 @@ impl Service for Agent {
             Request::UnbanAll { jail } => unban_all(&mut s, jail),
             Request::List { jail } => list(&s, jail),
             Request::Stats => stats(&s),
+            Request::Status { jail } => status(&s, jail),
         }
     }
 }
@@ -220,6 +221,26 @@ fn stats(s: &State) -> Response {
         config: s.config.describe_source(),
         started_at: clock::rfc3339(s.started),
     })
+}
+
+fn status(s: &State, jail: Option<String>) -> Response {
+    if let Some(j) = &jail {
+        if !s.jails.iter().any(|i| &i.name == j) {
+            let names: Vec<&str> = s.jails.iter().map(|i| i.name.as_str()).collect();
+            return Response::error(format!("no jail {j:?} running (running: {})", names.join(", ")));
+        }
+    }
+    let bans = match s.enforcer.bans() {
+        Ok(b) => b,
+        Err(e) => return Response::error(e.to_string()),
+    };
+    let rows: Vec<super::JailStatus> = s
+        .jails
+        .iter()
+        .filter(|i| jail.as_ref().is_none_or(|j| &i.name == j))
+        .map(|i| i.status(bans.iter().filter(|b| b.jail == i.name).count()))
+        .collect();
+    Response::ok(serde_json::json!({ "jails": rows, "bans_active": bans.len() }))
 }
 
 #[cfg(test)]

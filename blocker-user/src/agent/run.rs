@@ -10,6 +10,8 @@ use crate::{
     config::{self, Config, Interfaces},
     control::server::{self, SocketGuard},
     enforce::{Enforcer, Target, XdpMaps},
+    jail::{BanHistory, MemoryHistory},
+    source::{CancellationToken, Checkpoints, FileCheckpoints},
 };
 
 /// The allowlist in force: the config's entries plus, unless disabled,
@@ -60,8 +62,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     let listener = server::bind(&config.socket)?;
     let _socket = SocketGuard(config.socket.clone());
-    let agent = Arc::new(Agent::new(Box::new(maps), config.clone(), allow));
+    let agent = Arc::new(Agent::new(Box::new(maps), config.clone(), allow.clone()));
     let serve = tokio::spawn(server::serve(listener, agent.clone()));
+
+    let cancel = CancellationToken::new();
+    let checkpoints: Arc<dyn Checkpoints> = Arc::new(
+        FileCheckpoints::open(&config.state_dir).with_context(|| format!("opening checkpoints in {}", config.state_dir.display()))?,
+    );
+    let history: Arc<dyn BanHistory> = Arc::new(MemoryHistory::default());
+    let jails = super::jails::start(&agent, &config, &allow, history, checkpoints.clone(), &cancel);
+    agent.set_jails(jails);
     tracing::info!(socket = %config.socket.display(), "ready");
 
     let mut term = signal(SignalKind::terminate())?;
@@ -74,11 +84,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             _ = tick.tick() => {
                 let a = agent.clone();
                 tokio::task::spawn_blocking(move || a.sweep()).await?;
+                if let Err(e) = checkpoints.flush() {
+                    tracing::warn!(error = %e, "cannot save source positions");
+                }
             }
         }
     }
     tracing::info!("stopping");
+    cancel.cancel();
     serve.abort();
+    if let Err(e) = checkpoints.flush() {
+        tracing::warn!(error = %e, "cannot save source positions");
+    }
     let a = agent.clone();
     tokio::task::spawn_blocking(move || a.shutdown()).await?;
     Ok(())

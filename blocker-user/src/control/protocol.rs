@@ -26,6 +26,11 @@ pub enum Request {
         jail: Option<String>,
     },
     Stats,
+    /// Jails: counters, failing, bans, source positions.
+    Status {
+        #[serde(default)]
+        jail: Option<String>,
+    },
 }
 
 /// Addresses or CIDRs, sent as one newline-separated string: a ban of a

@@ -3,12 +3,16 @@
 
 mod bantime;
 mod counter;
+mod decide;
+mod dns;
 mod history;
 mod ignore;
+pub mod runtime;
 mod subnet;
 
 pub use bantime::{BanTime, FormulaExpr, Growth, Increment};
 pub use counter::{Counted, FailureCounter};
+pub use decide::{BanSink, Jail, JailBan, JailStats, JailStatsSnapshot};
 pub use history::{BanHistory, HistoryError, MemoryHistory, PastBans};
 pub use ignore::IgnoreList;
 pub use subnet::SubnetEscalation;

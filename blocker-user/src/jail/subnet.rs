@@ -2,8 +2,9 @@
 //! /`prefix` are banned, ban the whole /`prefix`.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashMap,
     net::IpAddr,
+    time::{Duration, Instant},
 };
 
 use crate::enforce::Target;
@@ -12,7 +13,8 @@ use crate::enforce::Target;
 pub struct SubnetEscalation {
     prefix: u8,
     threshold: usize,
-    banned: HashMap<Target, HashSet<Target>>,
+    /// Per subnet: its banned addresses and when each ban ends (`None`: never).
+    banned: HashMap<Target, HashMap<Target, Option<Instant>>>,
 }
 
 impl SubnetEscalation {
@@ -20,16 +22,18 @@ impl SubnetEscalation {
         SubnetEscalation { prefix: prefix.clamp(1, 127), threshold: threshold.max(2), banned: HashMap::new() }
     }
 
-    /// Notes a ban of an IPv6 address; returns the subnet to ban when it
-    /// reaches the threshold.
-    pub fn banned(&mut self, t: &Target) -> Option<Target> {
+    /// Notes a ban of an IPv6 address for `bantime`; returns the subnet to
+    /// ban when enough of its addresses are banned at once.
+    pub fn banned(&mut self, t: &Target, bantime: Option<Duration>) -> Option<Target> {
         let IpAddr::V6(a) = t.net().addr() else { return None };
         if !t.is_host() {
             return None;
         }
         let subnet = Target::v6_subnet(a, self.prefix)?;
+        let now = Instant::now();
         let members = self.banned.entry(subnet).or_default();
-        members.insert(*t);
+        members.retain(|_, until| until.is_none_or(|u| u > now));
+        members.insert(*t, bantime.map(|b| now + b));
         if members.len() >= self.threshold {
             self.banned.remove(&subnet);
             return Some(subnet);
@@ -62,19 +66,26 @@ mod tests {
     #[test]
     fn escalates_after_threshold_distinct_addresses() {
         let mut s = SubnetEscalation::new(64, 3);
-        assert_eq!(s.banned(&t("2001:db8:0:1::1")), None);
-        assert_eq!(s.banned(&t("2001:db8:0:1::1")), None, "the same address twice counts once");
-        assert_eq!(s.banned(&t("2001:db8:0:2::1")), None, "another /64");
-        assert_eq!(s.banned(&t("2001:db8:0:1::2")), None);
-        assert_eq!(s.banned(&t("2001:db8:0:1::3")), Some(t("2001:db8:0:1::/64")));
-        assert_eq!(s.banned(&t("192.0.2.1")), None, "IPv4 never escalates");
+        assert_eq!(s.banned(&t("2001:db8:0:1::1"), None), None);
+        assert_eq!(s.banned(&t("2001:db8:0:1::1"), None), None, "the same address twice counts once");
+        assert_eq!(s.banned(&t("2001:db8:0:2::1"), None), None, "another /64");
+        assert_eq!(s.banned(&t("2001:db8:0:1::2"), None), None);
+        assert_eq!(s.banned(&t("2001:db8:0:1::3"), None), Some(t("2001:db8:0:1::/64")));
+        assert_eq!(s.banned(&t("192.0.2.1"), None), None, "IPv4 never escalates");
+    }
+
+    #[test]
+    fn expired_bans_do_not_count() {
+        let mut s = SubnetEscalation::new(64, 2);
+        s.banned(&t("2001:db8::1"), Some(Duration::ZERO));
+        assert_eq!(s.banned(&t("2001:db8::2"), Some(Duration::from_secs(60))), None);
     }
 
     #[test]
     fn unbans_lower_the_count() {
         let mut s = SubnetEscalation::new(64, 2);
-        s.banned(&t("2001:db8::1"));
+        s.banned(&t("2001:db8::1"), None);
         s.unbanned(&t("2001:db8::1"));
-        assert_eq!(s.banned(&t("2001:db8::2")), None);
+        assert_eq!(s.banned(&t("2001:db8::2"), None), None);
     }
 }
