@@ -45,6 +45,8 @@ pub enum Command {
     Status(StatusArgs),
     /// Run a filter over a log file, like fail2ban-regex (no agent needed).
     FilterTest(FilterTestArgs),
+    /// Validate a config file (default: the built-in config) and exit.
+    CheckConfig(JsonArg),
 }
 
 #[derive(Debug, Args)]
@@ -158,7 +160,7 @@ impl Cli {
             Command::List(a) => (Request::List { jail: a.jail.clone() }, a.json),
             Command::Stats(a) => (Request::Stats, a.json),
             Command::Status(a) => (Request::Status { jail: a.jail.clone() }, a.json),
-            Command::FilterTest(_) => unreachable!("filter-test runs locally"),
+            Command::FilterTest(_) | Command::CheckConfig(_) => unreachable!("runs locally"),
         };
         let response = client::call(&socket, &request)?;
         print_response(&self.command, &response, json)
@@ -236,7 +238,7 @@ fn print_response(command: &Command, r: &Response, json: bool) -> anyhow::Result
         Command::List(_) => print_list(&mut out, &r.data)?,
         Command::Stats(_) => print_stats(&mut out, &r.data)?,
         Command::Status(_) => print_status(&mut out, &r.data)?,
-        Command::Run | Command::FilterTest(_) => {}
+        Command::Run | Command::FilterTest(_) | Command::CheckConfig(_) => {}
     }
     Ok(0)
 }
@@ -376,5 +378,52 @@ pub fn filter_test(a: &FilterTestArgs) -> anyhow::Result<i32> {
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     crate::filter::filter_test(&opts, input, &mut out)?;
     out.flush()?;
+    Ok(0)
+}
+
+/// `blocker check-config`: loads and validates everything, filters included.
+pub fn check_config(cli: &Cli, json: bool) -> anyhow::Result<i32> {
+    let config = match &cli.config {
+        Some(path) => match Config::load(path) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("blocker: {e}");
+                return Ok(1);
+            }
+        },
+        None => Config::builtin(),
+    };
+    let jails: Vec<serde_json::Value> = config
+        .jails
+        .iter()
+        .map(|j| {
+            let engines = j.filter.engines();
+            let backtracking = engines.failregex.iter().filter(|e| **e == crate::filter::Engine::Backtracking).count();
+            serde_json::json!({
+                "name": j.name,
+                "enabled": j.enabled,
+                "filter": j.filter_name,
+                "failregex": engines.failregex.len(),
+                "backtracking_regexes": backtracking,
+                "sources": j.sources.iter().map(|s| s.id.clone()).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "ok": true, "config": config.describe_source(), "jails": jails }))?);
+    } else {
+        println!("{}: OK", config.describe_source());
+        for j in &jails {
+            println!(
+                "  jail {} ({}): filter {}, {} failregex ({} backtracking), sources {}",
+                j["name"].as_str().unwrap_or("?"),
+                if j["enabled"] == true { "enabled" } else { "disabled" },
+                j["filter"].as_str().unwrap_or("?"),
+                j["failregex"],
+                j["backtracking_regexes"],
+                j["sources"]
+            );
+        }
+    }
     Ok(0)
 }

@@ -9,6 +9,7 @@ fn main() {
     let code = match &cli.command {
         Command::Run => run(&cli),
         Command::FilterTest(args) => blocker::cli::filter_test(args),
+        Command::CheckConfig(a) => blocker::cli::check_config(&cli, a.json),
         _ => cli.client(),
     };
     match code {

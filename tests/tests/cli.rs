@@ -34,3 +34,29 @@ fn broken_config_is_refused_with_file_and_line() {
     assert!(err.contains(&format!("{}:2:", path.display())), "{err}");
     assert!(err.contains("nonsense"), "{err}");
 }
+
+#[test]
+fn shipped_examples_pass_check_config() {
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&examples).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let out = Command::new(blocker_bin()).arg("--config").arg(&path).arg("check-config").output().unwrap();
+            assert!(out.status.success(), "{}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+            checked += 1;
+        }
+    }
+    assert!(checked >= 2, "examples/*.toml found: {checked}");
+}
+
+#[test]
+fn check_config_refuses_a_broken_filter_with_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, "[jail.web]\nlogpath = \"/var/log/x\"\nfailregex = [\"^(unclosed <HOST>\"]\n").unwrap();
+    let out = Command::new(blocker_bin()).arg("--config").arg(&path).arg("check-config").output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("{}:3:", path.display())), "{err}");
+}
