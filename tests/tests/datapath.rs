@@ -199,3 +199,43 @@ fn monitor_mode_counts_but_passes() {
     assert!(agent.ban_row("10.210.0.2/32").unwrap()["packets_dropped"].as_u64().unwrap() >= 1);
     assert_eq!(agent.stats()["monitor"], true);
 }
+
+#[test]
+fn default_config_attaches_to_the_default_route_interface() {
+    // `ip netns exec` gives the agent a private /sys, so the default pin
+    // directory (/sys/fs/bpf/blocker) is this test's own.
+    let net = NetPair::new();
+    blocker_tests::netns::ip(&["-n", &net.agent_ns, "route", "add", "default", "via", PEER_V4]);
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("s.sock");
+    let mut child = NetPair::exec(&net.agent_ns, blocker_tests::blocker_bin().to_str().unwrap())
+        .arg("--socket")
+        .arg(&socket)
+        .arg("run")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("log")).unwrap())
+        .spawn()
+        .unwrap();
+    let stats = || {
+        let out = std::process::Command::new(blocker_tests::blocker_bin())
+            .arg("--socket")
+            .arg(&socket)
+            .args(["stats", "--json"])
+            .output()
+            .unwrap();
+        out.status.success().then(|| serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap())
+    };
+    let ready = wait_for(Duration::from_secs(20), || stats().is_some());
+    let log = || std::fs::read_to_string(dir.path().join("log")).unwrap_or_default();
+    if !ready {
+        let _ = child.kill();
+        panic!("agent on the default config did not start:\n{}", log());
+    }
+    let s = stats().unwrap();
+    assert_eq!(s["interfaces"][0]["name"], net.agent_if, "{s}");
+    assert_eq!(s["config"], "built-in default config");
+    let allow: Vec<&str> = s["allowlist"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert!(allow.contains(&"127.0.0.0/8") && allow.contains(&"10.210.0.1/32"), "{allow:?}");
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM);
+    assert!(child.wait().unwrap().success(), "clean stop:\n{}", log());
+}
