@@ -141,8 +141,10 @@ impl FileConfig {
     }
 }
 
-/// Shortest time between two polls.
+/// Shortest time between two polls of a busy log.
 const MIN_POLL_GAP: Duration = Duration::from_millis(5);
+/// A poll that delivered this many lines marks the log busy.
+const BUSY_LINES: u32 = 256;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Wake {
@@ -211,26 +213,29 @@ fn run(
     drop(wake_tx);
     let mut watched = std::collections::BTreeSet::new();
     let mut tailer = tailer::FileTailer::new(config, emitter.clone(), checkpoints);
-    let mut sent: u32 = 0;
+    let sent = std::cell::Cell::new(0u32);
     let mut sink = |line| {
-        sent = sent.wrapping_add(1);
-        if sent.is_multiple_of(1024) && emitter.cancel.is_cancelled() {
+        sent.set(sent.get().wrapping_add(1));
+        if sent.get().is_multiple_of(1024) && emitter.cancel.is_cancelled() {
             return Err(super::Stopped);
         }
         emitter.send_blocking(line)
     };
     let mut rescan = true;
     let mut last_poll = std::time::Instant::now() - MIN_POLL_GAP;
+    let mut sent_before = 0u32;
+    let mut busy = false;
     loop {
         // Also stop once nobody listens (a blocking task would otherwise
         // keep its runtime from shutting down).
         if emitter.cancel.is_cancelled() || emitter.tx.is_closed() {
             break;
         }
-        // A busy log wakes us on every write: poll at most every few
-        // milliseconds, reading everything written meanwhile at once.
+        // A busy log wakes us on every write: then poll at most every few
+        // milliseconds, reading everything written meanwhile at once. A
+        // quiet log is read at once (a failure line is a ban to make).
         let since = last_poll.elapsed();
-        if since < MIN_POLL_GAP {
+        if since < MIN_POLL_GAP && busy {
             std::thread::sleep(MIN_POLL_GAP - since);
         }
         last_poll = std::time::Instant::now();
@@ -238,6 +243,9 @@ fn run(
             Ok(more) => more,
             Err(super::Stopped) => break,
         };
+        let read = sent.get().wrapping_sub(sent_before);
+        sent_before = sent.get();
+        busy = more || read >= BUSY_LINES;
         if let Some(w) = inotify.as_mut() {
             let want = tailer.watch_dirs();
             for d in watched.difference(&want) {
