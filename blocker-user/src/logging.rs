@@ -380,7 +380,7 @@ impl<S: Subscriber> Layer<S> for SinkLayer {
 fn journal_name(k: &str) -> String {
     let mut n: String = k.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect();
     if n.is_empty() || n.starts_with(|c: char| c == '_' || c.is_ascii_digit()) {
-        n.insert_str(0, "F");
+        n.insert(0, 'F');
         if !n[1..].starts_with('_') {
             n.insert(1, '_');
         }

@@ -173,3 +173,32 @@ fn config_section_validates() {
     let c = blocker::logging::validate(d.log, text, Some(Path::new("b.toml"))).unwrap();
     assert_eq!(c.target, LogTarget::Journal { socket: "/run/systemd/journal/socket".into() });
 }
+
+#[test]
+fn example_config_has_only_known_keys() {
+    // Validation also checks files (password_file, hooks) that only exist
+    // on a real host; here every key and table name is checked.
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Doc {
+        #[allow(dead_code)]
+        log: blocker::logging::RawLog,
+        #[allow(dead_code)]
+        notify: blocker::notify::RawNotify,
+    }
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/notify.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let d: Doc = toml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(d.notify.email.len(), 2);
+    assert_eq!(d.notify.webhook.len(), 2);
+    // The rest of validation (templates, URLs, addresses), with host files
+    // swapped for ones that exist here.
+    let local = text
+        .replace("/usr/local/bin/blocker-hook", "/bin/true")
+        .replace("/usr/sbin/sendmail", "/bin/true")
+        .replace("/usr/bin/whois", "/bin/true")
+        .replace("password_file = \"/etc/blocker/smtp.pass\"", "password = \"x\"");
+    let c = blocker::notify::NotifyConfig::from_toml(&local, &path).unwrap_or_else(|e| panic!("{e}"));
+    let names: Vec<&str> = c.channels.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["email:admins", "email:local", "script", "webhook:slack", "webhook:siem"]);
+}

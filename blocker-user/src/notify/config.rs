@@ -410,10 +410,12 @@ impl Schedule {
             return Ok(Schedule::Every(Duration::from_secs(3600)));
         }
         if let Some((h, m)) = s.split_once(':') {
-            if let (Ok(hour), Ok(minute)) = (h.parse::<u32>(), m.parse::<u32>()) {
-                if hour < 24 && minute < 60 && m.len() == 2 {
-                    return Ok(Schedule::Daily { hour, minute });
-                }
+            if let (Ok(hour), Ok(minute)) = (h.parse::<u32>(), m.parse::<u32>())
+                && hour < 24
+                && minute < 60
+                && m.len() == 2
+            {
+                return Ok(Schedule::Daily { hour, minute });
             }
             return Err(format!("invalid time of day {s:?}; expected HH:MM, e.g. \"06:00\""));
         }

@@ -35,7 +35,7 @@ const SCRIPT_OUTPUT: usize = 4096;
 const WHOIS_OUTPUT: usize = 16 * 1024;
 
 pub(crate) enum Sender {
-    Email(EmailSender),
+    Email(Box<EmailSender>),
     Webhook(WebhookSender),
     Script(ScriptConfig),
 }
@@ -43,7 +43,7 @@ pub(crate) enum Sender {
 impl Sender {
     pub fn new(c: &ChannelConfig) -> Result<Sender, String> {
         Ok(match &c.kind {
-            ChannelKind::Email(e) => Sender::Email(EmailSender::new(e, c.timeout)?),
+            ChannelKind::Email(e) => Sender::Email(Box::new(EmailSender::new(e, c.timeout)?)),
             ChannelKind::Webhook(w) => Sender::Webhook(WebhookSender::new(w, c.timeout)?),
             ChannelKind::Script(s) => Sender::Script(s.clone()),
         })
@@ -161,10 +161,10 @@ impl Whois {
         if ip.is_empty() {
             return None;
         }
-        if let Some((at, text)) = self.cache.lock().expect("whois cache").get(&ip) {
-            if at.elapsed() < WHOIS_TTL {
-                return Some(text.clone());
-            }
+        if let Some((at, text)) = self.cache.lock().expect("whois cache").get(&ip)
+            && at.elapsed() < WHOIS_TTL
+        {
+            return Some(text.clone());
         }
         let ctx = Context { event, whois: None };
         let argv: Vec<String> = self.cfg.command.iter().map(|t| t.render(&ctx)).collect();

@@ -26,6 +26,7 @@ pub struct OutboxEntry {
 #[error("outbox: {0}")]
 pub struct OutboxError(pub String);
 
+#[allow(clippy::len_without_is_empty)]
 pub trait Outbox: Send + Sync {
     /// Queues a notification, due now.
     fn push(&self, channel: &str, payload: &str, now: SystemTime) -> Result<OutboxId, OutboxError>;

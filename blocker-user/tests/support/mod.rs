@@ -97,12 +97,13 @@ impl Mail {
         let bytes = b.as_bytes();
         let mut i = 0;
         while i < bytes.len() {
-            if bytes[i] == b'=' && i + 2 < bytes.len() + 1 {
-                if let Ok(v) = u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..(i + 3).min(bytes.len())]).unwrap_or(""), 16) {
-                    out.push(v);
-                    i += 3;
-                    continue;
-                }
+            if bytes[i] == b'='
+                && i + 3 <= bytes.len()
+                && let Ok(v) = u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or(""), 16)
+            {
+                out.push(v);
+                i += 3;
+                continue;
             }
             out.push(bytes[i]);
             i += 1;
