@@ -550,7 +550,7 @@ impl Checker<'_> {
         let d = Limits::default();
         let l = &raw.limits;
         let default_interval = self.opt_duration(&l.interval, "interval", Duration::from_secs(600))?;
-        let default_max = l.max_messages.unwrap_or(10);
+        let (mail_max, hook_max) = (l.max_messages.unwrap_or(10), l.max_messages.unwrap_or(30));
         let limits = Limits {
             hooks: match &l.hooks {
                 Some(h) if *h.get_ref() == 0 => return Err(self.at(h.span(), "hooks must be at least 1")),
@@ -587,7 +587,7 @@ impl Checker<'_> {
         };
         let mail_events = [EventKind::Ban, EventKind::Error, EventKind::Report];
         for (i, e) in raw.email.iter().enumerate() {
-            let mut c = base(e.common(), "email", i, &mail_events, Some(default_max))?;
+            let mut c = base(e.common(), "email", i, &mail_events, Some(mail_max))?;
             c.retry = true;
             c.kind = ChannelKind::Email(self.email(e, &hostname)?);
             push(c, e.name.as_ref().map(|n| n.span()))?;
@@ -599,7 +599,7 @@ impl Checker<'_> {
             push(c, s.name.as_ref().map(|n| n.span()))?;
         }
         for (i, w) in raw.webhook.iter().enumerate() {
-            let mut c = base(w.common(), "webhook", i, &mail_events, Some(default_max.max(30)))?;
+            let mut c = base(w.common(), "webhook", i, &mail_events, Some(hook_max))?;
             c.retry = true;
             c.kind = ChannelKind::Webhook(self.webhook(w)?);
             push(c, w.name.as_ref().map(|n| n.span()))?;
