@@ -26,12 +26,20 @@ pub struct OutboxEntry {
 #[error("outbox: {0}")]
 pub struct OutboxError(pub String);
 
+#[allow(clippy::len_without_is_empty)]
 pub trait Outbox: Send + Sync {
     /// Queues a notification, due now.
     fn push(&self, channel: &str, payload: &str, now: SystemTime) -> Result<OutboxId, OutboxError>;
     /// Up to `limit` entries due at `now`, oldest first.
     fn due(&self, now: SystemTime, limit: usize) -> Result<Vec<OutboxEntry>, OutboxError>;
-    /// Delivered: forget it.
+    /// Up to `limit` entries of one channel due at `now`, oldest first.
+    /// Each channel is served by its own worker, so one stuck channel
+    /// cannot hide the others' entries. The default filters [`Outbox::due`];
+    /// a database should override it with an indexed query.
+    fn due_for(&self, channel: &str, now: SystemTime, limit: usize) -> Result<Vec<OutboxEntry>, OutboxError> {
+        Ok(self.due(now, usize::MAX)?.into_iter().filter(|e| e.channel == channel).take(limit).collect())
+    }
+    /// Delivered (or given up): forget it.
     fn delivered(&self, id: OutboxId) -> Result<(), OutboxError>;
     /// Failed: try again at `next`.
     fn retry_at(&self, id: OutboxId, attempts: u32, next: SystemTime) -> Result<(), OutboxError>;
@@ -61,6 +69,11 @@ impl Outbox for MemoryOutbox {
     fn due(&self, now: SystemTime, limit: usize) -> Result<Vec<OutboxEntry>, OutboxError> {
         let g = self.inner.lock().expect("outbox lock");
         Ok(g.1.values().filter(|e| e.next_attempt <= now).take(limit).cloned().collect())
+    }
+
+    fn due_for(&self, channel: &str, now: SystemTime, limit: usize) -> Result<Vec<OutboxEntry>, OutboxError> {
+        let g = self.inner.lock().expect("outbox lock");
+        Ok(g.1.values().filter(|e| e.channel == channel && e.next_attempt <= now).take(limit).cloned().collect())
     }
 
     fn delivered(&self, id: OutboxId) -> Result<(), OutboxError> {
