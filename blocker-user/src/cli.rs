@@ -47,6 +47,8 @@ pub enum Command {
     FilterTest(FilterTestArgs),
     /// Validate a config file (default: the built-in config) and exit.
     CheckConfig(JsonArg),
+    /// Build the periodic report now and send it to its channels.
+    Report(ReportArgs),
 }
 
 #[derive(Debug, Args)]
@@ -113,6 +115,15 @@ pub struct StatusArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Now (the only mode; the schedule is in `[notify.report]`).
+    #[arg(long, required = true)]
+    pub now: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct JsonArg {
     #[arg(long)]
     pub json: bool,
@@ -160,6 +171,7 @@ impl Cli {
             Command::List(a) => (Request::List { jail: a.jail.clone() }, a.json),
             Command::Stats(a) => (Request::Stats, a.json),
             Command::Status(a) => (Request::Status { jail: a.jail.clone() }, a.json),
+            Command::Report(a) => (Request::Report, a.json),
             Command::FilterTest(_) | Command::CheckConfig(_) => unreachable!("runs locally"),
         };
         let response = client::call(&socket, &request)?;
@@ -238,6 +250,7 @@ fn print_response(command: &Command, r: &Response, json: bool) -> anyhow::Result
         Command::List(_) => print_list(&mut out, &r.data)?,
         Command::Stats(_) => print_stats(&mut out, &r.data)?,
         Command::Status(_) => print_status(&mut out, &r.data)?,
+        Command::Report(_) => writeln!(out, "{}", r.data["text"].as_str().unwrap_or(&r.data.to_string()))?,
         Command::Run | Command::FilterTest(_) | Command::CheckConfig(_) => {}
     }
     Ok(0)

@@ -23,8 +23,8 @@ fn main() {
 
 fn run(cli: &Cli) -> anyhow::Result<i32> {
     let config = cli.run_config()?;
-    blocker::logging::init(&config.log_level)?;
+    let log = blocker::logging::init_with(&config.log)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(blocker::agent::run(config))?;
+    runtime.block_on(blocker::agent::run(config, log))?;
     Ok(0)
 }

@@ -41,9 +41,10 @@ impl Agent {
         // `extra` comes before [capacity] so that it may add top-level keys
         // (before any table of its own).
         let capacity = if extra.contains("[capacity]") { "" } else { "[capacity]\nbans_v4 = 65536\nbans_v6 = 65536\n" };
+        let log = if extra.contains("[log]") { "" } else { "[log]\nlevel = \"debug\"\n" };
         let text = format!(
-            "interfaces = [{}]\nsocket = {:?}\nstate_dir = {:?}\nbpf_pin_dir = {:?}\nlog_level = \"debug\"\n\
-             {extra}\n{capacity}",
+            "interfaces = [{}]\nsocket = {:?}\nstate_dir = {:?}\nbpf_pin_dir = {:?}\n\
+             {extra}\n{capacity}{log}",
             ifaces.join(", "),
             socket,
             dir.path().join("state"),

@@ -41,7 +41,9 @@ fn shipped_examples_pass_check_config() {
     let mut checked = 0;
     for entry in std::fs::read_dir(&examples).unwrap() {
         let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "toml") {
+        // notify.toml names host files (password file, hook, sendmail);
+        // blocker-user/tests/notify_logging.rs checks it with stand-ins.
+        if path.extension().is_some_and(|e| e == "toml") && !path.ends_with("notify.toml") {
             let out = Command::new(blocker_bin()).arg("--config").arg(&path).arg("check-config").output().unwrap();
             assert!(out.status.success(), "{}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
             checked += 1;

@@ -19,7 +19,9 @@ const APT_PACKAGES: &[&str] = &[
     "fail2ban",        // stock filter.d and annotated sample logs; fail2ban-regex anchor
     "systemd",         // journalctl, systemd-analyze
     "systemd-journal-remote", // builds real journal files for the journal source tests
-    "python3-pip",
+    "python3-aiosmtpd", // a real SMTP server for the notification tests
+    "openssl",          // test certificates (STARTTLS, SMTPS)
+    "whois",            // whois enrichment of notifications
 ];
 
 /// bpf-linker release known to work with the nightly's LLVM 22.

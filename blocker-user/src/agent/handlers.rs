@@ -4,19 +4,26 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
+use std::sync::MutexGuard;
+
 use super::{Agent, State};
 use crate::{
     control::{Request, Response, TargetList, server::Service},
     enforce::{Ban, BanRecord, Counters, MANUAL_JAIL, Target, clock},
+    notify::EventKind,
 };
 
 impl Service for Agent {
     fn handle(&self, request: Request) -> Response {
-        let mut s = self.lock();
+        let s = self.lock();
         match request {
-            Request::Ban { targets, duration_secs, jail } => ban(&mut s, &targets, duration_secs, jail),
-            Request::Unban { targets } => unban(&mut s, &targets),
-            Request::UnbanAll { jail } => unban_all(&mut s, jail),
+            Request::Ban { targets, duration_secs, jail } => ban(self, s, &targets, duration_secs, jail),
+            Request::Unban { targets } => unban(self, s, &targets),
+            Request::UnbanAll { jail } => unban_all(self, s, jail),
+            Request::Report => {
+                drop(s);
+                report(self)
+            }
             Request::List { jail } => list(&s, jail),
             Request::Stats => stats(&s),
             Request::Status { jail } => status(&s, jail),
@@ -44,7 +51,11 @@ fn parse_all(targets: &TargetList) -> Result<Vec<Target>, Response> {
     Ok(good)
 }
 
-fn ban(s: &mut State, targets: &TargetList, duration_secs: Option<u64>, jail: Option<String>) -> Response {
+/// Above this many targets a manual ban is a bulk import: one log line,
+/// no notification per address.
+const BULK: usize = 1000;
+
+fn ban(agent: &Agent, mut s: MutexGuard<'_, State>, targets: &TargetList, duration_secs: Option<u64>, jail: Option<String>) -> Response {
     let started = std::time::Instant::now();
     let targets = match parse_all(targets) {
         Ok(t) => t,
@@ -71,8 +82,14 @@ fn ban(s: &mut State, targets: &TargetList, duration_secs: Option<u64>, jail: Op
         return Response::error(e.to_string());
     }
     tracing::debug!(count = bans.len(), parse_ms = parsed.as_millis() as u64, total_ms = started.elapsed().as_millis() as u64, "ban request applied");
-    for b in bans.iter().take(1000) {
-        tracing::info!(target: "blocker::ban", jail = %b.jail, addr = %b.target, "ban (manual)");
+    drop(s);
+    if bans.len() <= BULK {
+        for b in &bans {
+            agent.activity.lock().unwrap_or_else(|p| p.into_inner()).record(b.banned_at, true, &b.jail, b.target);
+            agent.emit(agent.manual_ban_event(b));
+        }
+    } else {
+        tracing::info!(target: "blocker::actions", "[{jail}] Bulk ban of {} addresses (no event per address)", bans.len());
     }
     #[derive(Serialize)]
     struct Banned {
@@ -86,36 +103,58 @@ fn overlaps(a: &Target, b: &Target) -> bool {
     a.net().contains(&b.net()) || b.net().contains(&a.net())
 }
 
-fn unban(s: &mut State, targets: &TargetList) -> Response {
+fn unban(agent: &Agent, mut s: MutexGuard<'_, State>, targets: &TargetList) -> Response {
     let targets = match parse_all(targets) {
         Ok(t) => t,
         Err(r) => return r,
     };
-    let mut removed = 0;
+    let mut removed = Vec::new();
     let mut warnings = Vec::new();
     for t in &targets {
+        let record = s.enforcer.get(t).ok().flatten();
         match s.enforcer.unban(t) {
-            Ok(true) => {
-                removed += 1;
-                tracing::info!(target: "blocker::ban", addr = %t, "unban (manual)");
-            }
+            Ok(true) => removed.extend(record),
             Ok(false) => warnings.push(format!("{t} was not banned")),
             Err(e) => return Response::error(e.to_string()),
         }
     }
+    drop(s);
+    for r in &removed {
+        agent.emit(agent.record_event(EventKind::Unban, r));
+    }
+    let removed = removed.len();
     if removed == 0 {
         return Response::error(warnings.join("; "));
     }
     Response::ok(serde_json::json!({ "removed": removed })).with_warnings(warnings)
 }
 
-fn unban_all(s: &mut State, jail: Option<String>) -> Response {
+fn unban_all(agent: &Agent, mut s: MutexGuard<'_, State>, jail: Option<String>) -> Response {
     let select = |r: &BanRecord| jail.as_ref().is_none_or(|j| &r.jail == j);
-    match s.enforcer.unban_where(&select) {
-        Ok(gone) => {
-            tracing::info!(target: "blocker::ban", count = gone.len(), jail = jail.as_deref().unwrap_or("*"), "unban all");
-            Response::ok(serde_json::json!({ "removed": gone.len() }))
+    let gone = match s.enforcer.unban_where(&select) {
+        Ok(gone) => gone,
+        Err(e) => return Response::error(e.to_string()),
+    };
+    drop(s);
+    if gone.len() <= BULK {
+        for r in &gone {
+            agent.emit(agent.record_event(EventKind::Unban, r));
         }
+    } else {
+        tracing::info!(target: "blocker::actions", "[{}] Bulk unban of {} addresses", jail.as_deref().unwrap_or("*"), gone.len());
+    }
+    Response::ok(serde_json::json!({ "removed": gone.len() }))
+}
+
+/// `blocker report --now`: builds the periodic report now and sends it to
+/// the channels subscribed to `report`.
+fn report(agent: &Agent) -> Response {
+    let Some(n) = agent.notifier.get() else {
+        return Response::error("notifications are not running");
+    };
+    // Called on a blocking thread: waiting here is fine.
+    match tokio::runtime::Handle::current().block_on(n.report_now()) {
+        Ok(r) => Response::ok(serde_json::json!({ "text": r.text(), "report": r })),
         Err(e) => Response::error(e.to_string()),
     }
 }

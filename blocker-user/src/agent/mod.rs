@@ -1,11 +1,13 @@
 //! The agent: owns the datapath, answers the control socket, sweeps expired bans.
 
+mod activity;
+mod events;
 mod handlers;
 mod jails;
 mod run;
 
 use std::{
-    sync::{Mutex, MutexGuard},
+    sync::{Arc, Mutex, MutexGuard, OnceLock},
     time::SystemTime,
 };
 
@@ -16,11 +18,15 @@ use crate::{
     config::Config,
     enforce::{Ban, Enforcer, Target},
     jail::{BanSink, JailBan},
+    notify::{EventKind, Notifier},
 };
 
 /// Shared agent state behind the control socket and the main loop.
 pub struct Agent {
     state: Mutex<State>,
+    notifier: OnceLock<Arc<Notifier>>,
+    activity: Mutex<activity::Activity>,
+    hostname: String,
 }
 
 struct State {
@@ -34,7 +40,16 @@ struct State {
 
 impl Agent {
     pub fn new(enforcer: Box<dyn Enforcer>, config: Config, allow: Vec<crate::enforce::Target>) -> Agent {
-        Agent { state: Mutex::new(State { enforcer, config, allow, started: SystemTime::now(), jails: Vec::new() }) }
+        Agent {
+            hostname: config.notify.hostname.clone(),
+            state: Mutex::new(State { enforcer, config, allow, started: SystemTime::now(), jails: Vec::new() }),
+            notifier: OnceLock::new(),
+            activity: Mutex::new(activity::Activity::default()),
+        }
+    }
+
+    pub fn set_notifier(&self, n: Arc<Notifier>) {
+        let _ = self.notifier.set(n);
     }
 
     pub fn set_jails(&self, jails: Vec<JailInfo>) {
@@ -48,10 +63,11 @@ impl Agent {
 
     /// Removes expired bans from the maps; returns how many.
     pub fn sweep(&self) -> usize {
-        match self.lock().enforcer.expire() {
+        let result = self.lock().enforcer.expire();
+        match result {
             Ok(gone) => {
                 for r in &gone {
-                    tracing::info!(target: "blocker::ban", jail = %r.jail, addr = %r.target, "unban (expired)");
+                    self.emit(self.record_event(EventKind::Unban, r));
                 }
                 gone.len()
             }
@@ -75,24 +91,49 @@ impl BanSink for Agent {
         let now = SystemTime::now();
         let expires_at = b.bantime.map(|d| now + d);
         if b.monitor {
-            tracing::info!(target: "blocker::ban", jail = %b.jail, addr = %b.target, failures = b.failures, "ban (monitor mode: not enforced)");
+            tracing::info!(jail = %b.jail, addr = %b.target, failures = b.failures, "would ban (jail in monitor mode)");
             return Ok(());
         }
         let ban = Ban { target: b.target, jail: b.jail.clone(), banned_at: now, expires_at };
-        self.lock().enforcer.ban(&[ban]).map_err(|e| e.to_string())?;
-        tracing::info!(
-            target: "blocker::ban",
-            jail = %b.jail,
-            addr = %b.target,
-            failures = b.failures,
-            bancount = b.bancount,
-            bantime = b.bantime.map_or(-1, |d| d.as_secs() as i64),
-            "ban"
-        );
+        self.lock().enforcer.ban(std::slice::from_ref(&ban)).map_err(|e| e.to_string())?;
+        self.activity.lock().unwrap_or_else(|p| p.into_inner()).record(now, true, &b.jail, b.target);
+        self.emit(self.jail_ban_event(&b, now, expires_at));
         Ok(())
     }
 
     fn is_banned(&self, t: &Target) -> bool {
         self.lock().enforcer.get(t).ok().flatten().is_some()
+    }
+}
+
+impl crate::notify::ReportSource for Agent {
+    fn report_data(&self, since: SystemTime, until: SystemTime) -> crate::notify::ReportData {
+        let (active, dropped) = {
+            let s = self.lock();
+            let mut active = std::collections::HashMap::new();
+            for b in s.enforcer.bans().unwrap_or_default() {
+                *active.entry(b.jail).or_insert(0u64) += 1;
+            }
+            (active, self.dropped_total(&s))
+        };
+        self.activity.lock().unwrap_or_else(|p| p.into_inner()).report(since, until, &active, dropped)
+    }
+}
+
+impl Agent {
+    fn dropped_total(&self, s: &State) -> u64 {
+        let ifindexes: Vec<u32> = s.enforcer.interfaces().iter().map(|i| i.ifindex).collect();
+        s.enforcer.counters(&ifindexes).map_or(0, |c| c.iter().map(|(_, c)| c.dropped).sum())
+    }
+
+    /// Samples the drop counter for reports.
+    pub fn sample(&self) {
+        let dropped = self.dropped_total(&self.lock());
+        self.activity.lock().unwrap_or_else(|p| p.into_inner()).sample_dropped(SystemTime::now(), dropped);
+    }
+
+    /// Sends a start, stop or error event.
+    pub fn lifecycle(&self, kind: EventKind, message: Option<String>) {
+        self.emit(self.event(kind, message));
     }
 }

@@ -11,6 +11,8 @@ use crate::{
     control::server::{self, SocketGuard},
     enforce::{Enforcer, Target, XdpMaps},
     jail::{BanHistory, MemoryHistory},
+    logging::LogHandle,
+    notify::{EventKind, MemoryOutbox, Notifier, Outbox},
     source::{CancellationToken, Checkpoints, FileCheckpoints},
 };
 
@@ -43,7 +45,7 @@ pub fn resolve_interfaces(config: &Config) -> anyhow::Result<Vec<String>> {
 }
 
 /// Runs the agent until SIGTERM or SIGINT.
-pub async fn run(config: Config) -> anyhow::Result<()> {
+pub async fn run(config: Config, log: LogHandle) -> anyhow::Result<()> {
     tracing::info!(config = %config.describe_source(), "starting");
     std::fs::create_dir_all(&config.state_dir)
         .with_context(|| format!("creating state_dir {}", config.state_dir.display()))?;
@@ -70,17 +72,32 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         FileCheckpoints::open(&config.state_dir).with_context(|| format!("opening checkpoints in {}", config.state_dir.display()))?,
     );
     let history: Arc<dyn BanHistory> = Arc::new(MemoryHistory::default());
+    let outbox: Arc<dyn Outbox> = Arc::new(MemoryOutbox::default());
+    let notifier = Arc::new(Notifier::start(config.notify.clone(), outbox, agent.clone()).context("starting notifications")?);
+    agent.set_notifier(notifier.clone());
     let jails = super::jails::start(&agent, &config, &allow, history, checkpoints.clone(), &cancel);
     agent.set_jails(jails);
+    agent.lifecycle(EventKind::Start, None);
     tracing::info!(socket = %config.socket.display(), "ready");
 
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut minute = tokio::time::interval(Duration::from_secs(60));
     loop {
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
+            _ = hup.recv() => {
+                if let Err(e) = log.reopen() {
+                    tracing::warn!(error = %e, "cannot reopen the log file");
+                }
+            }
+            _ = minute.tick() => {
+                let a = agent.clone();
+                tokio::task::spawn_blocking(move || a.sample()).await?;
+            }
             _ = tick.tick() => {
                 let a = agent.clone();
                 tokio::task::spawn_blocking(move || a.sweep()).await?;
@@ -91,6 +108,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
     }
     tracing::info!("stopping");
+    agent.lifecycle(EventKind::Stop, None);
+    notifier.shutdown(Duration::from_secs(5)).await;
     cancel.cancel();
     serve.abort();
     if let Err(e) = checkpoints.flush() {

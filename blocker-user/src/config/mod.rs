@@ -44,7 +44,8 @@ pub struct Config {
     pub keep_attached_on_stop: bool,
     pub keep_bans_on_stop: bool,
     pub capacity: MapCapacities,
-    pub log_level: String,
+    pub log: crate::logging::LogConfig,
+    pub notify: crate::notify::NotifyConfig,
     pub filter_dirs: Vec<PathBuf>,
     pub jails: Vec<JailConfig>,
 }
@@ -157,7 +158,8 @@ allow_host_addresses = false
 monitor = true
 keep_attached_on_stop = true
 keep_bans_on_stop = false
-log_level = "debug"
+[log]
+level = "debug"
 [capacity]
 bans_v4 = 2000000
 ranges_v6 = 1000

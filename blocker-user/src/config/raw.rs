@@ -36,8 +36,10 @@ pub struct RawConfig {
     keep_bans_on_stop: bool,
     #[serde(default, deserialize_with = "capacities")]
     capacity: MapCapacities,
-    #[serde(default = "info")]
-    log_level: String,
+    /// Agent logs: `[log]` (target, file, level).
+    log: Option<crate::logging::RawLog>,
+    /// Notifications: `[notify]`.
+    notify: Option<crate::notify::RawNotify>,
     /// Where named filters are looked up, in order.
     filter_dirs: Option<Vec<PathBuf>>,
     /// Keys every jail inherits (Fail2Ban's `[DEFAULT]`).
@@ -49,10 +51,6 @@ pub struct RawConfig {
 
 fn yes() -> bool {
     true
-}
-
-fn info() -> String {
-    "info".into()
 }
 
 fn interfaces<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
@@ -88,6 +86,14 @@ impl RawConfig {
         };
         let filter_dirs = self.filter_dirs.unwrap_or_else(|| FilterOptions::default().dirs);
         let jails = validate_jails(self.jail, &self.defaults, &filter_dirs, &Locator { file: &file, text })?;
+        let log = match self.log {
+            Some(raw) => crate::logging::validate(raw, text, path.as_deref())?,
+            None => crate::logging::LogConfig::default(),
+        };
+        let notify = match self.notify {
+            Some(raw) => crate::notify::validate(raw, text, path.as_deref())?,
+            None => crate::notify::NotifyConfig::default(),
+        };
         let mut allow = Vec::with_capacity(self.allow.len());
         for entry in &self.allow {
             let t: Target = entry.get_ref().parse().map_err(|e: crate::enforce::ParseTargetError| at(entry.span(), e.to_string()))?;
@@ -109,7 +115,8 @@ impl RawConfig {
             keep_attached_on_stop: self.keep_attached_on_stop,
             keep_bans_on_stop: self.keep_bans_on_stop,
             capacity: self.capacity,
-            log_level: self.log_level,
+            log,
+            notify,
             filter_dirs,
             jails,
         })

@@ -26,6 +26,8 @@ pub enum Request {
         jail: Option<String>,
     },
     Stats,
+    /// Build the periodic report now and send it to its channels.
+    Report,
     /// Jails: counters, failing, bans, source positions.
     Status {
         #[serde(default)]

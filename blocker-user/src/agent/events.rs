@@ -1,0 +1,85 @@
+//! Turning what the agent does into notification events.
+
+use std::time::SystemTime;
+
+use super::Agent;
+use crate::{
+    enforce::{Ban, BanRecord, Target},
+    jail::JailBan,
+    notify::{Event, EventKind, log_event},
+};
+
+fn family(t: &Target) -> String {
+    if t.is_ipv4() { "inet4" } else { "inet6" }.to_owned()
+}
+
+impl Agent {
+    /// Sends an event (or only logs it when notifications are not running).
+    pub(super) fn emit(&self, e: Event) {
+        match self.notifier.get() {
+            Some(n) => n.send(e),
+            None => log_event(&e),
+        }
+    }
+
+    pub(super) fn event(&self, kind: EventKind, message: Option<String>) -> Event {
+        Event {
+            kind,
+            jail: String::new(),
+            addr: None,
+            family: None,
+            failures: 0,
+            matches: Vec::new(),
+            bantime: None,
+            bancount: 0,
+            expires_at: None,
+            hostname: self.hostname.clone(),
+            timestamp: SystemTime::now(),
+            restored: false,
+            message,
+        }
+    }
+
+    pub(super) fn jail_ban_event(&self, b: &JailBan, now: SystemTime, expires_at: Option<SystemTime>) -> Event {
+        Event {
+            jail: b.jail.clone(),
+            addr: Some(b.target.to_string()),
+            family: Some(family(&b.target)),
+            failures: b.failures,
+            matches: b.matches.clone(),
+            bantime: b.bantime,
+            bancount: b.bancount,
+            expires_at,
+            timestamp: now,
+            ..self.event(EventKind::Ban, None)
+        }
+    }
+
+    /// A ban made by hand (CLI).
+    pub(super) fn manual_ban_event(&self, b: &Ban) -> Event {
+        Event {
+            jail: b.jail.clone(),
+            addr: Some(b.target.to_string()),
+            family: Some(family(&b.target)),
+            bantime: b.expires_at.and_then(|e| e.duration_since(b.banned_at).ok()),
+            bancount: 1,
+            expires_at: b.expires_at,
+            timestamp: b.banned_at,
+            ..self.event(EventKind::Ban, None)
+        }
+    }
+
+    /// An unban (expired or lifted), recorded for reports.
+    pub(super) fn record_event(&self, kind: EventKind, r: &BanRecord) -> Event {
+        let now = SystemTime::now();
+        self.activity.lock().unwrap_or_else(|p| p.into_inner()).record(now, kind == EventKind::Ban, &r.jail, r.target);
+        Event {
+            jail: r.jail.clone(),
+            addr: Some(r.target.to_string()),
+            family: Some(family(&r.target)),
+            expires_at: r.expires_at,
+            timestamp: now,
+            ..self.event(kind, None)
+        }
+    }
+}
