@@ -16,7 +16,7 @@ fn family(t: &Target) -> String {
 impl Agent {
     /// Sends an event (or only logs it when notifications are not running).
     pub(super) fn emit(&self, e: Event) {
-        match self.notifier.get() {
+        match self.notifier() {
             Some(n) => n.send(e),
             None => log_event(&e),
         }

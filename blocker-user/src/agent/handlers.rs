@@ -24,6 +24,18 @@ impl Service for Agent {
                 drop(s);
                 report(self)
             }
+            Request::Reload { jail } => {
+                drop(s);
+                match self.arc().map(|a| a.reload(jail.as_deref())) {
+                    Some(Ok(summary)) => Response::ok(summary),
+                    Some(Err(e)) => Response::error(format!("reload refused, the running configuration stays: {e}")),
+                    None => Response::error("the agent is stopping"),
+                }
+            }
+            Request::Banned { addr } => banned(&s, &addr),
+            Request::Get { jail, param } => super::params::get(&s, &jail, &param),
+            Request::Set { jail, param, value } => super::params::set(&s, &jail, &param, &value),
+            Request::Version => Response::ok(serde_json::json!({ "version": env!("CARGO_PKG_VERSION") })),
             Request::List { jail } => list(&s, jail),
             Request::Stats => stats(&s),
             Request::Status { jail } => status(&s, jail),
@@ -149,7 +161,7 @@ fn unban_all(agent: &Agent, mut s: MutexGuard<'_, State>, jail: Option<String>) 
 /// `blocker report --now`: builds the periodic report now and sends it to
 /// the channels subscribed to `report`.
 fn report(agent: &Agent) -> Response {
-    let Some(n) = agent.notifier.get() else {
+    let Some(n) = agent.notifier() else {
         return Response::error("notifications are not running");
     };
     // Called on a blocking thread: waiting here is fine.
@@ -157,6 +169,21 @@ fn report(agent: &Agent) -> Response {
         Ok(r) => Response::ok(serde_json::json!({ "text": r.text(), "report": r })),
         Err(e) => Response::error(e.to_string()),
     }
+}
+
+/// Every ban covering `addr`: its exact ban and any range holding it.
+fn banned(s: &State, addr: &str) -> Response {
+    let ip: std::net::IpAddr = match addr.trim().parse() {
+        Ok(ip) => ip,
+        Err(_) => return Response::error(format!("invalid address {addr:?}")),
+    };
+    let bans = match s.enforcer.bans() {
+        Ok(b) => b,
+        Err(e) => return Response::error(e.to_string()),
+    };
+    let rows: Vec<ListEntry> = bans.into_iter().filter(|b| b.target.contains(ip)).map(ListEntry::from).collect();
+    let allowlisted = s.allow.iter().any(|a| a.contains(ip));
+    Response::ok(serde_json::json!({ "addr": Target::from_addr(ip).to_string(), "allowlisted": allowlisted, "bans": rows }))
 }
 
 /// One row of `blocker list --json`.
@@ -169,6 +196,18 @@ pub struct ListEntry {
     pub packets_dropped: u64,
 }
 
+impl From<BanRecord> for ListEntry {
+    fn from(r: BanRecord) -> Self {
+        ListEntry {
+            addr: r.target.to_string(),
+            jail: r.jail,
+            banned_at: clock::rfc3339(r.banned_at),
+            expires_at: r.expires_at.map(clock::rfc3339),
+            packets_dropped: r.packets_dropped,
+        }
+    }
+}
+
 fn list(s: &State, jail: Option<String>) -> Response {
     let mut bans = match s.enforcer.bans() {
         Ok(b) => b,
@@ -176,16 +215,7 @@ fn list(s: &State, jail: Option<String>) -> Response {
     };
     bans.retain(|r| jail.as_ref().is_none_or(|j| &r.jail == j));
     bans.sort_by(|a, b| a.target.cmp(&b.target));
-    let rows: Vec<ListEntry> = bans
-        .into_iter()
-        .map(|r| ListEntry {
-            addr: r.target.to_string(),
-            jail: r.jail,
-            banned_at: clock::rfc3339(r.banned_at),
-            expires_at: r.expires_at.map(clock::rfc3339),
-            packets_dropped: r.packets_dropped,
-        })
-        .collect();
+    let rows: Vec<ListEntry> = bans.into_iter().map(ListEntry::from).collect();
     Response::ok(rows)
 }
 

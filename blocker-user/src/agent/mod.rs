@@ -4,6 +4,8 @@ mod activity;
 mod events;
 mod handlers;
 mod jails;
+mod params;
+mod reload;
 mod run;
 
 use std::{
@@ -11,7 +13,7 @@ use std::{
     time::SystemTime,
 };
 
-pub use jails::{JailInfo, JailStatus};
+pub use jails::{JailInfo, JailParams, JailStatus};
 pub use run::run;
 
 use crate::{
@@ -24,9 +26,11 @@ use crate::{
 /// Shared agent state behind the control socket and the main loop.
 pub struct Agent {
     state: Mutex<State>,
-    notifier: OnceLock<Arc<Notifier>>,
+    notifier: Mutex<Option<Arc<Notifier>>>,
     activity: Mutex<activity::Activity>,
     hostname: String,
+    env: OnceLock<jails::JailEnv>,
+    me: OnceLock<std::sync::Weak<Agent>>,
 }
 
 struct State {
@@ -43,13 +47,33 @@ impl Agent {
         Agent {
             hostname: config.notify.hostname.clone(),
             state: Mutex::new(State { enforcer, config, allow, started: SystemTime::now(), jails: Vec::new() }),
-            notifier: OnceLock::new(),
+            notifier: Mutex::new(None),
             activity: Mutex::new(activity::Activity::default()),
+            env: OnceLock::new(),
+            me: OnceLock::new(),
         }
     }
 
-    pub fn set_notifier(&self, n: Arc<Notifier>) {
-        let _ = self.notifier.set(n);
+    /// The agent, shared: for work that outlives a request (reload).
+    pub fn shared(agent: &Arc<Agent>) {
+        let _ = agent.me.set(Arc::downgrade(agent));
+    }
+
+    pub(super) fn arc(&self) -> Option<Arc<Agent>> {
+        self.me.get().and_then(std::sync::Weak::upgrade)
+    }
+
+    pub(super) fn set_env(&self, env: jails::JailEnv) {
+        let _ = self.env.set(env);
+    }
+
+    /// Installs the notifier; returns the one it replaces.
+    pub fn set_notifier(&self, n: Arc<Notifier>) -> Option<Arc<Notifier>> {
+        self.notifier.lock().unwrap_or_else(|p| p.into_inner()).replace(n)
+    }
+
+    pub fn notifier(&self) -> Option<Arc<Notifier>> {
+        self.notifier.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     pub fn set_jails(&self, jails: Vec<JailInfo>) {

@@ -5,7 +5,7 @@ use std::{sync::Arc, time::Duration};
 use anyhow::Context as _;
 use tokio::signal::unix::{SignalKind, signal};
 
-use super::Agent;
+use super::{Agent, jails::JailEnv};
 use crate::{
     config::{self, Config, Interfaces},
     control::server::{self, SocketGuard},
@@ -65,6 +65,7 @@ pub async fn run(config: Config, log: LogHandle) -> anyhow::Result<()> {
     let listener = server::bind(&config.socket)?;
     let _socket = SocketGuard(config.socket.clone());
     let agent = Arc::new(Agent::new(Box::new(maps), config.clone(), allow.clone()));
+    Agent::shared(&agent);
     let serve = tokio::spawn(server::serve(listener, agent.clone()));
 
     let cancel = CancellationToken::new();
@@ -73,10 +74,18 @@ pub async fn run(config: Config, log: LogHandle) -> anyhow::Result<()> {
     );
     let history: Arc<dyn BanHistory> = Arc::new(MemoryHistory::default());
     let outbox: Arc<dyn Outbox> = Arc::new(MemoryOutbox::default());
-    let notifier = Arc::new(Notifier::start(config.notify.clone(), outbox, agent.clone()).context("starting notifications")?);
-    agent.set_notifier(notifier.clone());
-    let jails = super::jails::start(&agent, &config, &allow, history, checkpoints.clone(), &cancel);
-    agent.set_jails(jails);
+    let notifier = Arc::new(Notifier::start(config.notify.clone(), outbox.clone(), agent.clone()).context("starting notifications")?);
+    agent.set_notifier(notifier);
+    let env = JailEnv {
+        history,
+        checkpoints: checkpoints.clone(),
+        cancel: cancel.clone(),
+        allow,
+        own: config::host_addresses(),
+        outbox,
+    };
+    agent.set_jails(super::jails::start_all(&agent, &config.jails, &env));
+    agent.set_env(env);
     agent.lifecycle(EventKind::Start, None);
     tracing::info!(socket = %config.socket.display(), "ready");
 
@@ -92,6 +101,11 @@ pub async fn run(config: Config, log: LogHandle) -> anyhow::Result<()> {
             _ = hup.recv() => {
                 if let Err(e) = log.reopen() {
                     tracing::warn!(error = %e, "cannot reopen the log file");
+                }
+                let a = agent.clone();
+                match tokio::task::spawn_blocking(move || a.reload(None)).await? {
+                    Ok(summary) => tracing::info!(%summary, "configuration reloaded (SIGHUP)"),
+                    Err(e) => tracing::error!("reload refused, the running configuration stays: {e}"),
                 }
             }
             _ = minute.tick() => {
@@ -109,7 +123,9 @@ pub async fn run(config: Config, log: LogHandle) -> anyhow::Result<()> {
     }
     tracing::info!("stopping");
     agent.lifecycle(EventKind::Stop, None);
-    notifier.shutdown(Duration::from_secs(5)).await;
+    if let Some(n) = agent.notifier() {
+        n.shutdown(Duration::from_secs(5)).await;
+    }
     cancel.cancel();
     serve.abort();
     if let Err(e) = checkpoints.flush() {

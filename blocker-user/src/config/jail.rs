@@ -97,6 +97,9 @@ pub struct JailConfig {
     pub maxmatches: usize,
     /// (prefix, threshold) of IPv6 subnet escalation.
     pub ipv6_subnet: Option<(u8, usize)>,
+    /// Changes when the jail's settings or its filter files change: a
+    /// reload restarts only jails whose fingerprint changed.
+    pub fingerprint: u64,
 }
 
 impl RawJail {
@@ -135,7 +138,27 @@ pub fn validate_jails(
     filter_dirs: &[PathBuf],
     loc: &Locator<'_>,
 ) -> Result<Vec<JailConfig>, ConfigError> {
-    raw.into_iter().map(|(name, j)| validate_jail(&name, j.or(defaults), filter_dirs, loc)).collect()
+    // Values without their positions: moving a section does not count as a change.
+    let doc: toml::Table = toml::from_str(loc.text).unwrap_or_default();
+    raw.into_iter()
+        .map(|(name, j)| {
+            let mut jail = validate_jail(&name, j.or(defaults), filter_dirs, loc)?;
+            jail.fingerprint = fingerprint(&doc, &name, filter_dirs, &jail.filter);
+            Ok(jail)
+        })
+        .collect()
+}
+
+fn fingerprint(doc: &toml::Table, name: &str, dirs: &[PathBuf], filter: &Filter) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    format!("{:?}", doc.get("defaults")).hash(&mut h);
+    format!("{:?}", doc.get("jail").and_then(|j| j.get(name))).hash(&mut h);
+    dirs.hash(&mut h);
+    for f in filter.files() {
+        std::fs::read(f).unwrap_or_default().hash(&mut h);
+    }
+    h.finish()
 }
 
 fn validate_jail(name: &str, j: RawJail, filter_dirs: &[PathBuf], loc: &Locator<'_>) -> Result<JailConfig, ConfigError> {
@@ -187,6 +210,7 @@ fn validate_jail(name: &str, j: RawJail, filter_dirs: &[PathBuf], loc: &Locator<
         monitor: j.monitor.unwrap_or(false),
         maxmatches: j.maxmatches.unwrap_or(10),
         ipv6_subnet,
+        fingerprint: 0,
     })
 }
 

@@ -28,6 +28,27 @@ pub enum Request {
     Stats,
     /// Build the periodic report now and send it to its channels.
     Report,
+    /// Re-read the config; restart only what changed (or only this jail).
+    Reload {
+        #[serde(default)]
+        jail: Option<String>,
+    },
+    /// Which bans cover an address, and until when.
+    Banned {
+        addr: String,
+    },
+    /// A jail's run-time parameter.
+    Get {
+        jail: String,
+        param: String,
+    },
+    /// Change a jail's parameter at run time (until the next reload).
+    Set {
+        jail: String,
+        param: String,
+        value: String,
+    },
+    Version,
     /// Jails: counters, failing, bans, source positions.
     Status {
         #[serde(default)]

@@ -52,6 +52,10 @@ impl FailureCounter {
         self
     }
 
+    pub fn maxretry(&self) -> u32 {
+        self.maxretry
+    }
+
     pub fn set_limits(&mut self, maxretry: u32, findtime: Duration) {
         self.maxretry = maxretry.max(1);
         self.findtime = findtime.as_secs() as i64;

@@ -28,6 +28,16 @@ pub struct JailBan {
     pub monitor: bool,
 }
 
+/// Run-time changes to a running jail (`blocker set JAIL ...`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum JailControl {
+    MaxRetry(u32),
+    FindTime(Duration),
+    BanTime(Option<Duration>),
+    AddIgnore(Target),
+    DelIgnore(Target),
+}
+
 /// Where a jail's bans go (the agent; a fake in tests).
 pub trait BanSink: Send + Sync {
     fn ban(&self, ban: JailBan) -> Result<(), String>;
@@ -167,6 +177,20 @@ impl Jail {
         }
     }
 
+    /// A change made at run time (`blocker set`).
+    pub fn control(&mut self, c: JailControl) {
+        match c {
+            JailControl::MaxRetry(n) => self.counter.set_limits(n, self.findtime),
+            JailControl::FindTime(d) => {
+                self.findtime = d;
+                self.counter.set_limits(self.counter.maxretry(), d);
+            }
+            JailControl::BanTime(b) => self.bantime.base = b,
+            JailControl::AddIgnore(t) => self.ignore.add(t),
+            JailControl::DelIgnore(t) => self.ignore.remove(&t),
+        }
+    }
+
     /// Periodic: forget failures that left the window, refresh `failing`.
     pub fn tick(&mut self) {
         let now = unix_now();
@@ -265,6 +289,21 @@ mod tests {
         assert_eq!(bans[0].bancount, 2, "one earlier ban in this jail");
         assert_eq!(bans[0].bantime, Some(Duration::from_secs(1200)));
         assert_eq!(history.past(&addr, Some("t"), SystemTime::UNIX_EPOCH).unwrap().count, 2, "recorded");
+    }
+
+    #[test]
+    fn run_time_changes_apply() {
+        let (mut j, sink, _) = jail("");
+        let now = unix_now();
+        j.control(JailControl::MaxRetry(1));
+        j.control(JailControl::BanTime(None));
+        j.control(JailControl::AddIgnore(t("192.0.2.0/24")));
+        j.failure(t("192.0.2.1"), now, "x");
+        j.failure(t("198.51.100.1"), now, "y");
+        let bans = sink.bans.lock().unwrap();
+        assert_eq!(bans.len(), 1);
+        assert_eq!(bans[0].target, t("198.51.100.1"));
+        assert_eq!(bans[0].bantime, None, "permanent now");
     }
 
     #[test]

@@ -28,6 +28,17 @@ impl IgnoreList {
         self.entries.iter().any(|e| e.contains(a))
     }
 
+    pub fn add(&mut self, t: Target) {
+        if !self.entries.contains(&t) {
+            self.entries.push(t);
+            self.entries.sort();
+        }
+    }
+
+    pub fn remove(&mut self, t: &Target) {
+        self.entries.retain(|e| e != t);
+    }
+
     pub fn entries(&self) -> &[Target] {
         &self.entries
     }

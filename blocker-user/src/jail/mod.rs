@@ -12,7 +12,7 @@ mod subnet;
 
 pub use bantime::{BanTime, FormulaExpr, Growth, Increment};
 pub use counter::{Counted, FailureCounter};
-pub use decide::{BanSink, Jail, JailBan, JailStats, JailStatsSnapshot};
+pub use decide::{BanSink, Jail, JailBan, JailControl, JailStats, JailStatsSnapshot};
 pub use history::{BanHistory, HistoryError, MemoryHistory, PastBans};
 pub use ignore::IgnoreList;
 pub use subnet::SubnetEscalation;

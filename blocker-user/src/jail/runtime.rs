@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 
 use super::{
-    Jail,
+    Jail, JailControl,
     dns::{Resolved, Resolver},
     decide::unix_now,
 };
@@ -31,6 +31,7 @@ pub async fn run(
     filter: Arc<Filter>,
     usedns: UseDns,
     mut lines: mpsc::Receiver<LogLine>,
+    mut control: mpsc::Receiver<JailControl>,
     checkpoints: Arc<dyn Checkpoints>,
     cancel: CancellationToken,
 ) {
@@ -58,6 +59,7 @@ pub async fn run(
                 resolver.remember(&r.name, &r.addrs);
                 resolved_failure(&mut jail, r, usedns);
             }
+            Some(c) = control.recv() => jail.control(c),
             _ = tick.tick() => jail.tick(),
         }
     }
