@@ -77,3 +77,103 @@ pub(crate) fn migrate_to(conn: &mut Connection, to: u32) -> Result<u32, (u32, ru
     }
     Ok(from)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use super::*;
+    use crate::{
+        jail::BanHistory,
+        notify::Outbox,
+        source::{Checkpoints, Position},
+        state::{StateDb, StateOptions},
+    };
+
+    fn tables(conn: &Connection) -> Vec<String> {
+        let mut s = conn
+            .prepare("SELECT name FROM sqlite_schema WHERE type IN ('table', 'index') AND name NOT LIKE 'sqlite_%' ORDER BY name")
+            .unwrap();
+        s.query_map([], |r| r.get(0)).unwrap().map(|r| r.unwrap()).collect()
+    }
+
+    #[test]
+    fn an_empty_database_gets_every_step() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("blocker.db");
+        drop(StateDb::open(&path, StateOptions::default()).unwrap());
+        let conn = Connection::open(&path).unwrap();
+        assert_eq!(version(&conn).unwrap(), SCHEMA_VERSION);
+        assert_eq!(
+            tables(&conn),
+            [
+                "ban_matches", "bans", "bans_by_expiry", "checkpoints", "history", "history_by_age",
+                "history_by_target", "outbox", "outbox_by_created", "outbox_by_next",
+            ]
+        );
+        // auto_vacuum could only be set before the first table: check it was.
+        let av: i64 = conn.query_row("PRAGMA auto_vacuum", [], |r| r.get(0)).unwrap();
+        assert_eq!(av, 2, "incremental");
+        let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+        assert_eq!(mode, "wal");
+    }
+
+    /// Each older version, with data in the tables it has, migrates to the
+    /// newest without losing that data.
+    #[test]
+    fn every_older_version_migrates_and_keeps_its_data() {
+        for from in 0..SCHEMA_VERSION {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("blocker.db");
+            {
+                let mut conn = Connection::open(&path).unwrap();
+                conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+                assert_eq!(migrate_to(&mut conn, from).unwrap(), 0);
+                assert_eq!(version(&conn).unwrap(), from);
+                if from >= 1 {
+                    conn.execute_batch(
+                        "INSERT INTO bans VALUES ('192.0.2.7/32', 'sshd', 1000, 2000, 2);
+                         INSERT INTO ban_matches VALUES ('192.0.2.7/32', '[\"line\"]');",
+                    )
+                    .unwrap();
+                }
+                if from >= 2 {
+                    conn.execute_batch("INSERT INTO history (target, jail, banned_at, bantime) VALUES ('192.0.2.7/32', 'sshd', 1000, 1000)")
+                        .unwrap();
+                }
+                if from >= 3 {
+                    conn.execute_batch(r#"INSERT INTO checkpoints VALUES ('journal', '{"kind":"journal","cursor":"c"}', 0)"#)
+                        .unwrap();
+                }
+                if from >= 4 {
+                    conn.execute_batch("INSERT INTO outbox (channel, payload, created_at, next_attempt) VALUES ('email', '{}', 5, 5)")
+                        .unwrap();
+                }
+            }
+            let db = StateDb::open(&path, StateOptions { history_max_age: Duration::MAX, ..Default::default() }).unwrap();
+            let target = "192.0.2.7".parse().unwrap();
+            let bans = db.active_bans().unwrap();
+            assert_eq!(bans.len(), usize::from(from >= 1), "from {from}");
+            if from >= 1 {
+                let ban = db.ban(&target).unwrap().unwrap();
+                assert_eq!(ban.ban_count, 2);
+                assert_eq!(ban.expires_at, Some(UNIX_EPOCH + Duration::from_secs(2)));
+                assert_eq!(ban.matches, ["line"]);
+            }
+            assert_eq!(db.past(&target, None, UNIX_EPOCH).unwrap().count, u32::from(from >= 2), "from {from}");
+            let cp = db.load("journal").unwrap();
+            assert_eq!(cp, (from >= 3).then(|| Position::Journal { cursor: "c".into() }), "from {from}");
+            assert_eq!(db.len().unwrap(), usize::from(from >= 4), "from {from}");
+            drop(db);
+            assert_eq!(version(&Connection::open(&path).unwrap()).unwrap(), SCHEMA_VERSION);
+        }
+    }
+
+    #[test]
+    fn migrating_twice_is_a_no_op() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        assert_eq!(migrate_to(&mut conn, SCHEMA_VERSION).unwrap(), 0);
+        assert_eq!(migrate_to(&mut conn, SCHEMA_VERSION).unwrap(), SCHEMA_VERSION);
+        assert_eq!(version(&conn).unwrap(), SCHEMA_VERSION);
+    }
+}
