@@ -1,0 +1,161 @@
+//! State database numbers (not a pass/fail test). Run with
+//! `AYA_BUILD_SKIP=1 cargo test --release -p blocker-user --test state_perf -- --ignored --nocapture`;
+//! `BLOCKER_PERF_BANS` sets the number of bans (default 1,000,000).
+
+use std::{
+    fs,
+    path::Path,
+    time::{Duration, Instant, SystemTime},
+};
+
+use blocker::{
+    enforce::Target,
+    jail::BanHistory,
+    state::{BanRow, Durability, StateDb, StateOptions},
+};
+
+fn rows(n: u32, salt: u8) -> Vec<BanRow> {
+    let now = SystemTime::now();
+    let jails: [&str; 5] = ["sshd", "nginx-http-auth", "postfix", "recidive", "dovecot"];
+    let jails: Vec<std::sync::Arc<str>> = jails.iter().map(|&j| j.into()).collect();
+    (0..n)
+        .map(|i| {
+            // Scattered like real attackers: a multiplicative hash of i.
+            let h = i.wrapping_mul(2_654_435_761);
+            let target = if i % 10 == 9 {
+                let mut o = [0u8; 16];
+                o[0] = 0x20;
+                o[1] = salt;
+                o[2..6].copy_from_slice(&h.to_be_bytes());
+                Target::from_v6(o, if i % 20 == 19 { 64 } else { 128 })
+            } else {
+                let mut o = h.to_be_bytes();
+                o[0] = o[0].wrapping_add(salt);
+                Target::from_v4(o, 32)
+            };
+            BanRow {
+                target,
+                jail: jails[(i % 5) as usize].clone(),
+                banned_at: now,
+                expires_at: if i % 50 == 0 { None } else { Some(now + Duration::from_secs(600 + u64::from(i % 3600))) },
+                ban_count: 1 + i % 4,
+                matches: Vec::new(),
+            }
+        })
+        .collect()
+}
+
+fn size(path: &Path) -> u64 {
+    let mut total = 0;
+    for suffix in ["", "-wal"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        total += fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
+    }
+    total
+}
+
+fn mb(b: u64) -> String {
+    format!("{:.1} MB", b as f64 / 1e6)
+}
+
+fn single_inserts(dir: &Path, durability: Durability, count: u32, matches: bool) -> f64 {
+    let path = dir.join(format!("single-{durability:?}-{matches}.db"));
+    let db = StateDb::open(&path, StateOptions { durability, ..StateOptions::default() }).unwrap();
+    // Into a table that already holds 100k bans.
+    db.upsert_bans(&rows(100_000, 7)).unwrap();
+    let mut rs = rows(count, 99);
+    if matches {
+        for r in &mut rs {
+            r.matches = (0..5).map(|i| format!("Failed password for root from {} port {i} ssh2", r.target)).collect();
+        }
+    }
+    let t = Instant::now();
+    for r in &rs {
+        db.upsert_bans(std::slice::from_ref(r)).unwrap();
+    }
+    count as f64 / t.elapsed().as_secs_f64()
+}
+
+#[test]
+#[ignore = "performance numbers; run explicitly"]
+fn state_numbers() {
+    let n: u32 = std::env::var("BLOCKER_PERF_BANS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let dir = tempfile::tempdir_in(std::env::var_os("BLOCKER_PERF_DIR").unwrap_or_else(|| std::env::temp_dir().into()))
+        .unwrap();
+    let path = dir.path().join("blocker.db");
+    let all = rows(n, 0);
+
+    let db = StateDb::open(&path, StateOptions::default()).unwrap();
+    let t = Instant::now();
+    db.upsert_bans(&all).unwrap();
+    let write = t.elapsed();
+    println!("write {n} bans in one transaction: {write:.2?} ({:.0} bans/s)", n as f64 / write.as_secs_f64());
+    println!("  size after the batch (db + wal): {}", mb(size(&path)));
+    let t = Instant::now();
+    db.sync().unwrap();
+    println!("  WAL checkpoint after it: {:.2?}", t.elapsed());
+    drop(db);
+    println!("db size for {n} bans (after close): {}", mb(size(&path)));
+
+    let t = Instant::now();
+    let db = StateDb::open(&path, StateOptions::default()).unwrap();
+    println!("open (with quick_check): {:.2?}", t.elapsed());
+    drop(db);
+    let t = Instant::now();
+    let db = StateDb::open(&path, StateOptions { check_on_open: false, ..StateOptions::default() }).unwrap();
+    println!("open (without quick_check): {:.2?}", t.elapsed());
+
+    let mut best = Duration::MAX;
+    for _ in 0..3 {
+        let t = Instant::now();
+        let loaded = db.active_bans().unwrap();
+        best = best.min(t.elapsed());
+        assert_eq!(loaded.len(), n as usize);
+    }
+    println!("load all {n} bans (active_bans, best of 3): {best:.2?}");
+    let t = Instant::now();
+    let expired = db.expired_before(SystemTime::now() + Duration::from_secs(900)).unwrap();
+    println!("expired_before (finds {}): {:.2?}", expired.len(), t.elapsed());
+    drop(db);
+
+    // Same batch without the expiry index, to price it.
+    let bare = dir.path().join("noindex.db");
+    drop(StateDb::open(&bare, StateOptions::default()).unwrap());
+    rusqlite::Connection::open(&bare).unwrap().execute_batch("DROP INDEX bans_by_expiry").unwrap();
+    let db = StateDb::open(&bare, StateOptions::default()).unwrap();
+    let t = Instant::now();
+    db.upsert_bans(&all).unwrap();
+    println!("write {n} bans without the expiry index: {:.2?}", t.elapsed());
+    drop(db);
+
+    let full = dir.path().join("full.db");
+    let db = StateDb::open(&full, StateOptions { durability: Durability::PowerLoss, ..StateOptions::default() }).unwrap();
+    let t = Instant::now();
+    db.upsert_bans(&all).unwrap();
+    println!("write {n} bans in one transaction, synchronous=FULL: {:.2?}", t.elapsed());
+    drop(db);
+    drop(all);
+
+    for (d, count) in [(Durability::Process, 20_000), (Durability::PowerLoss, 2_000)] {
+        println!(
+            "single-ban upserts, {d:?}: {:.0} bans/s (no matches), {:.0} bans/s (5 matched lines)",
+            single_inserts(dir.path(), d, count, false),
+            single_inserts(dir.path(), d, count, true)
+        );
+    }
+
+    let hist = StateDb::open(dir.path().join("history.db"), StateOptions::default()).unwrap();
+    let targets = rows(20_000, 3);
+    let now = SystemTime::now();
+    let t = Instant::now();
+    for r in &targets {
+        hist.record(&r.target, &r.jail, now, Some(Duration::from_secs(600))).unwrap();
+    }
+    println!("history record: {:.0}/s", targets.len() as f64 / t.elapsed().as_secs_f64());
+    let t = Instant::now();
+    for r in &targets {
+        hist.past(&r.target, Some(&r.jail), SystemTime::UNIX_EPOCH).unwrap();
+    }
+    println!("history past: {:.0}/s", targets.len() as f64 / t.elapsed().as_secs_f64());
+}
