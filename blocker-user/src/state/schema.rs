@@ -52,8 +52,6 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX outbox_by_next ON outbox(next_attempt);
     CREATE INDEX outbox_by_created ON outbox(created_at);",
-    // 5: expiry lookups without a full scan (only bans that expire).
-    "CREATE INDEX bans_by_expiry ON bans(expires_at) WHERE expires_at IS NOT NULL;",
 ];
 
 /// The schema version this build writes.
@@ -107,7 +105,7 @@ mod tests {
         assert_eq!(
             tables(&conn),
             [
-                "ban_matches", "bans", "bans_by_expiry", "checkpoints", "history", "history_by_age",
+                "ban_matches", "bans", "checkpoints", "history", "history_by_age",
                 "history_by_target", "outbox", "outbox_by_created", "outbox_by_next",
             ]
         );
