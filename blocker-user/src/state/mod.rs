@@ -313,8 +313,10 @@ impl StateDb {
             "PRAGMA synchronous = {sync};
              PRAGMA journal_size_limit = {};
              PRAGMA cache_size = -32768;
+             PRAGMA mmap_size = {};
              PRAGMA foreign_keys = OFF;",
-            64 << 20
+            64 << 20,
+            1u64 << 30,
         ))
         .map_err(open_err)?;
 
