@@ -387,10 +387,9 @@ fn a_garbage_file_is_moved_aside_and_replaced() {
     assert_eq!(db.ban_count().unwrap(), 1);
 }
 
-#[test]
-fn a_database_with_a_corrupt_page_is_moved_aside_and_replaced() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("blocker.db");
+/// A database of 5000 bans with one page in the middle scribbled over.
+fn damaged_db(dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("blocker.db");
     {
         let db = StateDb::open(&path, StateOptions::default()).unwrap();
         let rows: Vec<BanRow> = (0..5000u32)
@@ -407,15 +406,43 @@ fn a_database_with_a_corrupt_page_is_moved_aside_and_replaced() {
     } // Last close checkpoints the WAL into the file.
     let mut bytes = fs::read(&path).unwrap();
     assert!(bytes.len() > 16 * 4096, "{}", bytes.len());
-    // Scribble over a page in the middle of the bans b-tree.
     let page = 4096 * (bytes.len() / 4096 / 2);
     for (i, b) in bytes[page..page + 4096].iter_mut().enumerate() {
         *b = (i * 7) as u8;
     }
     fs::write(&path, &bytes).unwrap();
-    let db = StateDb::open(&path, StateOptions::default()).unwrap();
+    path
+}
+
+#[test]
+fn a_corrupt_page_found_by_check_on_open_is_moved_aside() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = damaged_db(dir.path());
+    let db = StateDb::open(&path, StateOptions { check_on_open: true, ..StateOptions::default() }).unwrap();
     assert!(db.recovered_from().is_some());
     assert_eq!(db.ban_count().unwrap(), 0);
+}
+
+#[test]
+fn a_corrupt_page_met_later_is_reported_and_recovered_at_the_next_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = damaged_db(dir.path());
+    // Without the check the header and schema are fine: it opens...
+    let db = StateDb::open(&path, StateOptions::default()).unwrap();
+    assert_eq!(db.recovered_from(), None);
+    // ...and the restore meets the damage.
+    let e = db.active_bans().unwrap_err();
+    assert!(e.is_corrupt(), "{e:?}");
+    assert!(db.verify().unwrap_err().is_corrupt());
+    drop(db);
+    // The next open checks the marked file and starts afresh.
+    let db = StateDb::open(&path, StateOptions::default()).unwrap();
+    assert!(db.recovered_from().is_some());
+    assert_eq!(db.active_bans().unwrap(), []);
+    drop(db);
+    let db = StateDb::open(&path, StateOptions::default()).unwrap();
+    assert_eq!(db.recovered_from(), None);
+    db.verify().unwrap();
 }
 
 #[test]

@@ -34,26 +34,29 @@ impl StateDb {
     /// Deletes stored positions whose key is not in `keep` (sources removed
     /// from the configuration); how many.
     pub fn retain_checkpoints(&self, keep: &[&str]) -> Result<usize, StateError> {
-        let gone: Vec<String> = {
-            let mut p = self.positions.lock().unwrap_or_else(|e| e.into_inner());
-            let gone: Vec<String> = p.map.keys().filter(|k| !keep.contains(&k.as_str())).cloned().collect();
+        self.checked(|| {
+            let gone: Vec<String> = {
+                let mut p = self.positions.lock().unwrap_or_else(|e| e.into_inner());
+                let gone: Vec<String> = p.map.keys().filter(|k| !keep.contains(&k.as_str())).cloned().collect();
+                for k in &gone {
+                    p.map.remove(k);
+                    p.dirty.remove(k);
+                }
+                gone
+            };
+            let mut inner = self.lock();
+            let tx = inner.conn.transaction().map_err(StateError::sql("begin checkpoint removal"))?;
             for k in &gone {
-                p.map.remove(k);
-                p.dirty.remove(k);
+                tx.execute("DELETE FROM checkpoints WHERE key = ?1", [k])
+                    .map_err(StateError::sql("remove checkpoint"))?;
             }
-            gone
-        };
-        let mut inner = self.lock();
-        let tx = inner.conn.transaction().map_err(StateError::sql("begin checkpoint removal"))?;
-        for k in &gone {
-            tx.execute("DELETE FROM checkpoints WHERE key = ?1", [k])
-                .map_err(StateError::sql("remove checkpoint"))?;
-        }
-        tx.commit().map_err(StateError::sql("commit checkpoint removal"))?;
-        Ok(gone.len())
+            tx.commit().map_err(StateError::sql("commit checkpoint removal"))?;
+            Ok(gone.len())
+        })
     }
 
     fn checkpoint_write_error(&self, e: StateError) -> CheckpointError {
+        self.note(&e);
         CheckpointError::Write { path: self.path.clone(), source: io::Error::other(e.chain()) }
     }
 }

@@ -19,15 +19,17 @@ impl StateDb {
     /// Purges history older than `history_max_age` before `now`, then the
     /// oldest rows beyond `history_max_rows`; how many rows went.
     pub fn purge_history(&self, now: SystemTime) -> Result<usize, StateError> {
-        let cutoff = now.checked_sub(self.opts.history_max_age).unwrap_or(SystemTime::UNIX_EPOCH);
-        let mut inner = self.lock();
-        let by_age = inner
-            .conn
-            .execute("DELETE FROM history WHERE banned_at < ?1", [to_ms(cutoff)])
-            .map_err(StateError::sql("purge old history"))?;
-        inner.history_rows = inner.history_rows.saturating_sub(by_age as u64);
-        let by_size = bound(&mut inner, self.opts.history_max_rows)?;
-        Ok(by_age + by_size)
+        self.checked(|| {
+            let cutoff = now.checked_sub(self.opts.history_max_age).unwrap_or(SystemTime::UNIX_EPOCH);
+            let mut inner = self.lock();
+            let by_age = inner
+                .conn
+                .execute("DELETE FROM history WHERE banned_at < ?1", [to_ms(cutoff)])
+                .map_err(StateError::sql("purge old history"))?;
+            inner.history_rows = inner.history_rows.saturating_sub(by_age as u64);
+            let by_size = bound(&mut inner, self.opts.history_max_rows)?;
+            Ok(by_age + by_size)
+        })
     }
 
     /// Rows in the ban history.
@@ -54,8 +56,11 @@ fn bound(inner: &mut Inner, max: u64) -> Result<usize, StateError> {
     Ok(n)
 }
 
-fn err(e: StateError) -> HistoryError {
-    HistoryError(e.chain())
+impl StateDb {
+    fn history_err(&self, e: StateError) -> HistoryError {
+        self.note(&e);
+        HistoryError(e.chain())
+    }
 }
 
 impl BanHistory for StateDb {
@@ -65,10 +70,10 @@ impl BanHistory for StateDb {
             .conn
             .prepare_cached("INSERT INTO history (target, jail, banned_at, bantime) VALUES (?1, ?2, ?3, ?4)")
             .and_then(|mut s| s.execute(params![target.to_string(), jail, to_ms(at), bantime.map(dur_to_ms)]))
-            .map_err(|e| err(StateError::sql("record ban history")(e)))?;
+            .map_err(|e| self.history_err(StateError::sql("record ban history")(e)))?;
         inner.history_rows += 1;
         if inner.history_rows > self.opts.history_max_rows.saturating_add(SLACK) {
-            bound(&mut inner, self.opts.history_max_rows).map_err(err)?;
+            bound(&mut inner, self.opts.history_max_rows).map_err(|e| self.history_err(e))?;
         }
         Ok(())
     }
@@ -85,7 +90,7 @@ impl BanHistory for StateDb {
                  WHERE target = ?1 AND banned_at >= ?2 AND (?3 IS NULL OR jail = ?3)",
             )
             .and_then(|mut s| s.query_row(params![key, since, jail], |r| r.get(0)))
-            .map_err(|e| err(StateError::sql("count ban history")(e)))?;
+            .map_err(|e| self.history_err(StateError::sql("count ban history")(e)))?;
         if count == 0 {
             return Ok(PastBans::default());
         }
@@ -97,7 +102,7 @@ impl BanHistory for StateDb {
                  ORDER BY banned_at DESC, id DESC LIMIT 1",
             )
             .and_then(|mut s| s.query_row(params![key, since, jail], |r| Ok((r.get(0)?, r.get(1)?))).optional())
-            .map_err(|e| err(StateError::sql("read ban history")(e)))?;
+            .map_err(|e| self.history_err(StateError::sql("read ban history")(e)))?;
         Ok(PastBans {
             count: count.clamp(0, u32::MAX as i64) as u32,
             last_banned_at: last.map(|(at, _)| from_ms(at)),

@@ -24,8 +24,14 @@ pub(super) fn bound(inner: &mut Inner, max: u64) -> Result<usize, StateError> {
     Ok(n)
 }
 
-fn err(op: &'static str) -> impl FnOnce(rusqlite::Error) -> OutboxError {
-    move |e| OutboxError(StateError::sql(op)(e).chain())
+impl StateDb {
+    fn outbox_err(&self, op: &'static str) -> impl FnOnce(rusqlite::Error) -> OutboxError + '_ {
+        move |e| {
+            let e = StateError::sql(op)(e);
+            self.note(&e);
+            OutboxError(e.chain())
+        }
+    }
 }
 
 impl Outbox for StateDb {
@@ -39,9 +45,12 @@ impl Outbox for StateDb {
                  VALUES (?1, ?2, ?3, 0, ?3)",
             )
             .and_then(|mut s| s.insert(params![channel, payload, at]))
-            .map_err(err("queue notification"))?;
+            .map_err(self.outbox_err("queue notification"))?;
         inner.outbox_rows += 1;
-        bound(&mut inner, self.opts.outbox_max_rows).map_err(|e| OutboxError(e.chain()))?;
+        bound(&mut inner, self.opts.outbox_max_rows).map_err(|e| {
+            self.note(&e);
+            OutboxError(e.chain())
+        })?;
         Ok(id)
     }
 
@@ -53,7 +62,7 @@ impl Outbox for StateDb {
                 "SELECT id, channel, payload, created_at, attempts, next_attempt FROM outbox
                  WHERE next_attempt <= ?1 ORDER BY id LIMIT ?2",
             )
-            .map_err(err("prepare due notifications"))?;
+            .map_err(self.outbox_err("prepare due notifications"))?;
         let limit = limit.min(i64::MAX as usize) as i64;
         let rows = stmt
             .query_map(params![to_ms(now), limit], |r| {
@@ -66,8 +75,8 @@ impl Outbox for StateDb {
                     next_attempt: from_ms(r.get(5)?),
                 })
             })
-            .map_err(err("read due notifications"))?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(err("read due notifications"))
+            .map_err(self.outbox_err("read due notifications"))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(self.outbox_err("read due notifications"))
     }
 
     fn delivered(&self, id: OutboxId) -> Result<(), OutboxError> {
@@ -76,7 +85,7 @@ impl Outbox for StateDb {
             .conn
             .prepare_cached("DELETE FROM outbox WHERE id = ?1")
             .and_then(|mut s| s.execute([id]))
-            .map_err(err("forget delivered notification"))?;
+            .map_err(self.outbox_err("forget delivered notification"))?;
         inner.outbox_rows = inner.outbox_rows.saturating_sub(n as u64);
         Ok(())
     }
@@ -87,7 +96,7 @@ impl Outbox for StateDb {
             .conn
             .prepare_cached("UPDATE outbox SET attempts = ?2, next_attempt = ?3 WHERE id = ?1")
             .and_then(|mut s| s.execute(params![id, attempts as i64, to_ms(next)]))
-            .map_err(err("reschedule notification"))?;
+            .map_err(self.outbox_err("reschedule notification"))?;
         Ok(())
     }
 
@@ -96,7 +105,7 @@ impl Outbox for StateDb {
         let n = inner
             .conn
             .execute("DELETE FROM outbox WHERE created_at < ?1", [to_ms(cutoff)])
-            .map_err(err("drop old notifications"))?;
+            .map_err(self.outbox_err("drop old notifications"))?;
         inner.outbox_rows = inner.outbox_rows.saturating_sub(n as u64);
         Ok(n)
     }
