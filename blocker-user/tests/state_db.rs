@@ -264,6 +264,28 @@ fn checkpoints_round_trip_and_survive_reopen_after_flush() {
 }
 
 #[test]
+fn checkpoints_are_imported_from_the_json_file_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Position::Journal { cursor: "s=old".into() };
+    {
+        let file = blocker::source::FileCheckpoints::open(dir.path()).unwrap();
+        file.store("journal", &journal).unwrap();
+        file.store("sshd:/var/log/auth.log", &Position::None).unwrap();
+        file.flush().unwrap();
+    }
+    let db = open(dir.path());
+    // A key the database already has keeps its own position.
+    db.store("sshd:/var/log/auth.log", &Position::Journal { cursor: "newer".into() }).unwrap();
+    assert_eq!(db.import_file_checkpoints(dir.path()).unwrap(), 1);
+    assert_eq!(db.load("journal").unwrap(), Some(journal.clone()));
+    assert_eq!(db.load("sshd:/var/log/auth.log").unwrap(), Some(Position::Journal { cursor: "newer".into() }));
+    assert!(dir.path().join("source-checkpoints.json.imported").exists());
+    assert_eq!(db.import_file_checkpoints(dir.path()).unwrap(), 0);
+    drop(db);
+    assert_eq!(open(dir.path()).load("journal").unwrap(), Some(journal));
+}
+
+#[test]
 fn outbox_due_retry_and_expiry_ordering() {
     let dir = tempfile::tempdir().unwrap();
     let db = open(dir.path());

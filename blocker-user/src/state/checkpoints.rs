@@ -1,12 +1,12 @@
 //! Source read positions, as JSON text by checkpoint key. `store` only
 //! updates memory; `flush` writes the changed keys in one transaction.
 
-use std::{collections::HashMap, io, time::SystemTime};
+use std::{collections::HashMap, fs, io, path::Path, time::SystemTime};
 
 use rusqlite::{Connection, params};
 
 use super::{StateDb, StateError, to_ms};
-use crate::source::{CheckpointError, Checkpoints, Position};
+use crate::source::{CheckpointError, Checkpoints, FileCheckpoints, Position};
 
 /// Every stored position (there is one per source).
 pub(super) fn load_all(conn: &Connection) -> Result<HashMap<String, Position>, StateError> {
@@ -53,6 +53,34 @@ impl StateDb {
             tx.commit().map_err(StateError::sql("commit checkpoint removal"))?;
             Ok(gone.len())
         })
+    }
+
+    /// Takes over the positions of a [`FileCheckpoints`] file in
+    /// `state_dir` (the store used before this database), for the keys that
+    /// have no position here yet, then renames the file to `*.imported`.
+    /// Returns how many were taken; 0 when there is no file.
+    pub fn import_file_checkpoints(&self, state_dir: &Path) -> Result<usize, CheckpointError> {
+        let file = FileCheckpoints::open(state_dir)?;
+        let path = file.path().to_owned();
+        if !path.exists() {
+            return Ok(0);
+        }
+        let bytes = fs::read(&path).map_err(|source| CheckpointError::Read { path: path.clone(), source })?;
+        let old: HashMap<String, Position> =
+            serde_json::from_slice(&bytes).map_err(|source| CheckpointError::Parse { path: path.clone(), source })?;
+        let mut taken = 0;
+        for (key, pos) in &old {
+            if self.load(key)?.is_none() {
+                self.store(key, pos)?;
+                taken += 1;
+            }
+        }
+        self.flush()?;
+        let mut done = path.clone().into_os_string();
+        done.push(".imported");
+        fs::rename(&path, &done).map_err(|source| CheckpointError::Write { path: path.clone(), source })?;
+        tracing::info!(from = %path.display(), taken, "source checkpoints moved into the state database");
+        Ok(taken)
     }
 
     fn checkpoint_write_error(&self, e: StateError) -> CheckpointError {

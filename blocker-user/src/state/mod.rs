@@ -616,3 +616,32 @@ pub(crate) fn from_ms(ms: i64) -> SystemTime {
 pub(crate) fn dur_to_ms(d: Duration) -> i64 {
     d.as_millis().min(i64::MAX as u128) as i64
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pragma(db: &StateDb, name: &str) -> i64 {
+        db.lock().conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get(0)).unwrap()
+    }
+
+    #[test]
+    fn durability_selects_the_synchronous_level() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = StateDb::open_in(dir.path(), StateOptions::default()).unwrap();
+        assert_eq!(pragma(&db, "synchronous"), 1, "NORMAL");
+        assert_eq!(pragma(&db, "journal_size_limit"), 64 << 20);
+        drop(db);
+        let opts = StateOptions { durability: Durability::PowerLoss, ..StateOptions::default() };
+        let db = StateDb::open_in(dir.path(), opts).unwrap();
+        assert_eq!(pragma(&db, "synchronous"), 2, "FULL");
+    }
+
+    #[test]
+    fn times_round_trip_at_millisecond_precision() {
+        let t = UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
+        assert_eq!(from_ms(to_ms(t)), t);
+        assert_eq!(to_ms(UNIX_EPOCH - Duration::from_secs(1)), 0);
+        assert_eq!(from_ms(-5), UNIX_EPOCH);
+    }
+}
