@@ -100,12 +100,12 @@ fn state_numbers() {
     println!("db size for {n} bans (after close): {}", mb(size(&path)));
 
     let t = Instant::now();
-    let db = StateDb::open(&path, StateOptions::default()).unwrap();
-    println!("open (with quick_check): {:.2?}", t.elapsed());
+    let db = StateDb::open(&path, StateOptions { check_on_open: true, ..StateOptions::default() }).unwrap();
+    println!("open with check_on_open (quick_check): {:.2?}", t.elapsed());
     drop(db);
     let t = Instant::now();
-    let db = StateDb::open(&path, StateOptions { check_on_open: false, ..StateOptions::default() }).unwrap();
-    println!("open (without quick_check): {:.2?}", t.elapsed());
+    let db = StateDb::open(&path, StateOptions::default()).unwrap();
+    println!("open (default, no quick_check): {:.2?}", t.elapsed());
 
     let mut best = Duration::MAX;
     for _ in 0..3 {
@@ -118,6 +118,10 @@ fn state_numbers() {
     let t = Instant::now();
     db.ban_count().unwrap();
     println!("  (count(*) alone: {:.2?})", t.elapsed());
+    let t = Instant::now();
+    let t = Instant::now();
+    db.verify().unwrap();
+    println!("verify (quick_check on a second connection): {:.2?}", t.elapsed());
     let t = Instant::now();
     let expired = db.expired_before(SystemTime::now() + Duration::from_secs(900)).unwrap();
     println!("expired_before (finds {}): {:.2?}", expired.len(), t.elapsed());
@@ -138,6 +142,14 @@ fn state_numbers() {
             inserts(dir.path(), d, count, true, 1)
         );
     }
+    let db = StateDb::open(dir.path().join("sync.db"), StateOptions::default()).unwrap();
+    for r in rows(1000, 5) {
+        db.upsert_bans(&[r]).unwrap();
+    }
+    let t = Instant::now();
+    db.sync().unwrap();
+    println!("sync() after 1000 single bans: {:.2?}", t.elapsed());
+    drop(db);
     println!(
         "upserts 32 at a time (a writer draining a queue), 5 matched lines: Process {:.0} bans/s, PowerLoss {:.0} bans/s",
         inserts(dir.path(), Durability::Process, 64_000, true, 32),
