@@ -56,6 +56,11 @@ impl StateDb {
                 let mut clear_matches = tx
                     .prepare_cached("DELETE FROM ban_matches WHERE target = ?1")
                     .map_err(StateError::sql("prepare ban matches"))?;
+                // A re-ban without lines must drop the old ban's lines, unless
+                // there are none at all (e.g. a bulk re-adoption: no lookups).
+                let any_matches: bool = tx
+                    .query_row("SELECT EXISTS (SELECT 1 FROM ban_matches)", [], |r| r.get(0))
+                    .map_err(StateError::sql("look for ban matches"))?;
                 // Keys in one buffer; a large batch is written in key order, so
                 // the b-tree is filled page by page instead of at random (about
                 // 3x faster for 1M rows). The sort is stable: of two rows for the
@@ -84,7 +89,9 @@ impl StateDb {
                         ])
                         .map_err(StateError::sql("upsert ban"))?;
                     if row.matches.is_empty() {
-                        clear_matches.execute([key]).map_err(StateError::sql("clear ban matches"))?;
+                        if any_matches {
+                            clear_matches.execute([key]).map_err(StateError::sql("clear ban matches"))?;
+                        }
                     } else {
                         let lines = bounded_matches(&row.matches, max_matches, max_len);
                         let json = serde_json::to_string(&lines).expect("strings serialize");
