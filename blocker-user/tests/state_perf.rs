@@ -37,7 +37,11 @@ fn rows(n: u32, salt: u8) -> Vec<BanRow> {
                 target,
                 jail: jails[(i % 5) as usize].clone(),
                 banned_at: now,
-                expires_at: if i % 50 == 0 { None } else { Some(now + Duration::from_secs(600 + u64::from(i % 3600))) },
+                expires_at: if i % 50 == 0 {
+                    None
+                } else {
+                    Some(now + Duration::from_secs(600 + u64::from(i % 3600)))
+                },
                 ban_count: 1 + i % 4,
                 matches: Vec::new(),
             }
@@ -47,7 +51,10 @@ fn rows(n: u32, salt: u8) -> Vec<BanRow> {
 
 /// CPU time of this thread (the machine may be shared: wall time varies).
 fn thread_cpu() -> Duration {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: clock_gettime writes the timespec it is given.
     unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
@@ -70,13 +77,22 @@ fn mb(b: u64) -> String {
 /// Bans per second written `per_call` at a time (1: a jail's single bans).
 fn inserts(dir: &Path, durability: Durability, count: u32, matches: bool, per_call: usize) -> f64 {
     let path = dir.join(format!("single-{durability:?}-{matches}-{per_call}.db"));
-    let db = StateDb::open(&path, StateOptions { durability, ..StateOptions::default() }).unwrap();
+    let db = StateDb::open(
+        &path,
+        StateOptions {
+            durability,
+            ..StateOptions::default()
+        },
+    )
+    .unwrap();
     // Into a table that already holds 100k bans.
     db.upsert_bans(&rows(100_000, 7)).unwrap();
     let mut rs = rows(count, 99);
     if matches {
         for r in &mut rs {
-            r.matches = (0..5).map(|i| format!("Failed password for root from {} port {i} ssh2", r.target)).collect();
+            r.matches = (0..5)
+                .map(|i| format!("Failed password for root from {} port {i} ssh2", r.target))
+                .collect();
         }
     }
     let t = Instant::now();
@@ -89,9 +105,14 @@ fn inserts(dir: &Path, durability: Durability, count: u32, matches: bool, per_ca
 #[test]
 #[ignore = "performance numbers; run explicitly"]
 fn state_numbers() {
-    let n: u32 = std::env::var("BLOCKER_PERF_BANS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
-    let dir = tempfile::tempdir_in(std::env::var_os("BLOCKER_PERF_DIR").unwrap_or_else(|| std::env::temp_dir().into()))
-        .unwrap();
+    let n: u32 = std::env::var("BLOCKER_PERF_BANS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let dir = tempfile::tempdir_in(
+        std::env::var_os("BLOCKER_PERF_DIR").unwrap_or_else(|| std::env::temp_dir().into()),
+    )
+    .unwrap();
     let path = dir.path().join("blocker.db");
     let all = rows(n, 0);
 
@@ -112,7 +133,14 @@ fn state_numbers() {
     println!("db size for {n} bans (after close): {}", mb(size(&path)));
 
     let t = Instant::now();
-    let db = StateDb::open(&path, StateOptions { check_on_open: true, ..StateOptions::default() }).unwrap();
+    let db = StateDb::open(
+        &path,
+        StateOptions {
+            check_on_open: true,
+            ..StateOptions::default()
+        },
+    )
+    .unwrap();
     println!("open with check_on_open (quick_check): {:.2?}", t.elapsed());
     drop(db);
     let t = Instant::now();
@@ -132,23 +160,44 @@ fn state_numbers() {
     db.ban_count().unwrap();
     println!("  (count(*) alone: {:.2?})", t.elapsed());
     let t = Instant::now();
-    let t = Instant::now();
     db.verify().unwrap();
-    println!("verify (quick_check on a second connection): {:.2?}", t.elapsed());
+    println!(
+        "verify (quick_check on a second connection): {:.2?}",
+        t.elapsed()
+    );
     let t = Instant::now();
-    let expired = db.expired_before(SystemTime::now() + Duration::from_secs(900)).unwrap();
-    println!("expired_before (finds {}): {:.2?}", expired.len(), t.elapsed());
+    let expired = db
+        .expired_before(SystemTime::now() + Duration::from_secs(900))
+        .unwrap();
+    println!(
+        "expired_before (finds {}): {:.2?}",
+        expired.len(),
+        t.elapsed()
+    );
     drop(db);
 
     let full = dir.path().join("full.db");
-    let db = StateDb::open(&full, StateOptions { durability: Durability::PowerLoss, ..StateOptions::default() }).unwrap();
+    let db = StateDb::open(
+        &full,
+        StateOptions {
+            durability: Durability::PowerLoss,
+            ..StateOptions::default()
+        },
+    )
+    .unwrap();
     let t = Instant::now();
     db.upsert_bans(&all).unwrap();
-    println!("write {n} bans in one transaction, synchronous=FULL: {:.2?}", t.elapsed());
+    println!(
+        "write {n} bans in one transaction, synchronous=FULL: {:.2?}",
+        t.elapsed()
+    );
     drop(db);
     drop(all);
 
-    for (d, count) in [(Durability::Process, 20_000), (Durability::PowerLoss, 2_000)] {
+    for (d, count) in [
+        (Durability::Process, 20_000),
+        (Durability::PowerLoss, 2_000),
+    ] {
         println!(
             "single-ban upserts, {d:?}: {:.0} bans/s (no matches), {:.0} bans/s (5 matched lines)",
             inserts(dir.path(), d, count, false, 1),
@@ -174,12 +223,20 @@ fn state_numbers() {
     let now = SystemTime::now();
     let t = Instant::now();
     for r in &targets {
-        hist.record(&r.target, &r.jail, now, Some(Duration::from_secs(600))).unwrap();
+        hist.record(&r.target, &r.jail, now, Some(Duration::from_secs(600)))
+            .unwrap();
     }
-    println!("history record: {:.0}/s", targets.len() as f64 / t.elapsed().as_secs_f64());
+    println!(
+        "history record: {:.0}/s",
+        targets.len() as f64 / t.elapsed().as_secs_f64()
+    );
     let t = Instant::now();
     for r in &targets {
-        hist.past(&r.target, Some(&r.jail), SystemTime::UNIX_EPOCH).unwrap();
+        hist.past(&r.target, Some(&r.jail), SystemTime::UNIX_EPOCH)
+            .unwrap();
     }
-    println!("history past: {:.0}/s", targets.len() as f64 / t.elapsed().as_secs_f64());
+    println!(
+        "history past: {:.0}/s",
+        targets.len() as f64 / t.elapsed().as_secs_f64()
+    );
 }

@@ -39,7 +39,10 @@ impl StateDb {
             }
             let (max_matches, max_len) = (self.opts.max_matches, self.opts.max_match_len);
             let mut inner = self.lock();
-            let tx = inner.conn.transaction().map_err(StateError::sql("begin ban upsert"))?;
+            let tx = inner
+                .conn
+                .transaction()
+                .map_err(StateError::sql("begin ban upsert"))?;
             {
                 let mut upsert = tx
                     .prepare_cached(
@@ -51,7 +54,9 @@ impl StateDb {
                     )
                     .map_err(StateError::sql("prepare ban upsert"))?;
                 let mut set_matches = tx
-                    .prepare_cached("INSERT OR REPLACE INTO ban_matches (target, lines) VALUES (?1, ?2)")
+                    .prepare_cached(
+                        "INSERT OR REPLACE INTO ban_matches (target, lines) VALUES (?1, ?2)",
+                    )
                     .map_err(StateError::sql("prepare ban matches"))?;
                 let mut clear_matches = tx
                     .prepare_cached("DELETE FROM ban_matches WHERE target = ?1")
@@ -59,7 +64,9 @@ impl StateDb {
                 // A re-ban without lines must drop the old ban's lines, unless
                 // there are none at all (e.g. a bulk re-adoption: no lookups).
                 let any_matches: bool = tx
-                    .query_row("SELECT EXISTS (SELECT 1 FROM ban_matches)", [], |r| r.get(0))
+                    .query_row("SELECT EXISTS (SELECT 1 FROM ban_matches)", [], |r| {
+                        r.get(0)
+                    })
                     .map_err(StateError::sql("look for ban matches"))?;
                 // Keys in one buffer; a large batch is written in key order, so
                 // the b-tree is filled page by page instead of at random (about
@@ -74,7 +81,10 @@ impl StateDb {
                     order.push((start as u32, keys.len() as u32, i as u32));
                 }
                 if rows.len() > 64 {
-                    order.sort_by(|a, b| keys.as_bytes()[a.0 as usize..a.1 as usize].cmp(&keys.as_bytes()[b.0 as usize..b.1 as usize]));
+                    order.sort_by(|a, b| {
+                        keys.as_bytes()[a.0 as usize..a.1 as usize]
+                            .cmp(&keys.as_bytes()[b.0 as usize..b.1 as usize])
+                    });
                 }
                 for &(start, end, i) in &order {
                     let key = &keys[start as usize..end as usize];
@@ -90,12 +100,16 @@ impl StateDb {
                         .map_err(StateError::sql("upsert ban"))?;
                     if row.matches.is_empty() {
                         if any_matches {
-                            clear_matches.execute([key]).map_err(StateError::sql("clear ban matches"))?;
+                            clear_matches
+                                .execute([key])
+                                .map_err(StateError::sql("clear ban matches"))?;
                         }
                     } else {
                         let lines = bounded_matches(&row.matches, max_matches, max_len);
                         let json = serde_json::to_string(&lines).expect("strings serialize");
-                        set_matches.execute(params![key, json]).map_err(StateError::sql("store ban matches"))?;
+                        set_matches
+                            .execute(params![key, json])
+                            .map_err(StateError::sql("store ban matches"))?;
                     }
                 }
             }
@@ -105,16 +119,17 @@ impl StateDb {
 
     /// Removes the ban of `target`; whether there was one.
     pub fn remove_ban(&self, target: &Target) -> Result<bool, StateError> {
-        self.checked(|| {
-            Ok(self.remove_bans(std::slice::from_ref(target))? == 1)
-        })
+        self.checked(|| Ok(self.remove_bans(std::slice::from_ref(target))? == 1))
     }
 
     /// Removes the bans of `targets` in one transaction; how many there were.
     pub fn remove_bans(&self, targets: &[Target]) -> Result<usize, StateError> {
         self.checked(|| {
             let mut inner = self.lock();
-            let tx = inner.conn.transaction().map_err(StateError::sql("begin ban removal"))?;
+            let tx = inner
+                .conn
+                .transaction()
+                .map_err(StateError::sql("begin ban removal"))?;
             let mut removed = 0;
             {
                 let mut del = tx
@@ -126,7 +141,9 @@ impl StateDb {
                 for t in targets {
                     let key = t.to_string();
                     removed += del.execute([&key]).map_err(StateError::sql("remove ban"))?;
-                    del_matches.execute([&key]).map_err(StateError::sql("remove ban matches"))?;
+                    del_matches
+                        .execute([&key])
+                        .map_err(StateError::sql("remove ban matches"))?;
                 }
             }
             tx.commit().map_err(StateError::sql("commit ban removal"))?;
@@ -163,7 +180,10 @@ impl StateDb {
     pub fn remove_expired(&self, t: SystemTime) -> Result<usize, StateError> {
         self.checked(|| {
             let mut inner = self.lock();
-            let tx = inner.conn.transaction().map_err(StateError::sql("begin expiry"))?;
+            let tx = inner
+                .conn
+                .transaction()
+                .map_err(StateError::sql("begin expiry"))?;
             let at = to_ms(t);
             tx.execute(
                 "DELETE FROM ban_matches WHERE target IN
@@ -172,7 +192,10 @@ impl StateDb {
             )
             .map_err(StateError::sql("remove expired ban matches"))?;
             let n = tx
-                .execute("DELETE FROM bans WHERE expires_at IS NOT NULL AND expires_at <= ?1", [at])
+                .execute(
+                    "DELETE FROM bans WHERE expires_at IS NOT NULL AND expires_at <= ?1",
+                    [at],
+                )
                 .map_err(StateError::sql("remove expired bans"))?;
             tx.commit().map_err(StateError::sql("commit expiry"))?;
             Ok(n)
@@ -189,7 +212,12 @@ impl StateDb {
                 .query_row("SELECT count(*) FROM bans", [], |r| r.get(0))
                 .map_err(StateError::sql("count bans"))?;
             let mut out = Vec::with_capacity(n.max(0) as usize);
-            scan(&inner.conn, &format!("SELECT {COLUMNS} FROM bans"), [], &mut out)?;
+            scan(
+                &inner.conn,
+                &format!("SELECT {COLUMNS} FROM bans"),
+                [],
+                &mut out,
+            )?;
             Ok(out)
         })
     }
@@ -202,7 +230,9 @@ impl StateDb {
             let mut out = Vec::new();
             scan(
                 &inner.conn,
-                &format!("SELECT {COLUMNS} FROM bans WHERE expires_at IS NOT NULL AND expires_at <= ?1"),
+                &format!(
+                    "SELECT {COLUMNS} FROM bans WHERE expires_at IS NOT NULL AND expires_at <= ?1"
+                ),
                 [to_ms(t)],
                 &mut out,
             )?;
@@ -216,8 +246,15 @@ impl StateDb {
             let inner = self.lock();
             let key = target.to_string();
             let mut out = Vec::with_capacity(1);
-            scan(&inner.conn, &format!("SELECT {COLUMNS} FROM bans WHERE target = ?1"), [&key], &mut out)?;
-            let Some(mut row) = out.pop() else { return Ok(None) };
+            scan(
+                &inner.conn,
+                &format!("SELECT {COLUMNS} FROM bans WHERE target = ?1"),
+                [&key],
+                &mut out,
+            )?;
+            let Some(mut row) = out.pop() else {
+                return Ok(None);
+            };
             let lines: Option<String> = match inner.conn.query_row(
                 "SELECT lines FROM ban_matches WHERE target = ?1",
                 [&key],
@@ -228,8 +265,10 @@ impl StateDb {
                 Err(e) => return Err(StateError::sql("read ban matches")(e)),
             };
             if let Some(lines) = lines {
-                row.matches = serde_json::from_str(&lines)
-                    .map_err(|_| StateError::Invalid { what: "matched lines", value: lines })?;
+                row.matches = serde_json::from_str(&lines).map_err(|_| StateError::Invalid {
+                    what: "matched lines",
+                    value: lines,
+                })?;
             }
             Ok(Some(row))
         })
@@ -250,8 +289,15 @@ impl StateDb {
 
 /// Runs a `SELECT {COLUMNS}` query into `out`. Jail names are interned (one
 /// allocation per jail, not per row); targets parse from their CIDR text.
-fn scan<P: rusqlite::Params>(conn: &Connection, sql: &str, params: P, out: &mut Vec<BanRow>) -> Result<(), StateError> {
-    let mut stmt = conn.prepare_cached(sql).map_err(StateError::sql("prepare ban query"))?;
+fn scan<P: rusqlite::Params>(
+    conn: &Connection,
+    sql: &str,
+    params: P,
+    out: &mut Vec<BanRow>,
+) -> Result<(), StateError> {
+    let mut stmt = conn
+        .prepare_cached(sql)
+        .map_err(StateError::sql("prepare ban query"))?;
     let mut rows = stmt.query(params).map_err(StateError::sql("query bans"))?;
     let mut jails: Vec<Arc<str>> = Vec::new();
     while let Some(row) = rows.next().map_err(StateError::sql("read bans"))? {
@@ -261,7 +307,10 @@ fn scan<P: rusqlite::Params>(conn: &Connection, sql: &str, params: P, out: &mut 
 }
 
 fn decode(row: &Row<'_>, jails: &mut Vec<Arc<str>>) -> Result<BanRow, StateError> {
-    let bad = |what: &'static str, e: &dyn std::fmt::Debug| StateError::Invalid { what, value: format!("{e:?}") };
+    let bad = |what: &'static str, e: &dyn std::fmt::Debug| StateError::Invalid {
+        what,
+        value: format!("{e:?}"),
+    };
     let text = |i: usize| -> Result<&str, StateError> {
         row.get_ref(i)
             .map_err(StateError::sql("read ban column"))?
@@ -277,9 +326,10 @@ fn decode(row: &Row<'_>, jails: &mut Vec<Arc<str>>) -> Result<BanRow, StateError
     let target_text = text(0)?;
     let target = match parse_v4_cidr(target_text.as_bytes()) {
         Some(t) => t,
-        None => target_text
-            .parse()
-            .map_err(|_| StateError::Invalid { what: "ban target", value: target_text.to_owned() })?,
+        None => target_text.parse().map_err(|_| StateError::Invalid {
+            what: "ban target",
+            value: target_text.to_owned(),
+        })?,
     };
     let jail_text = text(1)?;
     // A few jails: a linear search beats hashing.
@@ -356,9 +406,25 @@ mod tests {
     #[test]
     fn the_ipv4_fast_path_agrees_with_the_general_parser() {
         for s in [
-            "192.0.2.7/32", "0.0.0.0/0", "255.255.255.255/32", "10.1.2.3/8", "198.51.100.0/24", "1.2.3.4/9",
-            "1.2.3.4/33", "1.2.3.4/", "1.2.3.4", "01.2.3.4/32", "1.2.3/24", "1.2.3.4.5/32", "256.1.1.1/32",
-            "1.2.3.4/032", "1.2.3.4/3a", "2001:db8::1/128", "::ffff:1.2.3.4/128", "1.2.3.4/32 ", "",
+            "192.0.2.7/32",
+            "0.0.0.0/0",
+            "255.255.255.255/32",
+            "10.1.2.3/8",
+            "198.51.100.0/24",
+            "1.2.3.4/9",
+            "1.2.3.4/33",
+            "1.2.3.4/",
+            "1.2.3.4",
+            "01.2.3.4/32",
+            "1.2.3/24",
+            "1.2.3.4.5/32",
+            "256.1.1.1/32",
+            "1.2.3.4/032",
+            "1.2.3.4/3a",
+            "2001:db8::1/128",
+            "::ffff:1.2.3.4/128",
+            "1.2.3.4/32 ",
+            "",
         ] {
             // When the fast path answers, it answers like the general
             // parser; when it does not, the general parser is used anyway.
@@ -367,7 +433,13 @@ mod tests {
             }
         }
         // It answers for everything `Display` writes for IPv4 targets.
-        for (o, p) in [([192, 0, 2, 7], 32), ([0, 0, 0, 0], 0), ([255, 255, 255, 255], 32), ([10, 0, 0, 0], 8), ([100, 64, 3, 0], 24)] {
+        for (o, p) in [
+            ([192, 0, 2, 7], 32),
+            ([0, 0, 0, 0], 0),
+            ([255, 255, 255, 255], 32),
+            ([10, 0, 0, 0], 8),
+            ([100, 64, 3, 0], 24),
+        ] {
             let t = Target::from_v4(o, p);
             assert_eq!(parse_v4_cidr(t.to_string().as_bytes()), Some(t), "{t}");
         }
@@ -375,7 +447,10 @@ mod tests {
 
     #[test]
     fn matches_keep_the_last_lines_cut_at_char_boundaries() {
-        let lines: Vec<String> = ["a", "b", "cé", "d"].iter().map(|s| s.to_string()).collect();
+        let lines: Vec<String> = ["a", "b", "cé", "d"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         assert_eq!(bounded_matches(&lines, 2, 10), ["cé", "d"]);
         // 'é' is two bytes: cutting at 2 would split it.
         assert_eq!(bounded_matches(&lines, 2, 2), ["c", "d"]);

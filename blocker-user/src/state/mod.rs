@@ -36,8 +36,7 @@ pub(crate) mod schema;
 
 use std::{
     collections::{HashMap, HashSet},
-    fs,
-    io,
+    fs, io,
     os::unix::fs::{DirBuilderExt, OpenOptionsExt},
     path::{Path, PathBuf},
     sync::{Mutex, MutexGuard},
@@ -129,7 +128,11 @@ pub enum StateError {
         "state database {path} has schema version {found}, newer than the {supported} this blocker \
          knows; refusing to use it (run a newer blocker, or move the file away to start afresh)"
     )]
-    TooNew { path: PathBuf, found: u32, supported: u32 },
+    TooNew {
+        path: PathBuf,
+        found: u32,
+        supported: u32,
+    },
     #[error("state database {path}: migration to schema version {version} failed")]
     Migrate {
         path: PathBuf,
@@ -165,7 +168,9 @@ pub enum StateError {
 impl StateError {
     fn sql(op: &'static str) -> impl FnOnce(rusqlite::Error) -> StateError {
         move |source| match source.sqlite_error_code() {
-            Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => StateError::Corrupt { op, source },
+            Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => {
+                StateError::Corrupt { op, source }
+            }
             _ => StateError::Sql { op, source },
         }
     }
@@ -239,7 +244,10 @@ impl StateDb {
                 .recursive(true)
                 .mode(0o700)
                 .create(dir)
-                .map_err(|source| StateError::CreateDir { path: dir.to_owned(), source })?;
+                .map_err(|source| StateError::CreateDir {
+                    path: dir.to_owned(),
+                    source,
+                })?;
         }
         match Self::try_open(&path, &opts) {
             Ok(db) => Ok(db),
@@ -277,7 +285,12 @@ impl StateDb {
     }
 
     fn try_open(path: &Path, opts: &StateOptions) -> Result<StateDb, Opened> {
-        let open_err = |source| Opened::classify(source, |source| StateError::Open { path: path.to_owned(), source });
+        let open_err = |source| {
+            Opened::classify(source, |source| StateError::Open {
+                path: path.to_owned(),
+                source,
+            })
+        };
         // Create the file ourselves for its mode; SQLite gives the -wal and
         // -shm files the database file's mode.
         fs::OpenOptions::new()
@@ -297,7 +310,8 @@ impl StateDb {
             })?;
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let mut conn = Connection::open_with_flags(path, flags).map_err(open_err)?;
-        conn.busy_timeout(Duration::from_secs(5)).map_err(open_err)?;
+        conn.busy_timeout(Duration::from_secs(5))
+            .map_err(open_err)?;
 
         // First read: a garbage header fails here with NOTADB.
         let found = schema::version(&conn).map_err(open_err)?;
@@ -310,7 +324,8 @@ impl StateDb {
         }
         if found == 0 {
             // Only takes effect before the first table exists.
-            conn.pragma_update(None, "auto_vacuum", "INCREMENTAL").map_err(open_err)?;
+            conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")
+                .map_err(open_err)?;
         }
         let mode: String = conn
             .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
@@ -342,17 +357,25 @@ impl StateDb {
 
         let marker = check_marker(path);
         let marked = marker.exists();
-        if (opts.check_on_open || marked) && found > 0 {
-            if let Some(problems) = quick_check(&conn).map_err(open_err)? {
-                return Err(Opened::Corrupt(format!("quick_check: {problems}")));
-            }
+        if (opts.check_on_open || marked)
+            && found > 0
+            && let Some(problems) = quick_check(&conn).map_err(open_err)?
+        {
+            return Err(Opened::Corrupt(format!("quick_check: {problems}")));
         }
 
         schema::migrate_to(&mut conn, SCHEMA_VERSION).map_err(|(version, source)| {
-            Opened::classify(source, |source| StateError::Migrate { path: path.to_owned(), version, source })
+            Opened::classify(source, |source| StateError::Migrate {
+                path: path.to_owned(),
+                version,
+                source,
+            })
         })?;
 
-        let count = |sql: &str| conn.query_row(sql, [], |r| r.get::<_, i64>(0)).map(|n| n.max(0) as u64);
+        let count = |sql: &str| {
+            conn.query_row(sql, [], |r| r.get::<_, i64>(0))
+                .map(|n| n.max(0) as u64)
+        };
         let history_rows = count("SELECT count(*) FROM history").map_err(open_err)?;
         let outbox_rows = count("SELECT count(*) FROM outbox").map_err(open_err)?;
         let positions = checkpoints::load_all(&conn).map_err(|e| match e {
@@ -363,8 +386,15 @@ impl StateDb {
         let db = StateDb {
             path: path.to_owned(),
             opts: opts.clone(),
-            inner: Mutex::new(Inner { conn, history_rows, outbox_rows }),
-            positions: Mutex::new(Positions { map: positions, dirty: HashSet::new() }),
+            inner: Mutex::new(Inner {
+                conn,
+                history_rows,
+                outbox_rows,
+            }),
+            positions: Mutex::new(Positions {
+                map: positions,
+                dirty: HashSet::new(),
+            }),
             recovered_from: None,
         };
         // Apply the bounds at once, in case they were lowered.
@@ -489,7 +519,9 @@ impl StateDb {
 
 impl std::fmt::Debug for StateDb {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StateDb").field("path", &self.path).finish_non_exhaustive()
+        f.debug_struct("StateDb")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
     }
 }
 
@@ -502,7 +534,9 @@ enum Opened {
 impl Opened {
     fn classify(e: rusqlite::Error, wrap: impl FnOnce(rusqlite::Error) -> StateError) -> Opened {
         match e.sqlite_error_code() {
-            Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => Opened::Corrupt(e.to_string()),
+            Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => {
+                Opened::Corrupt(e.to_string())
+            }
             _ => Opened::Failed(wrap(e)),
         }
     }
@@ -513,7 +547,11 @@ impl Opened {
 /// copies. The WAL must go too: left behind, it would be replayed into the
 /// fresh database.
 fn move_aside(path: &Path, reason: &str, keep: usize) -> Result<PathBuf, StateError> {
-    let err = |source| StateError::MoveAside { path: path.to_owned(), reason: reason.to_owned(), source };
+    let err = |source| StateError::MoveAside {
+        path: path.to_owned(),
+        reason: reason.to_owned(),
+        source,
+    };
     let secs = unix_secs_now();
     let base = path.as_os_str().to_owned();
     let mut n = 0u32;
@@ -552,9 +590,15 @@ fn prune_corrupt_copies(path: &Path, keep: usize) {
     let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
         return;
     };
-    let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
     let prefix = format!("{name}.corrupt-");
-    let Ok(entries) = fs::read_dir(dir) else { return };
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
     // Copies by modification time, newest first; a copy's -wal goes with it.
     let mut copies: Vec<(SystemTime, PathBuf)> = entries
         .filter_map(|e| e.ok())
@@ -563,7 +607,14 @@ fn prune_corrupt_copies(path: &Path, keep: usize) {
             let n = n.to_string_lossy();
             n.starts_with(&prefix) && !n.ends_with("-wal")
         })
-        .map(|e| (e.metadata().and_then(|m| m.modified()).unwrap_or(UNIX_EPOCH), e.path()))
+        .map(|e| {
+            (
+                e.metadata()
+                    .and_then(|m| m.modified())
+                    .unwrap_or(UNIX_EPOCH),
+                e.path(),
+            )
+        })
         .collect();
     copies.sort_by(|a, b| b.cmp(a));
     for (_, old) in copies.into_iter().skip(keep) {
@@ -606,7 +657,10 @@ fn quick_check(conn: &Connection) -> rusqlite::Result<Option<String>> {
 }
 
 fn unix_secs_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// Times are stored as milliseconds since the Unix epoch (before it: 0).
@@ -629,7 +683,10 @@ mod tests {
     use super::*;
 
     fn pragma(db: &StateDb, name: &str) -> i64 {
-        db.lock().conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get(0)).unwrap()
+        db.lock()
+            .conn
+            .query_row(&format!("PRAGMA {name}"), [], |r| r.get(0))
+            .unwrap()
     }
 
     #[test]
@@ -639,7 +696,10 @@ mod tests {
         assert_eq!(pragma(&db, "synchronous"), 1, "NORMAL");
         assert_eq!(pragma(&db, "journal_size_limit"), 64 << 20);
         drop(db);
-        let opts = StateOptions { durability: Durability::PowerLoss, ..StateOptions::default() };
+        let opts = StateOptions {
+            durability: Durability::PowerLoss,
+            ..StateOptions::default()
+        };
         let db = StateDb::open_in(dir.path(), opts).unwrap();
         assert_eq!(pragma(&db, "synchronous"), 2, "FULL");
     }

@@ -69,8 +69,10 @@ pub(crate) fn migrate_to(conn: &mut Connection, to: u32) -> Result<u32, (u32, ru
     for step in from..to.min(SCHEMA_VERSION) {
         let next = step + 1;
         let tx = conn.transaction().map_err(|e| (next, e))?;
-        tx.execute_batch(MIGRATIONS[step as usize]).map_err(|e| (next, e))?;
-        tx.pragma_update(None, "user_version", next).map_err(|e| (next, e))?;
+        tx.execute_batch(MIGRATIONS[step as usize])
+            .map_err(|e| (next, e))?;
+        tx.pragma_update(None, "user_version", next)
+            .map_err(|e| (next, e))?;
         tx.commit().map_err(|e| (next, e))?;
     }
     Ok(from)
@@ -92,7 +94,10 @@ mod tests {
         let mut s = conn
             .prepare("SELECT name FROM sqlite_schema WHERE type IN ('table', 'index') AND name NOT LIKE 'sqlite_%' ORDER BY name")
             .unwrap();
-        s.query_map([], |r| r.get(0)).unwrap().map(|r| r.unwrap()).collect()
+        s.query_map([], |r| r.get(0))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect()
     }
 
     #[test]
@@ -105,14 +110,25 @@ mod tests {
         assert_eq!(
             tables(&conn),
             [
-                "ban_matches", "bans", "checkpoints", "history", "history_by_age",
-                "history_by_target", "outbox", "outbox_by_created", "outbox_by_next",
+                "ban_matches",
+                "bans",
+                "checkpoints",
+                "history",
+                "history_by_age",
+                "history_by_target",
+                "outbox",
+                "outbox_by_created",
+                "outbox_by_next",
             ]
         );
         // auto_vacuum could only be set before the first table: check it was.
-        let av: i64 = conn.query_row("PRAGMA auto_vacuum", [], |r| r.get(0)).unwrap();
+        let av: i64 = conn
+            .query_row("PRAGMA auto_vacuum", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(av, 2, "incremental");
-        let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(mode, "wal");
     }
 
@@ -148,7 +164,14 @@ mod tests {
                         .unwrap();
                 }
             }
-            let db = StateDb::open(&path, StateOptions { history_max_age: Duration::MAX, ..Default::default() }).unwrap();
+            let db = StateDb::open(
+                &path,
+                StateOptions {
+                    history_max_age: Duration::MAX,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
             let target = "192.0.2.7".parse().unwrap();
             let bans = db.active_bans().unwrap();
             assert_eq!(bans.len(), usize::from(from >= 1), "from {from}");
@@ -158,12 +181,23 @@ mod tests {
                 assert_eq!(ban.expires_at, Some(UNIX_EPOCH + Duration::from_secs(2)));
                 assert_eq!(ban.matches, ["line"]);
             }
-            assert_eq!(db.past(&target, None, UNIX_EPOCH).unwrap().count, u32::from(from >= 2), "from {from}");
+            assert_eq!(
+                db.past(&target, None, UNIX_EPOCH).unwrap().count,
+                u32::from(from >= 2),
+                "from {from}"
+            );
             let cp = db.load("journal").unwrap();
-            assert_eq!(cp, (from >= 3).then(|| Position::Journal { cursor: "c".into() }), "from {from}");
+            assert_eq!(
+                cp,
+                (from >= 3).then(|| Position::Journal { cursor: "c".into() }),
+                "from {from}"
+            );
             assert_eq!(db.len().unwrap(), usize::from(from >= 4), "from {from}");
             drop(db);
-            assert_eq!(version(&Connection::open(&path).unwrap()).unwrap(), SCHEMA_VERSION);
+            assert_eq!(
+                version(&Connection::open(&path).unwrap()).unwrap(),
+                SCHEMA_VERSION
+            );
         }
     }
 
@@ -171,7 +205,10 @@ mod tests {
     fn migrating_twice_is_a_no_op() {
         let mut conn = Connection::open_in_memory().unwrap();
         assert_eq!(migrate_to(&mut conn, SCHEMA_VERSION).unwrap(), 0);
-        assert_eq!(migrate_to(&mut conn, SCHEMA_VERSION).unwrap(), SCHEMA_VERSION);
+        assert_eq!(
+            migrate_to(&mut conn, SCHEMA_VERSION).unwrap(),
+            SCHEMA_VERSION
+        );
         assert_eq!(version(&conn).unwrap(), SCHEMA_VERSION);
     }
 }
