@@ -3,7 +3,7 @@
 //! The modules follow the pipeline: [`source`] (log lines) → [`filter`]
 //! (Fail2Ban-style matching) → jails (counting, ban decisions) → [`enforce`]
 //! (XDP maps), with [`control`] (socket and CLI) and [`agent`] (the daemon)
-//! beside it.
+//! beside it, and [`state`] (the SQLite database that survives restarts).
 pub mod agent;
 pub mod cli;
 pub mod config;
@@ -14,3 +14,4 @@ pub mod jail;
 pub mod logging;
 pub mod notify;
 pub mod source;
+pub mod state;
