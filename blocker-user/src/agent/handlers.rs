@@ -95,12 +95,15 @@ fn ban(agent: &Agent, mut s: MutexGuard<'_, State>, targets: &TargetList, durati
     }
     tracing::debug!(count = bans.len(), parse_ms = parsed.as_millis() as u64, total_ms = started.elapsed().as_millis() as u64, "ban request applied");
     drop(s);
+    let rows: Vec<_> = bans.iter().map(|b| super::persist::ban_row(b, 1, Vec::new())).collect();
     if bans.len() <= BULK {
+        agent.persist(&rows);
         for b in &bans {
             agent.activity.lock().unwrap_or_else(|p| p.into_inner()).record(b.banned_at, true, &b.jail, b.target);
             agent.emit(agent.manual_ban_event(b));
         }
     } else {
+        agent.persist_in_background(rows);
         tracing::info!(target: "blocker::actions", "[{jail}] Bulk ban of {} addresses (no event per address)", bans.len());
     }
     #[derive(Serialize)]
@@ -131,6 +134,7 @@ fn unban(agent: &Agent, mut s: MutexGuard<'_, State>, targets: &TargetList) -> R
         }
     }
     drop(s);
+    agent.forget(&removed.iter().map(|r| r.target).collect::<Vec<_>>());
     for r in &removed {
         agent.emit(agent.record_event(EventKind::Unban, r));
     }
@@ -148,6 +152,7 @@ fn unban_all(agent: &Agent, mut s: MutexGuard<'_, State>, jail: Option<String>) 
         Err(e) => return Response::error(e.to_string()),
     };
     drop(s);
+    agent.forget(&gone.iter().map(|r| r.target).collect::<Vec<_>>());
     if gone.len() <= BULK {
         for r in &gone {
             agent.emit(agent.record_event(EventKind::Unban, r));

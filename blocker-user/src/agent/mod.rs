@@ -5,6 +5,7 @@ mod events;
 mod handlers;
 mod jails;
 mod params;
+mod persist;
 mod reload;
 mod run;
 
@@ -14,6 +15,7 @@ use std::{
 };
 
 pub use jails::{JailInfo, JailParams, JailStatus};
+pub use persist::{Reconciled, reconcile};
 pub use run::run;
 
 use crate::{
@@ -31,6 +33,7 @@ pub struct Agent {
     hostname: String,
     env: OnceLock<jails::JailEnv>,
     me: OnceLock<std::sync::Weak<Agent>>,
+    db: OnceLock<Arc<crate::state::StateDb>>,
 }
 
 struct State {
@@ -51,6 +54,7 @@ impl Agent {
             activity: Mutex::new(activity::Activity::default()),
             env: OnceLock::new(),
             me: OnceLock::new(),
+            db: OnceLock::new(),
         }
     }
 
@@ -90,6 +94,9 @@ impl Agent {
         let result = self.lock().enforcer.expire();
         match result {
             Ok(gone) => {
+                if !gone.is_empty() {
+                    self.forget(&gone.iter().map(|r| r.target).collect::<Vec<_>>());
+                }
                 for r in &gone {
                     self.emit(self.record_event(EventKind::Unban, r));
                 }
@@ -120,6 +127,7 @@ impl BanSink for Agent {
         }
         let ban = Ban { target: b.target, jail: b.jail.clone(), banned_at: now, expires_at };
         self.lock().enforcer.ban(std::slice::from_ref(&ban)).map_err(|e| e.to_string())?;
+        self.persist(&[persist::ban_row(&ban, b.bancount, b.matches.clone())]);
         self.activity.lock().unwrap_or_else(|p| p.into_inner()).record(now, true, &b.jail, b.target);
         self.emit(self.jail_ban_event(&b, now, expires_at));
         Ok(())

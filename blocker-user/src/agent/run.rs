@@ -10,10 +10,11 @@ use crate::{
     config::{self, Config, Interfaces},
     control::server::{self, SocketGuard},
     enforce::{Enforcer, Target, XdpMaps},
-    jail::{BanHistory, MemoryHistory},
+    jail::BanHistory,
+    state::{StateDb, StateOptions},
     logging::LogHandle,
-    notify::{EventKind, MemoryOutbox, Notifier, Outbox},
-    source::{CancellationToken, Checkpoints, FileCheckpoints},
+    notify::{EventKind, Notifier, Outbox},
+    source::{CancellationToken, Checkpoints},
 };
 
 /// The allowlist in force: the config's entries plus, unless disabled,
@@ -59,6 +60,25 @@ pub async fn run(config: Config, log: LogHandle) -> anyhow::Result<()> {
     if expired > 0 {
         tracing::info!(count = expired, "removed bans that expired while the agent was down");
     }
+    let db = Arc::new(StateDb::open_in(&config.state_dir, StateOptions::default()).context("opening the state database")?);
+    if let Some(bad) = db.recovered_from() {
+        tracing::error!(moved_to = %bad.display(), "state database was corrupt and was replaced; bans are re-adopted from the kernel maps");
+    }
+    let started = std::time::Instant::now();
+    let reconciled = super::reconcile(&db, &mut maps).map_err(|e| anyhow::anyhow!("restoring bans: {e}"))?;
+    tracing::info!(
+        restored = reconciled.restored,
+        adopted = reconciled.adopted,
+        expired = reconciled.expired,
+        active = maps.active(),
+        ms = started.elapsed().as_millis() as u64,
+        "bans restored"
+    );
+    match db.import_file_checkpoints(&config.state_dir) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(count = n, "source positions imported from the old checkpoint file"),
+        Err(e) => tracing::warn!(error = %e, "cannot import the old checkpoint file"),
+    }
     let interfaces = resolve_interfaces(&config)?;
     maps.sync_interfaces(&interfaces, config.xdp_mode).context("attaching XDP")?;
 
@@ -66,14 +86,22 @@ pub async fn run(config: Config, log: LogHandle) -> anyhow::Result<()> {
     let _socket = SocketGuard(config.socket.clone());
     let agent = Arc::new(Agent::new(Box::new(maps), config.clone(), allow.clone()));
     Agent::shared(&agent);
+    agent.set_db(db.clone());
+    {
+        let db = db.clone();
+        // A full-file check, off the start path.
+        std::thread::spawn(move || {
+            if let Err(e) = db.verify() {
+                tracing::error!(error = %e, "state database check failed");
+            }
+        });
+    }
     let serve = tokio::spawn(server::serve(listener, agent.clone()));
 
     let cancel = CancellationToken::new();
-    let checkpoints: Arc<dyn Checkpoints> = Arc::new(
-        FileCheckpoints::open(&config.state_dir).with_context(|| format!("opening checkpoints in {}", config.state_dir.display()))?,
-    );
-    let history: Arc<dyn BanHistory> = Arc::new(MemoryHistory::default());
-    let outbox: Arc<dyn Outbox> = Arc::new(MemoryOutbox::default());
+    let checkpoints: Arc<dyn Checkpoints> = db.clone();
+    let history: Arc<dyn BanHistory> = db.clone();
+    let outbox: Arc<dyn Outbox> = db.clone();
     let notifier = Arc::new(Notifier::start(config.notify.clone(), outbox.clone(), agent.clone()).context("starting notifications")?);
     agent.set_notifier(notifier);
     let env = JailEnv {
@@ -94,6 +122,9 @@ pub async fn run(config: Config, log: LogHandle) -> anyhow::Result<()> {
     let mut hup = signal(SignalKind::hangup())?;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut minute = tokio::time::interval(Duration::from_secs(60));
+    let mut hour = tokio::time::interval(Duration::from_secs(3600));
+    // Bounds what a power loss can take from the database (see docs/state.md).
+    let mut sync = tokio::time::interval(Duration::from_secs(5));
     loop {
         tokio::select! {
             _ = term.recv() => break,
@@ -111,6 +142,23 @@ pub async fn run(config: Config, log: LogHandle) -> anyhow::Result<()> {
             _ = minute.tick() => {
                 let a = agent.clone();
                 tokio::task::spawn_blocking(move || a.sample()).await?;
+            }
+            _ = sync.tick() => {
+                let db = db.clone();
+                tokio::task::spawn_blocking(move || {
+                    if let Err(e) = db.sync() {
+                        tracing::warn!(error = %e, "state database sync failed");
+                    }
+                })
+                .await?;
+            }
+            _ = hour.tick() => {
+                let db = db.clone();
+                tokio::task::spawn_blocking(move || match db.maintain(std::time::SystemTime::now()) {
+                    Ok(m) => tracing::debug!(?m, "state database maintenance"),
+                    Err(e) => tracing::warn!(error = %e, "state database maintenance failed"),
+                })
+                .await?;
             }
             _ = tick.tick() => {
                 let a = agent.clone();

@@ -573,6 +573,10 @@ impl Enforcer for XdpMaps {
         self.index.len()
     }
 
+    fn contains(&self, target: &Target) -> bool {
+        self.index.contains(target)
+    }
+
     fn sync_interfaces(&mut self, ifaces: &[String], mode: XdpModeSetting) -> Result<(), EnforceError> {
         let mut attachments = self.attachments.take().unwrap_or_else(|| Attachments::new(&self.pin_dir));
         let result = attachments.sync(self.program(), ifaces, mode);

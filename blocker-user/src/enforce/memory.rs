@@ -96,6 +96,10 @@ impl Enforcer for MemoryEnforcer {
     fn active(&self) -> usize {
         self.bans.len()
     }
+
+    fn contains(&self, target: &Target) -> bool {
+        self.bans.contains_key(target)
+    }
 }
 
 #[cfg(test)]

@@ -119,6 +119,8 @@ pub trait Enforcer: Send {
     fn counters(&self, ifindexes: &[u32]) -> Result<Vec<(u32, Counters)>, EnforceError>;
     /// Number of bans in force.
     fn active(&self) -> usize;
+    /// Whether exactly this target is banned (from memory, no system call).
+    fn contains(&self, target: &Target) -> bool;
     /// Attaches to exactly these interfaces (no-op without a datapath).
     fn sync_interfaces(&mut self, _ifaces: &[String], _mode: XdpModeSetting) -> Result<(), EnforceError> {
         Ok(())

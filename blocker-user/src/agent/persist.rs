@@ -1,0 +1,112 @@
+//! Keeping the state database in step with the kernel maps.
+//!
+//! The pinned maps are what is enforced; the database is what survives a
+//! reboot. A ban goes into the maps first, then the database, then it is
+//! acknowledged. If the agent dies in between, the next start adopts from
+//! the maps whatever the database lacks ([`reconcile`]), so a ban that is
+//! enforced or acknowledged is never lost.
+
+use std::{collections::HashSet, sync::Arc, time::SystemTime};
+
+use super::Agent;
+use crate::{
+    enforce::{Ban, BanRecord, Enforcer, Target},
+    state::{BanRow, StateDb},
+};
+
+/// What [`reconcile`] did.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Reconciled {
+    /// In the database, not in the maps (after a reboot: all of them): re-inserted.
+    pub restored: usize,
+    /// In the maps, not in the database (banned while it was unavailable): adopted.
+    pub adopted: usize,
+    /// Expired while the agent was down: removed from the database.
+    pub expired: usize,
+}
+
+/// Brings the maps and the database to the same set of bans.
+pub fn reconcile(db: &StateDb, enforcer: &mut dyn Enforcer) -> Result<Reconciled, String> {
+    let now = SystemTime::now();
+    let mut r = Reconciled { expired: db.remove_expired(now).map_err(|e| e.to_string())?, ..Default::default() };
+    let rows = db.active_bans().map_err(|e| e.to_string())?;
+    let missing: Vec<Ban> = rows
+        .iter()
+        .filter(|row| !enforcer.contains(&row.target) && row.expires_at.is_none_or(|e| e > now))
+        .map(|row| Ban { target: row.target, jail: row.jail.to_string(), banned_at: row.banned_at, expires_at: row.expires_at })
+        .collect();
+    r.restored = missing.len();
+    enforcer.ban(&missing).map_err(|e| e.to_string())?;
+    let present_from_db = rows.len() - missing.len();
+    if enforcer.active() > present_from_db {
+        let in_db: HashSet<Target> = rows.iter().map(|row| row.target).collect();
+        let extra: Vec<BanRow> = enforcer
+            .bans()
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .filter(|b| !in_db.contains(&b.target))
+            .map(|b| row(&b, 1, Vec::new()))
+            .collect();
+        r.adopted = extra.len();
+        db.upsert_bans(&extra).map_err(|e| e.to_string())?;
+    }
+    Ok(r)
+}
+
+pub fn row(b: &BanRecord, ban_count: u32, matches: Vec<String>) -> BanRow {
+    BanRow {
+        target: b.target,
+        jail: Arc::from(b.jail.as_str()),
+        banned_at: b.banned_at,
+        expires_at: b.expires_at,
+        ban_count,
+        matches,
+    }
+}
+
+pub fn ban_row(b: &Ban, ban_count: u32, matches: Vec<String>) -> BanRow {
+    BanRow {
+        target: b.target,
+        jail: Arc::from(b.jail.as_str()),
+        banned_at: b.banned_at,
+        expires_at: b.expires_at,
+        ban_count,
+        matches,
+    }
+}
+
+impl Agent {
+    pub fn set_db(&self, db: Arc<StateDb>) {
+        let _ = self.db.set(db);
+    }
+
+    /// Records bans; failures are logged, the bans stay enforced (the next
+    /// start adopts them from the maps).
+    pub(super) fn persist(&self, rows: &[BanRow]) {
+        if let Some(db) = self.db.get() {
+            if let Err(e) = db.upsert_bans(rows) {
+                tracing::error!(error = %e, count = rows.len(), "cannot record bans in the state database");
+            }
+        }
+    }
+
+    /// Records a bulk ban on a thread of its own (the request is not held).
+    pub(super) fn persist_in_background(&self, rows: Vec<BanRow>) {
+        let Some(db) = self.db.get().cloned() else { return };
+        std::thread::spawn(move || {
+            let started = std::time::Instant::now();
+            match db.upsert_bans(&rows) {
+                Ok(()) => tracing::debug!(count = rows.len(), ms = started.elapsed().as_millis() as u64, "bulk ban recorded"),
+                Err(e) => tracing::error!(error = %e, "cannot record bulk ban in the state database"),
+            }
+        });
+    }
+
+    pub(super) fn forget(&self, targets: &[Target]) {
+        if let Some(db) = self.db.get() {
+            if let Err(e) = db.remove_bans(targets) {
+                tracing::error!(error = %e, "cannot remove bans from the state database");
+            }
+        }
+    }
+}
