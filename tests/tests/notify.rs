@@ -84,3 +84,52 @@ fn a_jail_ban_is_mailed_and_hooked_without_waiting_for_either() {
 fn hook_running(hook: &Path) -> bool {
     std::process::Command::new("pgrep").arg("-f").arg(hook).status().is_ok_and(|s| s.success())
 }
+
+#[test]
+fn mails_for_bans_made_while_smtp_is_down_arrive_after_a_restart() {
+    let net = NetPair::new();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("auth.log");
+    std::fs::write(&log, "").unwrap();
+    // Nothing listens on the SMTP port yet.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut agent = Agent::start(
+        &net,
+        &format!(
+            "[jail.sshd]\nfilter = \"sshd\"\nlogpath = {log:?}\nmaxretry = 1\nbantime = \"1h\"\n\
+             [notify.limits]\nretry_initial = \"1s\"\nretry_max = \"2s\"\nmax_messages = 100\n\
+             [[notify.email]]\nsmtp = \"smtp://127.0.0.1:{port}\"\nfrom = \"blocker@test.invalid\"\nto = [\"admin@test.invalid\"]\nevents = [\"ban\"]\n",
+            log = log.display().to_string(),
+        ),
+    );
+    let now = syslog_now();
+    let start = Instant::now();
+    let n = 20u32;
+    for i in 0..n {
+        append(&log, &format!("{now} host sshd[{i}]: Failed password for root from 198.51.100.{} port 22 ssh2\n", i + 1));
+    }
+    assert!(
+        wait_for(Duration::from_secs(5), || agent.stats()["bans_active"] == n),
+        "all bans land while the mail server is down\n{}",
+        agent.log()
+    );
+    let took = start.elapsed();
+    assert!(took < Duration::from_secs(3), "bans took {took:?} with SMTP down");
+    // A clean stop leaves the undelivered mails in the outbox (the database).
+    agent.stop();
+    let smtp = SmtpServer::start_in(&net.agent_ns, &dir.path().join("mail"), port);
+    agent.spawn();
+    assert!(
+        wait_for(Duration::from_secs(30), || smtp.mails().len() as u32 == n),
+        "{} of {n} mails after the restart\n{}",
+        smtp.mails().len(),
+        agent.log()
+    );
+    let all: String = smtp.mails().iter().map(|m| m["data"].as_str().unwrap().to_owned()).collect();
+    for i in 0..n {
+        assert!(all.contains(&format!("198.51.100.{}", i + 1)), "mail for 198.51.100.{}", i + 1);
+    }
+}
