@@ -103,6 +103,11 @@ impl Agent {
         c.wait().ok()
     }
 
+    /// The agent's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     pub fn is_running(&mut self) -> bool {
         self.child.is_some() && !self.exited()
     }

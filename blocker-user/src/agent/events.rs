@@ -58,7 +58,7 @@ impl Agent {
     /// A ban made by hand (CLI).
     pub(super) fn manual_ban_event(&self, b: &Ban) -> Event {
         Event {
-            jail: b.jail.clone(),
+            jail: b.jail.to_string(),
             addr: Some(b.target.to_string()),
             family: Some(family(&b.target)),
             bantime: b.expires_at.and_then(|e| e.duration_since(b.banned_at).ok()),

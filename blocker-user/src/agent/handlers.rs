@@ -15,6 +15,20 @@ use crate::{
 
 impl Service for Agent {
     fn handle(&self, request: Request) -> Response {
+        let large = matches!(
+            request,
+            Request::Ban { .. } | Request::UnbanAll { .. } | Request::List { .. } | Request::Status { .. } | Request::Banned { .. }
+        );
+        let response = self.dispatch(request);
+        if large {
+            super::trim_memory();
+        }
+        response
+    }
+}
+
+impl Agent {
+    fn dispatch(&self, request: Request) -> Response {
         let s = self.lock();
         match request {
             Request::Ban { targets, duration_secs, jail } => ban(self, s, &targets, duration_secs, jail),
@@ -79,8 +93,9 @@ fn ban(agent: &Agent, mut s: MutexGuard<'_, State>, targets: &TargetList, durati
     }
     let now = SystemTime::now();
     let expires_at = duration_secs.map(|d| now + Duration::from_secs(d));
+    let shared_jail: std::sync::Arc<str> = jail.as_str().into();
     let bans: Vec<Ban> =
-        targets.iter().map(|&target| Ban { target, jail: jail.clone(), banned_at: now, expires_at }).collect();
+        targets.iter().map(|&target| Ban { target, jail: shared_jail.clone(), banned_at: now, expires_at }).collect();
     let warnings: Vec<String> = targets
         .iter()
         .filter_map(|t| {

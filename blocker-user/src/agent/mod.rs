@@ -125,7 +125,7 @@ impl BanSink for Agent {
             tracing::info!(jail = %b.jail, addr = %b.target, failures = b.failures, "would ban (jail in monitor mode)");
             return Ok(());
         }
-        let ban = Ban { target: b.target, jail: b.jail.clone(), banned_at: now, expires_at };
+        let ban = Ban { target: b.target, jail: b.jail.as_str().into(), banned_at: now, expires_at };
         self.lock().enforcer.ban(std::slice::from_ref(&ban)).map_err(|e| e.to_string())?;
         self.persist(&[persist::ban_row(&ban, b.bancount, b.matches.clone())]);
         self.activity.lock().unwrap_or_else(|p| p.into_inner()).record(now, true, &b.jail, b.target);
@@ -167,5 +167,15 @@ impl Agent {
     /// Sends a start, stop or error event.
     pub fn lifecycle(&self, kind: EventKind, message: Option<String>) {
         self.emit(self.event(kind, message));
+    }
+}
+
+/// Hands freed heap memory back to the system. After a bulk ban, a list of
+/// a million bans or a restore, glibc would otherwise keep the peak.
+pub fn trim_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only releases free memory; it is thread-safe.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }

@@ -33,12 +33,12 @@ pub fn reconcile(db: &StateDb, enforcer: &mut dyn Enforcer) -> Result<Reconciled
     let missing: Vec<Ban> = rows
         .iter()
         .filter(|row| !enforcer.contains(&row.target) && row.expires_at.is_none_or(|e| e > now))
-        .map(|row| Ban { target: row.target, jail: row.jail.to_string(), banned_at: row.banned_at, expires_at: row.expires_at })
+        .map(|row| Ban { target: row.target, jail: row.jail.clone(), banned_at: row.banned_at, expires_at: row.expires_at })
         .collect();
     r.restored = missing.len();
     enforcer.ban(&missing).map_err(|e| e.to_string())?;
-    let present_from_db = rows.len() - missing.len();
-    if enforcer.active() > present_from_db {
+    // Every row is in the maps now; anything more came from the maps alone.
+    if enforcer.active() > rows.len() {
         let in_db: HashSet<Target> = rows.iter().map(|row| row.target).collect();
         let extra: Vec<BanRow> = enforcer
             .bans()
@@ -67,7 +67,7 @@ pub fn row(b: &BanRecord, ban_count: u32, matches: Vec<String>) -> BanRow {
 pub fn ban_row(b: &Ban, ban_count: u32, matches: Vec<String>) -> BanRow {
     BanRow {
         target: b.target,
-        jail: Arc::from(b.jail.as_str()),
+        jail: b.jail.clone(),
         banned_at: b.banned_at,
         expires_at: b.expires_at,
         ban_count,
@@ -99,6 +99,8 @@ impl Agent {
                 Ok(()) => tracing::debug!(count = rows.len(), ms = started.elapsed().as_millis() as u64, "bulk ban recorded"),
                 Err(e) => tracing::error!(error = %e, "cannot record bulk ban in the state database"),
             }
+            drop(rows);
+            super::trim_memory();
         });
     }
 

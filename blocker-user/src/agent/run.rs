@@ -74,6 +74,7 @@ pub async fn run(config: Config, log: LogHandle) -> anyhow::Result<()> {
         ms = started.elapsed().as_millis() as u64,
         "bans restored"
     );
+    super::trim_memory();
     match db.import_file_checkpoints(&config.state_dir) {
         Ok(0) => {}
         Ok(n) => tracing::info!(count = n, "source positions imported from the old checkpoint file"),

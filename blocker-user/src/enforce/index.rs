@@ -1,19 +1,20 @@
 //! What the agent knows about the bans in the maps, kept in memory: each
-//! ban's expiry, the expiry order, the prefix lengths in use and the
-//! summary bitmaps. The maps stay the truth; [`BanIndex`] can be rebuilt
-//! from them at any time.
-
-use std::{cmp::Reverse, collections::BinaryHeap};
+//! ban's expiry, the prefix lengths in use and the summary bitmaps. The
+//! maps stay the truth; [`BanIndex`] can be rebuilt from them at any time.
+//!
+//! Memory matters at a million bans: IPv4 addresses, the bulk of them, are
+//! keyed by their `u32`; expiries are found by a scan (a few ms per
+//! million) rather than kept in a second, ordered structure.
 
 use rustc_hash::FxHashMap;
 
 use super::{Target, summary::Summaries};
 
 pub struct BanIndex {
-    /// Every ban in the maps → its expiry in jiffies (0 = permanent).
-    expiry: FxHashMap<Target, u64>,
-    /// Expiries, soonest first; stale entries are skipped when popped.
-    expiring: BinaryHeap<Reverse<(u64, Target)>>,
+    /// Exact IPv4 bans → expiry in jiffies (0 = permanent).
+    v4: FxHashMap<u32, u64>,
+    /// Every other ban (IPv6, ranges) → expiry.
+    other: FxHashMap<Target, u64>,
     v4_lengths: [u32; 33],
     v6_lengths: [u32; 129],
     pub summaries: Summaries,
@@ -22,8 +23,8 @@ pub struct BanIndex {
 impl BanIndex {
     pub fn new(bloom_log2: u32) -> BanIndex {
         BanIndex {
-            expiry: FxHashMap::default(),
-            expiring: BinaryHeap::new(),
+            v4: FxHashMap::default(),
+            other: FxHashMap::default(),
             v4_lengths: [0; 33],
             v6_lengths: [0; 129],
             summaries: Summaries::new(bloom_log2),
@@ -31,32 +32,44 @@ impl BanIndex {
     }
 
     pub fn len(&self) -> usize {
-        self.expiry.len()
+        self.v4.len() + self.other.len()
     }
 
     pub fn contains(&self, t: &Target) -> bool {
-        self.expiry.contains_key(t)
+        self.expiry(t).is_some()
+    }
+
+    pub fn expiry(&self, t: &Target) -> Option<u64> {
+        match v4_key(t) {
+            Some(k) => self.v4.get(&k).copied(),
+            None => self.other.get(t).copied(),
+        }
     }
 
     pub fn reserve(&mut self, n: usize) {
-        self.expiry.reserve(n);
+        self.v4.reserve(n);
     }
 
     /// Records a ban that is (or is about to be) in the maps.
     pub fn track(&mut self, t: Target, expires: u64) {
-        if self.expiry.insert(t, expires).is_none() {
+        let new = match v4_key(&t) {
+            Some(k) => self.v4.insert(k, expires).is_none(),
+            None => self.other.insert(t, expires).is_none(),
+        };
+        if new {
             self.summaries.add(&t);
             if !t.is_host() {
                 self.count_length(t, true);
             }
         }
-        if expires != 0 {
-            self.expiring.push(Reverse((expires, t)));
-        }
     }
 
     pub fn untrack(&mut self, t: &Target) {
-        if self.expiry.remove(t).is_some() {
+        let gone = match v4_key(t) {
+            Some(k) => self.v4.remove(&k).is_some(),
+            None => self.other.remove(t).is_some(),
+        };
+        if gone {
             self.summaries.remove(t);
             if !t.is_host() {
                 self.count_length(*t, false);
@@ -64,28 +77,29 @@ impl BanIndex {
         }
     }
 
-    /// Pops the next ban whose expiry is at or before `now`, skipping stale entries.
-    pub fn pop_due(&mut self, now: u64) -> Option<(u64, Target)> {
-        while let Some(&Reverse((deadline, t))) = self.expiring.peek() {
-            if deadline > now {
-                break;
-            }
-            self.expiring.pop();
-            if self.expiry.get(&t) == Some(&deadline) {
-                return Some((deadline, t));
-            }
-        }
-        if self.expiring.len() > 2 * self.expiry.len() + 1024 {
-            let expiry = &self.expiry;
-            self.expiring.retain(|Reverse((d, t))| expiry.get(t) == Some(d));
-        }
-        None
+    /// Bans whose expiry is at or before `now`, with that expiry.
+    pub fn due(&self, now: u64) -> Vec<(u64, Target)> {
+        let due = |e: u64| e != 0 && e <= now;
+        let mut out: Vec<(u64, Target)> = self
+            .v4
+            .iter()
+            .filter(|(_, e)| due(**e))
+            .map(|(k, e)| (*e, Target::from_v4(k.to_be_bytes(), 32)))
+            .collect();
+        out.extend(self.other.iter().filter(|(_, e)| due(**e)).map(|(t, e)| (*e, *t)));
+        out
+    }
+
+    /// Every ban target (for rebuilding summaries).
+    pub fn targets(&self) -> impl Iterator<Item = Target> + '_ {
+        self.v4.keys().map(|k| Target::from_v4(k.to_be_bytes(), 32)).chain(self.other.keys().copied())
     }
 
     /// Rebuilds the exact summaries if enough bans are gone since the last build.
     pub fn refresh_summaries(&mut self) {
-        if self.summaries.needs_rebuild(self.expiry.len()) {
-            self.summaries.rebuild_exact(self.expiry.keys());
+        if self.summaries.needs_rebuild(self.len()) {
+            let targets: Vec<Target> = self.targets().filter(Target::is_host).collect();
+            self.summaries.rebuild_exact(targets.iter());
         }
     }
 
@@ -122,16 +136,18 @@ mod tests {
     }
 
     #[test]
-    fn expiries_pop_in_order_and_skip_stale_entries() {
+    fn due_bans_are_found_and_rebans_replace_expiries() {
         let mut i = BanIndex::new(12);
         i.track(t("192.0.2.1"), 30);
         i.track(t("192.0.2.2"), 10);
         i.track(t("192.0.2.3"), 0);
-        i.track(t("192.0.2.1"), 50); // re-banned: the 30 entry is stale
-        assert_eq!(i.pop_due(100), Some((10, t("192.0.2.2"))));
-        assert_eq!(i.pop_due(100), Some((50, t("192.0.2.1"))));
-        assert_eq!(i.pop_due(100), None, "permanent bans never come due");
-        assert_eq!(i.len(), 3, "popping does not untrack");
+        i.track(t("2001:db8::1"), 20);
+        i.track(t("192.0.2.1"), 500); // re-banned: the 30 expiry is gone
+        let mut due = i.due(100);
+        due.sort();
+        assert_eq!(due, [(10, t("192.0.2.2")), (20, t("2001:db8::1"))], "permanent bans never come due");
+        assert_eq!(i.len(), 4, "finding does not untrack");
+        assert_eq!(i.expiry(&t("192.0.2.1")), Some(500));
     }
 
     #[test]
@@ -147,4 +163,9 @@ mod tests {
         i.untrack(&t("10.0.0.0/8"));
         assert_eq!(i.prefix_lengths().0, 1 << 16);
     }
+}
+
+/// The `u32` key of an exact IPv4 ban.
+fn v4_key(t: &Target) -> Option<u32> {
+    if t.is_host() { t.v4_octets().map(u32::from_be_bytes) } else { None }
 }

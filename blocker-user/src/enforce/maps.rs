@@ -452,7 +452,7 @@ impl Enforcer for XdpMaps {
         };
         for ban in bans {
             let jail = match last_jail {
-                Some((name, id)) if name == ban.jail => id,
+                Some((name, id)) if name == &*ban.jail => id,
                 _ => {
                     let id = self.jails.id(&mut self.m.jails, &ban.jail)?;
                     last_jail = Some((&ban.jail, id));
@@ -524,7 +524,7 @@ impl Enforcer for XdpMaps {
     fn expire(&mut self) -> Result<Vec<BanRecord>, EnforceError> {
         let now = self.clock.now();
         let mut gone = Vec::new();
-        while let Some((deadline, t)) = self.index.pop_due(now) {
+        for (deadline, t) in self.index.due(now) {
             match self.lookup(&t)? {
                 Some(e) if e.expires_jiffies == deadline => {
                     gone.push(self.record(t, &e));

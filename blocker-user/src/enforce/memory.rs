@@ -46,7 +46,7 @@ impl Enforcer for MemoryEnforcer {
                 b.target,
                 BanRecord {
                     target: b.target,
-                    jail: b.jail.clone(),
+                    jail: b.jail.to_string(),
                     banned_at: b.banned_at,
                     expires_at: b.expires_at,
                     packets_dropped: 0,

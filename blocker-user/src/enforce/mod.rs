@@ -33,7 +33,8 @@ pub const MANUAL_JAIL: &str = "manual";
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Ban {
     pub target: Target,
-    pub jail: String,
+    /// Shared: a bulk ban names one jail a million times.
+    pub jail: std::sync::Arc<str>,
     pub banned_at: SystemTime,
     /// `None`: permanent.
     pub expires_at: Option<SystemTime>,
