@@ -447,46 +447,6 @@ async fn bad_configuration_is_refused() {
     );
 }
 
-/// Read throughput on a warm file, through the channel:
-/// `cargo test --release -p blocker-user --test source_file throughput -- --ignored --nocapture`
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore]
-async fn throughput() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("big.log");
-    let n = 3_000_000usize;
-    {
-        let mut f = std::io::BufWriter::new(File::create(&path).unwrap());
-        for i in 0..n {
-            writeln!(f, "Nov 25 18:50:{:02} host1 sshd[{}]: Failed password for root from 192.0.2.{} port 22 ssh2", i % 60, i % 65536, i % 256).unwrap();
-        }
-    }
-    let bytes = fs::metadata(&path).unwrap().len();
-    let _ = fs::read(&path).unwrap(); // warm the page cache
-    let (tx, mut rx) = mpsc::channel(4096);
-    let ctx = SourceContext::new(tx, Arc::new(MemoryCheckpoints::new()));
-    let t = std::time::Instant::now();
-    let handle = spawn(
-        SourceConfig::file("bench", config(&[&path]).start_at(StartAt::Beginning)),
-        ctx.clone(),
-    )
-    .unwrap();
-    let mut count = 0usize;
-    while count < n {
-        let line = rx.recv().await.unwrap();
-        count += 1;
-        std::hint::black_box(&line);
-    }
-    let secs = t.elapsed().as_secs_f64();
-    println!(
-        "{n} lines, {:.0} MB in {secs:.2} s: {:.2} M lines/s, {:.0} MB/s",
-        bytes as f64 / 1e6,
-        n as f64 / secs / 1e6,
-        bytes as f64 / secs / 1e6
-    );
-    ctx.cancel.cancel();
-    handle.join().await;
-}
 
 /// Regression: a file source blocked on nothing must still end once its
 /// receiver is dropped (a blocking task would keep the runtime from

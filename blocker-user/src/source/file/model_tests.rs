@@ -403,9 +403,9 @@ fn delete_and_recreate_while_stopped_reads_new_file_from_start() {
     assert_eq!(h.delivered.len(), 5);
 }
 
+/// One model run; `SEED=n` replays a seed with debug logs.
 #[test]
-#[ignore]
-fn debug_seed() {
+fn model_seed_from_env() {
     let _ = tracing_subscriber::fmt()
         .with_max_level(tracing::Level::DEBUG)
         .with_test_writer()
@@ -417,44 +417,3 @@ fn debug_seed() {
     run_model(seed, 60, Duration::ZERO);
 }
 
-/// Ceiling of the read path without a channel (framing, UTF-8 check, one
-/// String per line): `cargo test --release -p blocker-user --lib
-/// tailer_throughput -- --ignored --nocapture`
-#[test]
-#[ignore]
-fn tailer_throughput_without_channel() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("big.log");
-    let n = 3_000_000usize;
-    {
-        let mut f = std::io::BufWriter::new(File::create(&path).unwrap());
-        for i in 0..n {
-            writeln!(f, "Nov 25 18:50:{:02} host1 sshd[{}]: Failed password for root from 192.0.2.{} port 22 ssh2", i % 60, i % 65536, i % 256).unwrap();
-        }
-    }
-    let _ = fs::read(&path).unwrap();
-    let (tx, _rx) = mpsc::channel(1);
-    let id: SourceId = "bench".into();
-    let emitter = Emitter {
-        source: id.clone(),
-        tx,
-        cancel: CancellationToken::new(),
-        stats: SourceStats::new(id),
-    };
-    let config = FileConfig::new([path.to_str().unwrap()]).start_at(StartAt::Beginning);
-    let mut tailer = FileTailer::new(config, emitter, Arc::new(MemoryCheckpoints::new()));
-    let mut count = 0usize;
-    let t = std::time::Instant::now();
-    let mut sink = |line: LogLine| -> Result<(), Stopped> {
-        count += 1;
-        std::hint::black_box(line);
-        Ok(())
-    };
-    while tailer.poll(false, &mut sink).unwrap() {}
-    let secs = t.elapsed().as_secs_f64();
-    assert_eq!(count, n);
-    println!(
-        "{n} lines in {secs:.2} s: {:.2} M lines/s",
-        n as f64 / secs / 1e6
-    );
-}
