@@ -83,3 +83,29 @@ impl Agent {
         }
     }
 }
+
+/// Source problems (a vanished file, journalctl exiting, ...) become
+/// `error` events: at most one per source a minute.
+#[derive(Default)]
+pub struct SourceWatch {
+    seen: std::collections::HashMap<String, (u64, std::time::Instant)>,
+}
+
+impl Agent {
+    pub fn check_sources(&self, watch: &mut SourceWatch) {
+        let snapshots: Vec<(String, crate::source::StatsSnapshot)> = {
+            let s = self.lock();
+            s.jails.iter().flat_map(|j| j.sources.iter().map(move |src| (j.name.clone(), src.snapshot()))).collect()
+        };
+        for (jail, snap) in snapshots {
+            let (errors, when) = watch.seen.get(&snap.source).copied().unwrap_or((0, std::time::Instant::now() - std::time::Duration::from_secs(3600)));
+            if snap.errors > errors && when.elapsed() >= std::time::Duration::from_secs(60) {
+                let what = snap.last_error.clone().unwrap_or_else(|| "error".into());
+                let mut e = self.event(EventKind::Error, Some(format!("source {}: {what}", snap.source)));
+                e.jail = jail;
+                self.emit(e);
+                watch.seen.insert(snap.source.clone(), (snap.errors, std::time::Instant::now()));
+            }
+        }
+    }
+}

@@ -15,6 +15,7 @@ use std::{
 };
 
 pub use jails::{JailInfo, JailParams, JailStatus};
+pub use events::SourceWatch;
 pub use persist::{Reconciled, reconcile};
 pub use run::run;
 

@@ -124,6 +124,8 @@ pub async fn run(config: Config, log: LogHandle) -> anyhow::Result<()> {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut minute = tokio::time::interval(Duration::from_secs(60));
     let mut hour = tokio::time::interval(Duration::from_secs(3600));
+    let mut source_tick = tokio::time::interval(Duration::from_secs(5));
+    let mut source_watch = super::SourceWatch::default();
     // Bounds what a power loss can take from the database (see docs/state.md).
     let mut sync = tokio::time::interval(Duration::from_secs(5));
     loop {
@@ -144,6 +146,7 @@ pub async fn run(config: Config, log: LogHandle) -> anyhow::Result<()> {
                 let a = agent.clone();
                 tokio::task::spawn_blocking(move || a.sample()).await?;
             }
+            _ = source_tick.tick() => agent.check_sources(&mut source_watch),
             _ = sync.tick() => {
                 let db = db.clone();
                 tokio::task::spawn_blocking(move || {
