@@ -12,5 +12,7 @@ pub mod enforce;
 pub mod filter;
 pub mod jail;
 pub mod logging;
+pub mod metrics;
 pub mod notify;
+pub mod service;
 pub mod source;
