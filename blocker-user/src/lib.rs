@@ -8,6 +8,7 @@ pub mod agent;
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod dist;
 pub mod enforce;
 pub mod filter;
 pub mod jail;
