@@ -1,7 +1,8 @@
-//! `cargo xtask`: setup, build, build-and-run, test, bench.
+//! `cargo xtask`: setup, build, build-and-run, test, bench, dist, install.
 //!
 //! Only std, anyhow and clap: it must run on a bare machine before setup.
 
+mod dist;
 mod setup;
 mod util;
 
@@ -41,6 +42,15 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Build, then write shell completions and man pages to target/dist/.
+    Dist,
+    /// Build and install: binary, systemd unit, config (kept if present),
+    /// filter directory, completions, man pages, docs.
+    Install {
+        /// Install under this directory instead of / (a staging root).
+        #[arg(long, value_name = "DIR", default_value = "/")]
+        root: PathBuf,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -58,6 +68,13 @@ fn main() -> anyhow::Result<()> {
         }
         Task::Test { args } => test(&args),
         Task::Bench { args } => bench(&args),
+        Task::Dist => dist::dist().map(drop),
+        Task::Install { root } => {
+            if root == std::path::Path::new("/") && !is_root()? {
+                bail!("installing to / needs root: run it with sudo, or stage it with --root DIR");
+            }
+            dist::install(&root)
+        }
     }
 }
 
@@ -66,12 +83,16 @@ fn build() -> anyhow::Result<()> {
     run(cargo().args(["build", "--release", "-p", "blocker-user", "-p", "blocker-tests", "--bins"]))
 }
 
-fn require_root(what: &str) -> anyhow::Result<()> {
+fn is_root() -> anyhow::Result<bool> {
     let uid = std::fs::read_to_string("/proc/self/status")?
         .lines()
         .find_map(|l| l.strip_prefix("Uid:").map(|r| r.split_whitespace().nth(1).unwrap_or("1").to_owned()))
         .unwrap_or_default();
-    if uid != "0" {
+    Ok(uid == "0")
+}
+
+fn require_root(what: &str) -> anyhow::Result<()> {
+    if !is_root()? {
         bail!("{what} needs root (BPF, XDP and network namespaces); run it with sudo");
     }
     Ok(())
