@@ -10,6 +10,7 @@ fn main() {
         Command::Run => run(&cli),
         Command::FilterTest(args) => blocker::cli::filter_test(args),
         Command::CheckConfig(a) => blocker::cli::check_config(&cli, a.json),
+        Command::GenerateDist { dir } => blocker::dist::generate(dir).map(|_| 0).map_err(Into::into),
         _ => cli.client(),
     };
     match code {

@@ -4,6 +4,7 @@ mod activity;
 mod events;
 mod handlers;
 mod jails;
+mod metrics;
 mod params;
 mod persist;
 mod reload;
@@ -35,6 +36,9 @@ pub struct Agent {
     env: OnceLock<jails::JailEnv>,
     me: OnceLock<std::sync::Weak<Agent>>,
     db: OnceLock<Arc<crate::state::StateDb>>,
+    /// Log line read → ban in the map, for the metrics.
+    pub latency: crate::metrics::LatencyRecorder,
+    per_jail: Mutex<metrics::PerJailCache>,
 }
 
 struct State {
@@ -56,6 +60,8 @@ impl Agent {
             env: OnceLock::new(),
             me: OnceLock::new(),
             db: OnceLock::new(),
+            latency: crate::metrics::LatencyRecorder::new(),
+            per_jail: Mutex::new(metrics::PerJailCache::default()),
         }
     }
 
@@ -128,6 +134,9 @@ impl BanSink for Agent {
         }
         let ban = Ban { target: b.target, jail: b.jail.as_str().into(), banned_at: now, expires_at };
         self.lock().enforcer.ban(std::slice::from_ref(&ban)).map_err(|e| e.to_string())?;
+        if let Some(read_at) = b.read_at {
+            self.latency.observe_since(read_at);
+        }
         self.persist(&[persist::ban_row(&ban, b.bancount, b.matches.clone())]);
         self.activity.lock().unwrap_or_else(|p| p.into_inner()).record(now, true, &b.jail, b.target);
         self.emit(self.jail_ban_event(&b, now, expires_at));
@@ -163,6 +172,12 @@ impl Agent {
     pub fn sample(&self) {
         let dropped = self.dropped_total(&self.lock());
         self.activity.lock().unwrap_or_else(|p| p.into_inner()).sample_dropped(SystemTime::now(), dropped);
+    }
+
+    /// One line for `systemctl status`.
+    pub fn summary_line(&self) -> String {
+        let s = self.lock();
+        format!("{} jails, {} bans", s.jails.len(), s.enforcer.active())
     }
 
     /// Sends a start, stop or error event.

@@ -13,6 +13,8 @@ use crate::{
     jail::BanHistory,
     state::{StateDb, StateOptions},
     logging::LogHandle,
+    metrics::MetricsServer,
+    service,
     notify::{EventKind, Notifier, Outbox},
     source::{CancellationToken, Checkpoints},
 };
@@ -83,6 +85,8 @@ pub async fn run(config: Config, log: LogHandle) -> anyhow::Result<()> {
     let interfaces = resolve_interfaces(&config)?;
     maps.sync_interfaces(&interfaces, config.xdp_mode).context("attaching XDP")?;
 
+    // Bound now, so a port in use fails the start rather than the scrape.
+    let metrics = config.metrics.as_ref().map(MetricsServer::bind).transpose().context("metrics endpoint")?;
     let listener = server::bind(&config.socket)?;
     let _socket = SocketGuard(config.socket.clone());
     let agent = Arc::new(Agent::new(Box::new(maps), config.clone(), allow.clone()));
@@ -115,8 +119,13 @@ pub async fn run(config: Config, log: LogHandle) -> anyhow::Result<()> {
     };
     agent.set_jails(super::jails::start_all(&agent, &config.jails, &env));
     agent.set_env(env);
+    if let Some(m) = metrics {
+        tracing::info!(address = %m.local_addr(), "metrics endpoint");
+        tokio::spawn(m.run(agent.clone(), agent.latency.clone(), cancel.child_token()));
+    }
     agent.lifecycle(EventKind::Start, None);
     tracing::info!(socket = %config.socket.display(), "ready");
+    service::notify_ready();
 
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -144,7 +153,12 @@ pub async fn run(config: Config, log: LogHandle) -> anyhow::Result<()> {
             }
             _ = minute.tick() => {
                 let a = agent.clone();
-                tokio::task::spawn_blocking(move || a.sample()).await?;
+                let status = tokio::task::spawn_blocking(move || {
+                    a.sample();
+                    a.summary_line()
+                })
+                .await?;
+                service::notify_status(&status);
             }
             _ = source_tick.tick() => agent.check_sources(&mut source_watch),
             _ = sync.tick() => {
@@ -167,6 +181,8 @@ pub async fn run(config: Config, log: LogHandle) -> anyhow::Result<()> {
             _ = tick.tick() => {
                 let a = agent.clone();
                 tokio::task::spawn_blocking(move || a.sweep()).await?;
+                // The loop went round: tell the watchdog.
+                service::watchdog_ping();
                 if let Err(e) = checkpoints.flush() {
                     tracing::warn!(error = %e, "cannot save source positions");
                 }
@@ -174,6 +190,7 @@ pub async fn run(config: Config, log: LogHandle) -> anyhow::Result<()> {
         }
     }
     tracing::info!("stopping");
+    service::notify_stopping();
     agent.lifecycle(EventKind::Stop, None);
     if let Some(n) = agent.notifier() {
         n.shutdown(Duration::from_secs(5)).await;

@@ -51,7 +51,9 @@ impl Cli {
             Command::Get(a) => (Request::Get { jail: a.jail.clone(), param: a.param.clone() }, a.json),
             Command::Set(a) => (Request::Set { jail: a.jail.clone(), param: a.param.clone(), value: a.value.clone() }, false),
             Command::Version(a) => return version(&socket, a.json),
-            Command::FilterTest(_) | Command::CheckConfig(_) => unreachable!("runs locally"),
+            Command::FilterTest(_) | Command::CheckConfig(_) | Command::GenerateDist { .. } => {
+                unreachable!("runs locally")
+            }
         };
         let response = client::call(&socket, &request)?;
         print_response(&self.command, &response, json)

@@ -55,6 +55,9 @@ pub enum Command {
     Set(SetArgs),
     /// Versions of this CLI and of the running agent.
     Version(JsonArg),
+    /// Write shell completions and the man page into DIR (`cargo xtask dist`).
+    #[command(hide = true)]
+    GenerateDist { dir: PathBuf },
 }
 
 #[derive(Debug, Args)]

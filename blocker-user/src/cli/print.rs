@@ -34,7 +34,7 @@ pub(super) fn print_response(command: &Command, r: &Response, json: bool) -> any
         Command::Set(_) => writeln!(out, "{} {} = {}", r.data["jail"].as_str().unwrap_or("?"), r.data["param"].as_str().unwrap_or("?"), r.data["value"].as_str().unwrap_or("?"))?,
         Command::Version(_) => {}
         Command::Report(_) => writeln!(out, "{}", r.data["text"].as_str().unwrap_or(&r.data.to_string()))?,
-        Command::Run | Command::FilterTest(_) | Command::CheckConfig(_) => {}
+        Command::Run | Command::FilterTest(_) | Command::CheckConfig(_) | Command::GenerateDist { .. } => {}
     }
     Ok(0)
 }

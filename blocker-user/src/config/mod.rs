@@ -46,6 +46,7 @@ pub struct Config {
     pub capacity: MapCapacities,
     pub log: crate::logging::LogConfig,
     pub notify: crate::notify::NotifyConfig,
+    pub metrics: Option<crate::metrics::MetricsConfig>,
     pub filter_dirs: Vec<PathBuf>,
     pub jails: Vec<JailConfig>,
 }

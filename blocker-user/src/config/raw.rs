@@ -40,6 +40,8 @@ pub struct RawConfig {
     log: Option<crate::logging::RawLog>,
     /// Notifications: `[notify]`.
     notify: Option<crate::notify::RawNotify>,
+    /// Prometheus endpoint: `[metrics]` (off when absent).
+    metrics: Option<crate::metrics::RawMetrics>,
     /// Where named filters are looked up, in order.
     filter_dirs: Option<Vec<PathBuf>>,
     /// Keys every jail inherits (Fail2Ban's `[DEFAULT]`).
@@ -94,6 +96,7 @@ impl RawConfig {
             Some(raw) => crate::notify::validate(raw, text, path.as_deref())?,
             None => crate::notify::NotifyConfig::default(),
         };
+        let metrics = self.metrics.map(|r| crate::metrics::validate(r, text, path.as_deref())).transpose()?;
         let mut allow = Vec::with_capacity(self.allow.len());
         for entry in &self.allow {
             let t: Target = entry.get_ref().parse().map_err(|e: crate::enforce::ParseTargetError| at(entry.span(), e.to_string()))?;
@@ -117,6 +120,7 @@ impl RawConfig {
             capacity: self.capacity,
             log,
             notify,
+            metrics,
             filter_dirs,
             jails,
         })

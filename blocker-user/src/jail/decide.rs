@@ -26,6 +26,8 @@ pub struct JailBan {
     pub bancount: u32,
     /// The jail only reports (monitor mode): record, do not drop.
     pub monitor: bool,
+    /// When the line that completed the ban was read (latency metric).
+    pub read_at: Option<std::time::Instant>,
 }
 
 /// Run-time changes to a running jail (`blocker set JAIL ...`).
@@ -114,6 +116,11 @@ impl Jail {
 
     /// A failure of `addr` at `at` (Unix seconds) from `line`.
     pub fn failure(&mut self, addr: Target, at: i64, line: &str) {
+        self.failure_read_at(addr, at, line, None);
+    }
+
+    /// [`Jail::failure`], with when the line was read.
+    pub fn failure_read_at(&mut self, addr: Target, at: i64, line: &str, read_at: Option<std::time::Instant>) {
         let now = unix_now();
         if at <= now - self.findtime.as_secs() as i64 {
             self.stats.too_old.fetch_add(1, Relaxed);
@@ -129,11 +136,11 @@ impl Jail {
             return;
         }
         if let Counted::Ban { failures, matches } = self.counter.record(addr, at, line) {
-            self.ban(addr, failures, matches);
+            self.ban(addr, failures, matches, read_at);
         }
     }
 
-    fn ban(&mut self, target: Target, failures: u32, matches: Vec<String>) {
+    fn ban(&mut self, target: Target, failures: u32, matches: Vec<String>, read_at: Option<std::time::Instant>) {
         let earlier = self.earlier_bans(&target);
         let bantime = self.bantime.for_count(earlier);
         let ban = JailBan {
@@ -144,6 +151,7 @@ impl Jail {
             bantime,
             bancount: earlier + 1,
             monitor: self.monitor,
+            read_at,
         };
         match self.sink.ban(ban) {
             Ok(()) => {
@@ -160,7 +168,7 @@ impl Jail {
         let escalate = self.subnet.as_mut().and_then(|s| s.banned(&target, bantime));
         if let Some(subnet) = escalate.filter(|s| !self.ignore.covers(s)) {
             tracing::info!(jail = %self.name, subnet = %subnet, "enough addresses of one IPv6 subnet banned: banning the subnet");
-            self.ban(subnet, failures, Vec::new());
+            self.ban(subnet, failures, Vec::new(), read_at);
         }
     }
 

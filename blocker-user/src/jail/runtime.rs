@@ -84,11 +84,11 @@ fn handle(jail: &mut Jail, outcome: Outcome<'_>, line: &LogLine, usedns: UseDns,
     let host = failure.host.unwrap_or(failure.id);
     match failure.kind {
         HostKind::Ipv4 | HostKind::Ipv6 => match host.parse::<IpAddr>() {
-            Ok(a) => jail.failure(Target::from_addr(a), at, text),
+            Ok(a) => jail.failure_read_at(Target::from_addr(a), at, text, Some(line.read_at)),
             Err(_) => tracing::debug!(jail = %jail.name, host, "unparsable address"),
         },
         HostKind::Subnet => match host.parse::<Target>() {
-            Ok(t) => jail.failure(with_prefix(t, failure.cidr), at, text),
+            Ok(t) => jail.failure_read_at(with_prefix(t, failure.cidr), at, text, Some(line.read_at)),
             Err(_) => tracing::debug!(jail = %jail.name, host, "unparsable subnet"),
         },
         HostKind::Name => match usedns {

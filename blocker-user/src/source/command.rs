@@ -101,6 +101,7 @@ async fn run(config: CommandConfig, emitter: Emitter) {
         let on_line = |frame: super::line::Frame<'_>| {
             let text = emitter.decode(&key, frame)?;
             Some(LogLine {
+                read_at: std::time::Instant::now(),
                 source: emitter.source.clone(),
                 checkpoint_key: key.clone(),
                 text: text.to_owned(),

@@ -259,6 +259,7 @@ async fn run(
                         }
                         last_pos = Some(position.clone());
                         Some(LogLine {
+                            read_at: std::time::Instant::now(),
                             source: emitter.source.clone(),
                             checkpoint_key: key.clone(),
                             text: e.line,

@@ -73,6 +73,8 @@ pub struct LogLine {
     pub timestamp: Option<SystemTime>,
     /// Position just after this line.
     pub position: Position,
+    /// When the source read it (for the ban latency metric).
+    pub read_at: std::time::Instant,
 }
 
 impl LogLine {

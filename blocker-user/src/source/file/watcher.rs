@@ -334,6 +334,7 @@ impl FileWatcher {
             let text = text.to_owned();
             let offset = self.lines.consumed();
             sink(LogLine {
+                read_at: std::time::Instant::now(),
                 source: emitter.source.clone(),
                 checkpoint_key: self.key.clone(),
                 text,
@@ -356,6 +357,7 @@ impl FileWatcher {
             let text = text.to_owned();
             let position = self.position();
             sink(LogLine {
+                read_at: std::time::Instant::now(),
                 source: emitter.source.clone(),
                 checkpoint_key: self.key.clone(),
                 text,
