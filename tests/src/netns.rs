@@ -78,6 +78,25 @@ impl NetPair {
             .expect("raw sender thread");
     }
 
+    /// `GET path` on `addr` (host:port) from inside the agent's namespace;
+    /// returns the whole response (status line, headers, body).
+    pub fn http_get(&self, addr: &str, path: &str) -> String {
+        let ns = format!("/run/netns/{}", self.agent_ns);
+        let (addr, path) = (addr.to_owned(), path.to_owned());
+        std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            let nsfile = std::fs::File::open(&ns).expect("opening the netns");
+            nix::sched::setns(&nsfile, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+            let mut s = std::net::TcpStream::connect(&addr).expect("connecting to the metrics endpoint");
+            write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+            let mut out = String::new();
+            s.read_to_string(&mut out).unwrap();
+            out
+        })
+        .join()
+        .expect("http thread")
+    }
+
     /// A command run inside a namespace (`ip netns exec`).
     pub fn exec(ns: &str, program: &str) -> Command {
         let mut c = Command::new("ip");

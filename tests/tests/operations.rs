@@ -164,3 +164,32 @@ fn reorder(text: &str) -> String {
     head.extend(jails);
     head.join("\n") + "\n"
 }
+
+#[test]
+fn metrics_endpoint_of_the_real_agent() {
+    let net = NetPair::new();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("auth.log");
+    std::fs::write(&log, "").unwrap();
+    let agent = Agent::start(&net, &format!("{}[metrics]\nlisten = \"127.0.0.1:9590\"\n", jail(&log, 1)));
+    fail(&log, PEER_V4, 3);
+    assert!(wait_for(Duration::from_secs(3), || agent.ban_row("10.210.0.2/32").is_some()));
+    assert!(net.ping_blocked(PEER_V4, AGENT_V4));
+    let body = net.http_get("127.0.0.1:9590", "/metrics");
+    assert!(body.starts_with("HTTP/1.") && body.contains(" 200 "), "{body}");
+    let value = |prefix: &str| -> f64 {
+        body.lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {prefix} in\n{body}"))
+    };
+    assert_eq!(value("blocker_bans_active{jail=\"sshd\"}"), 1.0);
+    assert_eq!(value("blocker_jail_bans_total{jail=\"sshd\"}"), 1.0);
+    assert_eq!(value("blocker_jail_lines_matched_total{jail=\"sshd\"}"), 1.0);
+    assert_eq!(value("blocker_ban_latency_seconds_count"), 1.0);
+    assert!(value(&format!("blocker_packets_dropped_total{{interface=\"{}\"}}", net.agent_if)) >= 3.0);
+    assert!(body.contains("blocker_build_info"));
+    let missing = net.http_get("127.0.0.1:9590", "/nope");
+    assert!(missing.contains(" 404 "), "{missing}");
+}
