@@ -7,6 +7,7 @@
 //! `2024-05-01 12:00:00,123 blocker.actions[812]: NOTICE  [sshd] Ban 192.0.2.7`,
 //! which Fail2Ban's stock `recidive` filter matches unchanged.
 
+use crate::config::line_col;
 use std::{
     fmt::Write as _,
     fs::{File, OpenOptions},
@@ -98,12 +99,6 @@ const FACILITIES: &[(&str, u8)] = &[
     ("local7", 23),
 ];
 
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, col)
-}
 
 /// Checks `[log]` (read from `text`, the file at `path`).
 pub fn validate(raw: RawLog, text: &str, path: Option<&Path>) -> Result<LogConfig, ConfigError> {

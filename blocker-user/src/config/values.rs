@@ -63,38 +63,34 @@ impl<'de> Deserialize<'de> for BanDuration {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Words(pub Vec<String>);
 
-impl<'de> Deserialize<'de> for Words {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Form {
-            One(String),
-            Many(Vec<String>),
-        }
-        Ok(Words(match Form::deserialize(d)? {
-            Form::One(s) => s.split_whitespace().map(str::to_owned).collect(),
-            Form::Many(v) => v,
-        }))
-    }
-}
-
 /// A list of lines written as an array, or as one string (one item per
 /// non-empty line), as Fail2Ban's multi-line `failregex`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Lines(pub Vec<String>);
 
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+fn one_or_many<'de, D: Deserializer<'de>>(d: D, split: fn(&str) -> Vec<String>) -> Result<Vec<String>, D::Error> {
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => split(&s),
+        OneOrMany::Many(v) => v,
+    })
+}
+
+impl<'de> Deserialize<'de> for Words {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        one_or_many(d, |s| s.split_whitespace().map(str::to_owned).collect()).map(Words)
+    }
+}
+
 impl<'de> Deserialize<'de> for Lines {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Form {
-            One(String),
-            Many(Vec<String>),
-        }
-        Ok(Lines(match Form::deserialize(d)? {
-            Form::One(s) => s.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect(),
-            Form::Many(v) => v,
-        }))
+        one_or_many(d, |s| s.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect()).map(Lines)
     }
 }
 

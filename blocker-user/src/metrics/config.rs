@@ -8,6 +8,7 @@
 //!
 //! Without the section there is no endpoint.
 
+use crate::config::line_col;
 use std::{net::SocketAddr, path::Path};
 
 use serde::Deserialize;
@@ -68,13 +69,6 @@ pub fn validate(raw: RawMetrics, text: &str, path: Option<&Path>) -> Result<Metr
     Ok(MetricsConfig { listen: addr })
 }
 
-/// 1-based line and column of a byte offset.
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, col)
-}
 
 #[cfg(test)]
 mod tests {

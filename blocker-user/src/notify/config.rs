@@ -1,6 +1,7 @@
 //! The `[notify]` section: raw serde structs ([`RawNotify`]) and the
 //! validated settings ([`NotifyConfig`]). See `docs/notifications.md`.
 
+use crate::config::line_col;
 use std::{
     collections::{BTreeMap, BTreeSet},
     os::unix::fs::{MetadataExt as _, PermissionsExt as _},
@@ -454,12 +455,6 @@ impl NotifyConfig {
     }
 }
 
-pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, col)
-}
 
 pub(crate) fn system_hostname() -> String {
     let mut buf = [0u8; 256];
