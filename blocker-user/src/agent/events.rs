@@ -23,21 +23,7 @@ impl Agent {
     }
 
     pub(super) fn event(&self, kind: EventKind, message: Option<String>) -> Event {
-        Event {
-            kind,
-            jail: String::new(),
-            addr: None,
-            family: None,
-            failures: 0,
-            matches: Vec::new(),
-            bantime: None,
-            bancount: 0,
-            expires_at: None,
-            hostname: self.hostname.clone(),
-            timestamp: SystemTime::now(),
-            restored: false,
-            message,
-        }
+        Event { message, ..Event::new(kind, &self.hostname) }
     }
 
     pub(super) fn jail_ban_event(&self, b: &JailBan, now: SystemTime, expires_at: Option<SystemTime>) -> Event {

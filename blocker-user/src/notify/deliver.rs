@@ -70,34 +70,16 @@ fn script_event(payload: &Payload) -> (Event, &'static str) {
     match payload {
         Payload::Event { event } => (event.clone(), ""),
         Payload::Digest { digest } => {
-            let mut e = blank_event(EventKind::Report, &digest.hostname);
+            let mut e = Event::new(EventKind::Report, &digest.hostname);
             e.message = Some(digest.text());
             (e, "digest")
         }
         Payload::Report { report } => {
-            let mut e = blank_event(EventKind::Report, &report.hostname);
+            let mut e = Event::new(EventKind::Report, &report.hostname);
             e.message = Some(report.text());
             e.timestamp = report.until;
             (e, "report")
         }
-    }
-}
-
-pub(crate) fn blank_event(kind: EventKind, hostname: &str) -> Event {
-    Event {
-        kind,
-        jail: String::new(),
-        addr: None,
-        family: None,
-        failures: 0,
-        matches: vec![],
-        bantime: None,
-        bancount: 0,
-        expires_at: None,
-        hostname: hostname.to_owned(),
-        timestamp: std::time::SystemTime::now(),
-        restored: false,
-        message: None,
     }
 }
 

@@ -44,3 +44,24 @@ pub struct Event {
     /// Free text: the error message, or a report body.
     pub message: Option<String>,
 }
+
+impl Event {
+    /// An event of `kind` from `hostname`, now, with every other field empty.
+    pub fn new(kind: EventKind, hostname: &str) -> Event {
+        Event {
+            kind,
+            jail: String::new(),
+            addr: None,
+            family: None,
+            failures: 0,
+            matches: Vec::new(),
+            bantime: None,
+            bancount: 0,
+            expires_at: None,
+            hostname: hostname.to_owned(),
+            timestamp: SystemTime::now(),
+            restored: false,
+            message: None,
+        }
+    }
+}
