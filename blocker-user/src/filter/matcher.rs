@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use chrono::NaiveDateTime;
 
 use super::date::{DateHit, LogTime};
+use super::fast::{FastState, Found, Spans, put};
 use super::{CompiledRegex, Filter, Part, Re, gid};
 
 /// What the failure id (the thing to ban) is.
@@ -111,9 +112,6 @@ impl Outcome<'_> {
 /// Named groups of a failure: (interned name id, value).
 type Groups = Vec<(u16, Option<String>)>;
 
-/// Capture spans of one search: (name id, byte span).
-type Spans = Vec<(u16, Option<(usize, usize)>)>;
-
 #[derive(Debug, Clone, Default)]
 struct Fail {
     groups: Groups,
@@ -185,6 +183,8 @@ pub struct Matcher<'f> {
     r_lines: Vec<String>,
     r_id: String,
     r_host: Option<String>,
+    fast: Option<FastState>,
+    fast_on: bool,
 }
 
 
@@ -214,6 +214,8 @@ impl<'f> Matcher<'f> {
             r_lines: Vec::new(),
             r_id: String::new(),
             r_host: None,
+            fast: filter.fast.as_ref().map(|fp| fp.state(&filter.failregex)),
+            fast_on: true,
         }
     }
 
@@ -228,6 +230,21 @@ impl<'f> Matcher<'f> {
     /// (first matching failregex wins, as in Fail2Ban's normal operation).
     pub fn set_check_all(&mut self, on: bool) {
         self.check_all = on;
+    }
+
+    /// Use the DFA fast path where the filter allows it (default on). Off:
+    /// the reference engines only; results are the same (differential
+    /// tests, benchmarks).
+    pub fn set_fast_path(&mut self, on: bool) {
+        self.fast_on = on;
+    }
+
+    /// Failregex matches whose groups came from the DFA plans, and those
+    /// that needed the reference engine (no plan, or an ambiguous span), on
+    /// the fast path so far. Diagnostics and tests.
+    #[doc(hidden)]
+    pub fn fast_path_stats(&self) -> (u64, u64) {
+        self.fast.as_ref().map_or((0, 0), |s| (s.stats[0], s.stats[1]))
     }
 
     /// The timestamp found on the last line fed with [`Matcher::feed`].
@@ -371,7 +388,22 @@ impl<'f> Matcher<'f> {
             }
         }
         let target_is_content = use_content;
+        // the fast path: the first matching failregex and its groups at once
+        let mut winner = None;
+        if self.fast_on
+            && !multiline
+            && !self.check_all
+            && ascii
+            && let (Some(fp), Some(st)) = (&f.fast, self.fast.as_mut())
         {
+            let target = if target_is_content { &self.content } else { &self.buf };
+            match fp.find(&f.failregex, target.as_bytes(), st, &mut self.spans) {
+                Found::NoMatch => return Outcome::NoMatch,
+                Found::Match { regex, span, exact } => winner = Some((regex, span, exact)),
+                Found::Unknown => {}
+            }
+        }
+        if winner.is_none() {
             let target = if target_is_content { &self.content } else { &self.buf };
             if f.use_fail_set {
                 self.set_hits.iter_mut().for_each(|b| *b = false);
@@ -416,16 +448,29 @@ impl<'f> Matcher<'f> {
         let mut first_nofail: Option<usize> = None;
         let mut ignored: Option<Option<usize>> = None;
         for i in 0..f.failregex.len() {
-            if !self.set_hits[i] {
-                continue;
-            }
-            if multiline && i > 0 {
-                // the buffer may have changed after an earlier match
-                self.rebuild_ml_buf();
-            }
-            let target = if target_is_content { &self.content } else { &self.buf };
-            let Some(span) = run(&f.failregex[i], target, &mut self.fail_locs[i], ascii, &mut self.spans) else {
-                continue;
+            let span = if let Some((wi, wspan, exact)) = winner {
+                if i != wi {
+                    continue;
+                }
+                if !exact {
+                    let target = if target_is_content { &self.content } else { &self.buf };
+                    let sp = run(&f.failregex[i], target, &mut self.fail_locs[i], ascii, &mut self.spans);
+                    debug_assert_eq!(sp, Some(wspan), "fast path span of failregex {i}");
+                }
+                wspan
+            } else {
+                if !self.set_hits[i] {
+                    continue;
+                }
+                if multiline && i > 0 {
+                    // the buffer may have changed after an earlier match
+                    self.rebuild_ml_buf();
+                }
+                let target = if target_is_content { &self.content } else { &self.buf };
+                let Some(span) = run(&f.failregex[i], target, &mut self.fail_locs[i], ascii, &mut self.spans) else {
+                    continue;
+                };
+                span
             };
             // which buffer lines did the match cover?
             let matched_lines = self.matched_lines(span, target_is_content, line);
@@ -822,19 +867,6 @@ fn run_part(p: &Part, text: &str, locs: &mut Locs, ascii: bool, out: &mut Spans)
         put(out, *id, l.get(*i));
     }
     Some((m.start(), m.end()))
-}
-
-/// Record a group; when a name occurs twice (expanded alternatives), the
-/// participating occurrence wins.
-fn put(out: &mut Spans, id: u16, v: Option<(usize, usize)>) {
-    match out.iter_mut().find(|(k, _)| *k == id) {
-        Some(e) => {
-            if v.is_some() {
-                e.1 = v;
-            }
-        }
-        None => out.push((id, v)),
-    }
 }
 
 /// Search with captures into `out`; returns the match span.

@@ -18,10 +18,14 @@
 //! supported.
 
 mod date;
+mod fast;
+mod host;
 mod ini;
 mod matcher;
 mod pyre;
 mod reader;
+mod split;
+pub mod synth;
 mod test_cmd;
 
 use std::path::{Path, PathBuf};
@@ -188,6 +192,8 @@ pub(crate) struct CompiledRegex {
     /// For a regex anchored at the buffer start: literals one of which every
     /// match starts with (a cheap exact candidate test). `None`: unknown.
     pub prefixes: Option<Vec<Vec<u8>>>,
+    /// Fast-path data (linear single-line regexes only).
+    pub fast: Option<fast::FastInfo>,
 }
 
 /// Literal prefixes of an anchored pattern (see `CompiledRegex::prefixes`).
@@ -461,6 +467,9 @@ pub struct Filter {
     pub(crate) alt_base: Vec<Option<u16>>,
     /// Per name id: whether it is a `<SKIPLINES>` group.
     pub(crate) is_skip: Vec<bool>,
+    /// One-DFA-pass failregex selection and DFA-guided groups (see
+    /// `fast.rs`); `None` when the filter does not qualify.
+    pub(crate) fast: Option<fast::FastPath>,
 }
 
 impl Filter {
@@ -607,7 +616,9 @@ impl Filter {
         }
         let alt_base = alt_bases(&mut intern);
         let is_skip = intern.names.iter().map(|n| n.starts_with("skiplines")).collect();
+        let fast = if multiline { None } else { fast::FastPath::build(&failregex) };
         Ok(Filter {
+            fast,
             use_fail_set,
             pref_head,
             head_split,
@@ -837,7 +848,18 @@ fn compile(source: &str, loc: &str, what: &'static str, multiline: bool, use_dns
     } else {
         None
     };
-    Ok(CompiledRegex { source: source.to_string(), translated, engine, re, ascii, names, ids: vec![], parts, prefixes })
+    let fast = (engine == Engine::Linear && !multiline && ascii.is_some()).then(|| {
+        let plan = split::SplitPlan::new(&parsed.node, &parsed.flags).filter(|p| {
+            let Re::Linear(r) = &re else { return false };
+            p.groups() + 1 == r.captures_len() && names.iter().all(|(i, n)| p.name(*i) == Some(n.as_str()))
+        });
+        fast::FastInfo {
+            anchored: starts_with_caret(&parsed.node),
+            plan,
+            branch_groups: split::root_branch_groups(&parsed.node),
+        }
+    });
+    Ok(CompiledRegex { source: source.to_string(), translated, engine, re, ascii, names, ids: vec![], parts, prefixes, fast })
 }
 
 /// Python's `$` (without MULTILINE) also matches before a final newline;

@@ -1,0 +1,259 @@
+//! The fast path of single-line filters on ASCII text.
+//!
+//! Fail2Ban tries the failregexes one by one and extracts groups from the
+//! first that matches. Here one leftmost-first lazy DFA over all failregexes
+//! (in order: a failregex without `^` is searched as `(?s:.*?)(?:re)`) finds,
+//! in one pass, which failregex is the first to match and where its match
+//! ends; only that regex's groups are then extracted, by its [`SplitPlan`]
+//! (DFA scans, see `split.rs`). A regex without a plan, or a span the plan
+//! finds ambiguous, gets its groups from the reference engine — the result
+//! is the same either way, only slower.
+
+use regex_automata::dfa::{Automaton, StartKind, dense};
+use regex_automata::hybrid;
+use regex_automata::nfa::thompson;
+use regex_automata::util::syntax;
+use regex_automata::{Anchored, Input, MatchKind};
+
+use super::CompiledRegex;
+use super::split::{Scratch, SplitPlan};
+
+/// Capture spans of one search: (name id, byte span), in the reference
+/// engine's order.
+pub(crate) type Spans = Vec<(u16, Option<(usize, usize)>)>;
+
+/// Filter-level part of the fast path (immutable, shared).
+#[derive(Debug)]
+pub(crate) struct FastPath {
+    winner: hybrid::dfa::DFA,
+    /// Winner pattern → (failregex, top-level branch when the failregex is
+    /// split into branches).
+    patterns: Vec<(usize, Option<usize>)>,
+    regexes: Vec<FastRegex>,
+}
+
+#[derive(Debug)]
+struct FastRegex {
+    /// For a regex without `^`: its reverse DFA, to find where the match
+    /// starts (the leftmost position from which it matches up to the end).
+    start: Option<dense::DFA<Vec<u32>>>,
+    /// (group number, name id) in the order the reference engine reports
+    /// them: one list per top-level branch when the reference runs the
+    /// branches as separate parts, else one list.
+    ids: Vec<Vec<(usize, u16)>>,
+}
+
+/// Per-matcher state of the fast path.
+#[derive(Debug)]
+pub(crate) struct FastState {
+    /// Lines decided by the fast path: groups by plans, groups by the
+    /// reference engine (no plan or ambiguous span).
+    pub stats: [u64; 2],
+    cache: hybrid::dfa::Cache,
+    slots: Vec<Option<(usize, usize)>>,
+    /// Per failregex.
+    scratch: Vec<Scratch>,
+}
+
+/// What the fast path found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Found {
+    /// No failregex matches.
+    NoMatch,
+    /// Failregex `regex` is the first that matches, at `span`; `spans` was
+    /// filled when `exact`, else the caller must extract the groups with the
+    /// reference engine.
+    Match { regex: usize, span: (usize, usize), exact: bool },
+    /// The fast path could not decide (lazy DFA gave up): use the reference.
+    Unknown,
+}
+
+impl FastPath {
+    /// Build for the failregexes of a single-line filter whose failregexes
+    /// are all linear. `None` when not applicable.
+    pub(crate) fn build(failregex: &[CompiledRegex]) -> Option<FastPath> {
+        let mut pats = Vec::with_capacity(failregex.len());
+        let mut patterns = Vec::with_capacity(failregex.len());
+        let mut regexes = Vec::with_capacity(failregex.len());
+        for (i, c) in failregex.iter().enumerate() {
+            let fast = c.fast.as_ref()?;
+            if c.parts.is_empty() || !fast.anchored {
+                let pat = if fast.anchored { format!("(?:{})", c.translated) } else { format!("(?s:.*?)(?:{})", c.translated) };
+                pats.push(pat);
+                patterns.push((i, None));
+            } else {
+                // anchored alternation: its branches in order are the same
+                // leftmost-first search, and say which branch matched
+                for (b, p) in c.parts.iter().enumerate() {
+                    pats.push(format!("(?:{})", p.uni.as_str()));
+                    patterns.push((i, Some(b)));
+                }
+            }
+            let start = if fast.anchored {
+                None
+            } else {
+                Some(
+                    dense::Builder::new()
+                        .syntax(syntax::Config::new().unicode(false).utf8(false))
+                        .thompson(thompson::Config::new().reverse(true).utf8(false))
+                        .configure(
+                            dense::Config::new()
+                                .match_kind(MatchKind::All)
+                                .start_kind(StartKind::Anchored)
+                                .dfa_size_limit(Some(4 << 20))
+                                .determinize_size_limit(Some(4 << 20)),
+                        )
+                        .build(&c.translated)
+                        .ok()?,
+                )
+            };
+            let ids = match (&fast.branch_groups, c.parts.is_empty()) {
+                (Some(counts), false) if counts.len() == c.parts.len() => {
+                    let mut off = 0;
+                    let mut v = Vec::new();
+                    for (p, n) in c.parts.iter().zip(counts) {
+                        v.push(p.ids.iter().map(|&(i, id)| (off + i, id)).collect());
+                        off += n;
+                    }
+                    v
+                }
+                (_, false) => return None,
+                (_, true) => vec![c.ids.clone()],
+            };
+            regexes.push(FastRegex { start, ids });
+        }
+        let winner = hybrid::dfa::DFA::builder()
+            .syntax(syntax::Config::new().unicode(false).utf8(false))
+            .thompson(thompson::Config::new().utf8(false))
+            .configure(hybrid::dfa::DFA::config().match_kind(MatchKind::LeftmostFirst).cache_capacity(4 << 20))
+            .build_many(&pats)
+            .ok()?;
+        Some(FastPath { winner, patterns, regexes })
+    }
+
+    pub(crate) fn state(&self, failregex: &[CompiledRegex]) -> FastState {
+        let slots = failregex
+            .iter()
+            .filter_map(|c| c.fast.as_ref()?.plan.as_ref().map(|p| p.groups() + 1))
+            .max()
+            .unwrap_or(1);
+        let scratch = failregex
+            .iter()
+            .map(|c| c.fast.as_ref().and_then(|f| f.plan.as_ref()).map(SplitPlan::scratch).unwrap_or_default())
+            .collect();
+        FastState { stats: [0; 2], cache: self.winner.create_cache(), slots: vec![None; slots], scratch }
+    }
+
+    /// Find the first failregex matching `hay` (ASCII) and its groups.
+    pub(crate) fn find(&self, failregex: &[CompiledRegex], hay: &[u8], st: &mut FastState, out: &mut Spans) -> Found {
+        let input = Input::new(hay).anchored(Anchored::Yes);
+        let hm = match self.winner.try_search_fwd(&mut st.cache, &input) {
+            Ok(Some(hm)) => hm,
+            Ok(None) => return Found::NoMatch,
+            Err(_) => return Found::Unknown,
+        };
+        let (i, branch) = self.patterns[hm.pattern().as_usize()];
+        let e = hm.offset();
+        let fr = &self.regexes[i];
+        let s = match &fr.start {
+            None => 0,
+            Some(rev) => match leftmost_start(rev, hay, e) {
+                Some(s) => s,
+                None => return Found::Unknown,
+            },
+        };
+        let ids = failregex[i].fast.as_ref().and_then(|f| f.plan.as_ref()).and_then(|plan| {
+            let slots = &mut st.slots[..plan.groups() + 1];
+            let branch = plan.resolve(hay, s, e, branch, slots, &mut st.scratch[i]).ok()?;
+            if fr.ids.len() == 1 { Some(&fr.ids[0]) } else { branch.and_then(|b| fr.ids.get(b)) }
+        });
+        let Some(ids) = ids else {
+            st.stats[1] += 1;
+            return Found::Match { regex: i, span: (s, e), exact: false };
+        };
+        st.stats[0] += 1;
+        out.clear();
+        for &(g, id) in ids {
+            put(out, id, st.slots[g]);
+        }
+        Found::Match { regex: i, span: (s, e), exact: true }
+    }
+}
+
+/// The smallest p such that the (reverse) DFA's pattern matches `[p, e]`.
+fn leftmost_start(rev: &dense::DFA<Vec<u32>>, hay: &[u8], e: usize) -> Option<usize> {
+    let input = Input::new(hay).range(0..e).anchored(Anchored::Yes);
+    let mut sid = rev.start_state_reverse(&input).ok()?;
+    let mut best = None;
+    for p in (0..e).rev() {
+        sid = rev.next_state(sid, hay[p]);
+        if rev.is_special_state(sid) {
+            if rev.is_match_state(sid) {
+                best = Some(p + 1);
+            } else if rev.is_dead_state(sid) {
+                return best;
+            } else if rev.is_quit_state(sid) {
+                return None;
+            }
+        }
+    }
+    sid = rev.next_eoi_state(sid);
+    if rev.is_match_state(sid) {
+        best = Some(0);
+    }
+    best
+}
+
+/// Record a group; when a name occurs twice (expanded alternatives), the
+/// participating occurrence wins.
+pub(crate) fn put(out: &mut Spans, id: u16, v: Option<(usize, usize)>) {
+    match out.iter_mut().find(|(k, _)| *k == id) {
+        Some(e) => {
+            if v.is_some() {
+                e.1 = v;
+            }
+        }
+        None => out.push((id, v)),
+    }
+}
+
+/// Compile-time data of one linear, single-line regex for the fast path.
+#[derive(Debug)]
+pub(crate) struct FastInfo {
+    /// Starts with `^` (searched anchored at the text start).
+    pub anchored: bool,
+    /// Capture plan, when the pattern's shape allows one.
+    pub plan: Option<SplitPlan>,
+    /// Groups per top-level branch (for regexes the reference splits).
+    pub branch_groups: Option<Vec<usize>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::filter::synth::{Mix, SyslogMix};
+    use crate::filter::{Filter, FilterOptions};
+
+    /// The common sshd lines are resolved by the plans, without fallback.
+    #[test]
+    fn stock_sshd_lines_take_the_exact_path() {
+        let f = Filter::load("sshd", &FilterOptions::default()).unwrap();
+        let fp = f.fast.as_ref().expect("sshd qualifies for the fast path");
+        for (i, c) in f.failregex.iter().enumerate() {
+            let fi = c.fast.as_ref().unwrap();
+            assert!(fi.plan.is_some(), "failregex {i} has no plan: {}", c.translated);
+        }
+        let mut st = fp.state(&f.failregex);
+        let mut spans = Spans::new();
+        let mut m = f.matcher();
+        for line in SyslogMix::new(7, Mix::SshdFailures).take(2000) {
+            // content after the prefix, as the matcher computes it
+            let content = line.split_once("]: ").unwrap().1.trim_start_matches("error: ").to_string() + "\n";
+            match fp.find(&f.failregex, content.as_bytes(), &mut st, &mut spans) {
+                Found::Match { exact: true, .. } => {}
+                other => panic!("{line}: {other:?}"),
+            }
+            let _ = m.feed(&line);
+        }
+    }
+}
