@@ -22,6 +22,7 @@ mod fast;
 mod host;
 mod ini;
 mod matcher;
+mod mlfid;
 mod pyre;
 mod reader;
 mod split;
