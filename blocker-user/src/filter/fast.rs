@@ -15,8 +15,11 @@ use regex_automata::nfa::thompson;
 use regex_automata::util::syntax;
 use regex_automata::{Anchored, Input, MatchKind};
 
+use std::sync::OnceLock;
+
 use super::CompiledRegex;
-use super::split::{Scratch, SplitPlan};
+use super::pyre::Node;
+use super::split::{self, Scratch, SplitPlan};
 
 /// Capture spans of one search: (name id, byte span), in the reference
 /// engine's order.
@@ -51,8 +54,7 @@ pub(crate) struct FastState {
     pub stats: [u64; 2],
     cache: hybrid::dfa::Cache,
     slots: Vec<Option<(usize, usize)>>,
-    /// Per failregex.
-    scratch: Vec<Scratch>,
+    scratch: Scratch,
 }
 
 /// What the fast path found.
@@ -82,10 +84,10 @@ impl FastPath {
                 pats.push(pat);
                 patterns.push((i, None));
             } else {
-                // anchored alternation: its branches in order are the same
-                // leftmost-first search, and say which branch matched
-                for (b, p) in c.parts.iter().enumerate() {
-                    pats.push(format!("(?:{})", p.uni.as_str()));
+                // anchored alternation: its alternatives in order are the
+                // same leftmost-first search, and say which one matched
+                for (b, (n, _)) in split::root_alternatives(&fast.node)?.iter().enumerate() {
+                    pats.push(format!("(?:{})", split::render_plain(n, &fast.flags)));
                     patterns.push((i, Some(b)));
                 }
             }
@@ -109,13 +111,15 @@ impl FastPath {
             };
             let ids = match (&fast.branch_groups, c.parts.is_empty()) {
                 (Some(counts), false) if counts.len() == c.parts.len() => {
+                    // the reference reports the groups of the top-level
+                    // branch (part) an alternative is in
                     let mut off = 0;
-                    let mut v = Vec::new();
+                    let mut per_part = Vec::new();
                     for (p, n) in c.parts.iter().zip(counts) {
-                        v.push(p.ids.iter().map(|&(i, id)| (off + i, id)).collect());
+                        per_part.push(p.ids.iter().map(|&(i, id)| (off + i, id)).collect::<Vec<_>>());
                         off += n;
                     }
-                    v
+                    split::root_alternatives(&fast.node)?.iter().map(|&(_, top)| per_part[top].clone()).collect()
                 }
                 (_, false) => return None,
                 (_, true) => vec![c.ids.clone()],
@@ -132,16 +136,8 @@ impl FastPath {
     }
 
     pub(crate) fn state(&self, failregex: &[CompiledRegex]) -> FastState {
-        let slots = failregex
-            .iter()
-            .filter_map(|c| c.fast.as_ref()?.plan.as_ref().map(|p| p.groups() + 1))
-            .max()
-            .unwrap_or(1);
-        let scratch = failregex
-            .iter()
-            .map(|c| c.fast.as_ref().and_then(|f| f.plan.as_ref()).map(SplitPlan::scratch).unwrap_or_default())
-            .collect();
-        FastState { stats: [0; 2], cache: self.winner.create_cache(), slots: vec![None; slots], scratch }
+        let slots = failregex.iter().map(|c| c.names.iter().map(|(i, _)| i + 1).max().unwrap_or(1)).max().unwrap_or(1);
+        FastState { stats: [0; 2], cache: self.winner.create_cache(), slots: vec![None; slots + 1], scratch: Scratch::default() }
     }
 
     /// Find the first failregex matching `hay` (ASCII) and its groups.
@@ -162,9 +158,12 @@ impl FastPath {
                 None => return Found::Unknown,
             },
         };
-        let ids = failregex[i].fast.as_ref().and_then(|f| f.plan.as_ref()).and_then(|plan| {
+        let ids = failregex[i].fast.as_ref().and_then(|f| f.plan()).and_then(|plan| {
+            if st.slots.len() <= plan.groups() {
+                st.slots.resize(plan.groups() + 1, None);
+            }
             let slots = &mut st.slots[..plan.groups() + 1];
-            let branch = plan.resolve(hay, s, e, branch, slots, &mut st.scratch[i]).ok()?;
+            let branch = plan.resolve(hay, s, e, branch, slots, &mut st.scratch).ok()?;
             if fr.ids.len() == 1 { Some(&fr.ids[0]) } else { branch.and_then(|b| fr.ids.get(b)) }
         });
         let Some(ids) = ids else {
@@ -222,10 +221,31 @@ pub(crate) fn put(out: &mut Spans, id: u16, v: Option<(usize, usize)>) {
 pub(crate) struct FastInfo {
     /// Starts with `^` (searched anchored at the text start).
     pub anchored: bool,
-    /// Capture plan, when the pattern's shape allows one.
-    pub plan: Option<SplitPlan>,
     /// Groups per top-level branch (for regexes the reference splits).
     pub branch_groups: Option<Vec<usize>>,
+    /// The (linearized) pattern, for the capture plan.
+    pub node: Node,
+    pub flags: String,
+    /// Capture group count and (number, base name) of named groups of the
+    /// compiled regex, which the plan must reproduce.
+    pub captures: usize,
+    pub names: Vec<(usize, String)>,
+    /// Capture plan, built when the regex first matches (`None` inside:
+    /// the pattern's shape allows none).
+    pub plan: OnceLock<Option<SplitPlan>>,
+}
+
+impl FastInfo {
+    /// The capture plan (built on first use).
+    pub fn plan(&self) -> Option<&SplitPlan> {
+        self.plan
+            .get_or_init(|| {
+                SplitPlan::new(&self.node, &self.flags).filter(|p| {
+                    p.groups() + 1 == self.captures && self.names.iter().all(|(i, n)| p.name(*i) == Some(n.as_str()))
+                })
+            })
+            .as_ref()
+    }
 }
 
 #[cfg(test)]
@@ -241,7 +261,7 @@ mod tests {
         let fp = f.fast.as_ref().expect("sshd qualifies for the fast path");
         for (i, c) in f.failregex.iter().enumerate() {
             let fi = c.fast.as_ref().unwrap();
-            assert!(fi.plan.is_some(), "failregex {i} has no plan: {}", c.translated);
+            assert!(fi.plan().is_some(), "failregex {i} has no plan: {}", c.translated);
         }
         let mut st = fp.state(&f.failregex);
         let mut spans = Spans::new();

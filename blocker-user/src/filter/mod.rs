@@ -849,17 +849,18 @@ fn compile(source: &str, loc: &str, what: &'static str, multiline: bool, use_dns
     } else {
         None
     };
-    let fast = (engine == Engine::Linear && !multiline && ascii.is_some()).then(|| {
-        let plan = split::SplitPlan::new(&parsed.node, &parsed.flags).filter(|p| {
-            let Re::Linear(r) = &re else { return false };
-            p.groups() + 1 == r.captures_len() && names.iter().all(|(i, n)| p.name(*i) == Some(n.as_str()))
-        });
-        fast::FastInfo {
+    let fast = match (&re, multiline, &ascii) {
+        (Re::Linear(r), false, Some(_)) => Some(fast::FastInfo {
             anchored: starts_with_caret(&parsed.node),
-            plan,
             branch_groups: split::root_branch_groups(&parsed.node),
-        }
-    });
+            node: parsed.node.clone(),
+            flags: parsed.flags.clone(),
+            captures: r.captures_len(),
+            names: names.clone(),
+            plan: std::sync::OnceLock::new(),
+        }),
+        _ => None,
+    };
     Ok(CompiledRegex { source: source.to_string(), translated, engine, re, ascii, names, ids: vec![], parts, prefixes, fast })
 }
 

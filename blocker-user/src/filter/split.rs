@@ -9,20 +9,21 @@
 //! They are found top-down, each node resolved on the exact span it takes:
 //!
 //! * a concatenation on `[p0, q0]`: its items are the capture-bearing nodes
-//!   and the maximal runs of capture-free nodes between them. Each item X has
-//!   a continuation K(X), the items after it. One reverse scan of a
-//!   multi-pattern DFA of all continuations, anchored at `q0`, tells for
-//!   every position q whether K(X) matches `[q, q0]`: the *allowed* ends of
-//!   X. From left to right, X starting at p ends at the end of its
-//!   highest-priority parse with an allowed end (the backtracker tries X's
-//!   parses in order and keeps the first one after which the rest matches).
-//!   That end is found without knowing all priorities when it is the only
-//!   allowed end of X, when priority follows length (a greedy or lazy
-//!   repetition of a fixed-width node, with fixed-width context: the longest
-//!   or shortest allowed end), or when X's leftmost-first end (its
-//!   top-priority parse) is allowed. Otherwise the span is ambiguous (rare:
-//!   e.g. text injected into a user name) and the caller uses the
-//!   backtracking reference engine, which knows all priorities.
+//!   and the maximal runs of capture-free nodes between them. From left to
+//!   right, item X starting at p ends at the end of its highest-priority
+//!   parse after which the rest of the concatenation, K(X), matches exactly
+//!   up to `q0` (the backtracker tries X's parses in order and keeps the
+//!   first one after which the rest matches). Such ends are *allowed*; a
+//!   forward DFA of K(X) checks a candidate end (candidates are first
+//!   filtered by K's literal prefixes). The right end is found without
+//!   knowing all priorities when all of X's parses have the same length,
+//!   when priority follows length (a greedy or lazy repetition of a
+//!   fixed-width node, with fixed-width context: the longest or shortest
+//!   allowed end), when X's leftmost-first end (its top-priority parse) is
+//!   allowed, or when only one end is allowed. Otherwise the span is
+//!   ambiguous (rare: e.g. text injected into a user name) and the caller
+//!   uses the backtracking reference engine, which knows all priorities.
+//!   The last item ends at `q0`.
 //! * then the inside of X on its exact span: a group records its span; an
 //!   alternation takes its first branch matching the span exactly; `Y?`
 //!   takes Y if Y matches the span exactly (`Y??`: if the span is not
@@ -33,11 +34,14 @@
 //! also the highest-priority one with exactly that end, so resolving the
 //! inside on the exact span is exact too.
 //!
-//! Patterns are compiled without Unicode (`(?-u)`), so plans apply to ASCII
-//! haystacks only (where both readings agree).
+//! All DFAs are small forward dense DFAs (built when a regex first matches),
+//! compiled without Unicode (`(?-u)`), so plans apply to ASCII haystacks
+//! only (where both readings agree). Checks are budgeted: a line that would
+//! need too many (crafted input) is ambiguous.
 
-use regex_automata::hybrid::LazyStateID;
-use regex_automata::hybrid::dfa::{Cache, DFA};
+use std::sync::OnceLock;
+
+use regex_automata::dfa::{Automaton, StartKind, dense};
 use regex_automata::nfa::thompson;
 use regex_automata::util::syntax;
 use regex_automata::{Anchored, Input, MatchKind};
@@ -45,118 +49,63 @@ use regex_automata::{Anchored, Input, MatchKind};
 use super::host::{self, HostGroups, HostShape};
 use super::pyre::{GroupKind, Node, RenderCtx};
 
-/// Cache capacity per lazy DFA.
-const CACHE_CAPACITY: usize = 1 << 20;
-/// Most continuations / branches one DFA reports (bits of a mask).
-const MAX_PATTERNS: usize = 64;
+type Dense = dense::DFA<Vec<u32>>;
+
+/// A forward dense DFA built on first use (most are never needed: e.g. a
+/// continuation check is skipped when the literal filter leaves one
+/// candidate).
+#[derive(Debug)]
+struct Dfa {
+    pats: Vec<String>,
+    kind: MatchKind,
+    dfa: OnceLock<Option<Dense>>,
+}
+
+impl Dfa {
+    fn new(pats: Vec<String>, kind: MatchKind) -> Option<Dfa> {
+        (!pats.is_empty() && pats.len() <= MAX_BRANCHES).then(|| Dfa { pats, kind, dfa: OnceLock::new() })
+    }
+
+    /// The DFA (`Ambiguous` if it cannot be built within the size limit:
+    /// the caller falls back to the reference engine).
+    fn get(&self) -> Result<&Dense, Ambiguous> {
+        self.dfa
+            .get_or_init(|| {
+                dense::Builder::new()
+                    .syntax(syntax::Config::new().unicode(false).utf8(false))
+                    .thompson(thompson::Config::new().utf8(false).which_captures(thompson::WhichCaptures::None))
+                    .configure(
+                        dense::Config::new()
+                            .match_kind(self.kind)
+                            .start_kind(StartKind::Anchored)
+                            .accelerate(false)
+                            .dfa_size_limit(Some(DFA_LIMIT))
+                            .determinize_size_limit(Some(DFA_LIMIT)),
+                    )
+                    .build_many(&self.pats)
+                    .ok()
+            })
+            .as_ref()
+            .ok_or(Ambiguous)
+    }
+}
+
+/// Memory cap per DFA (a pattern over it gets no plan).
+const DFA_LIMIT: usize = 4 << 20;
+/// Most branches of one alternation (bits of a mask).
+const MAX_BRANCHES: usize = 64;
 
 /// The span cannot be resolved without knowing more priorities: use the
 /// reference engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Ambiguous;
 
-/// A lazy DFA and the index of its cache in [`Scratch`].
-#[derive(Debug)]
-struct Lazy {
-    dfa: DFA,
-    slot: usize,
-}
-
-/// Size of the match-state mask memo (direct mapped).
-const MEMO: usize = 64;
-
-/// One lazy DFA cache with a memo of match-state pattern masks.
-#[derive(Debug)]
-struct Slot {
-    cache: Cache,
-    memo: Box<[(LazyStateID, u64); MEMO]>,
-    clears: usize,
-    stride2: usize,
-    single: bool,
-}
-
-/// The raw bits of a lazy state id (its `Hash` writes them), for the memo
-/// index; equality is still checked on the id itself.
-fn raw_bits(sid: LazyStateID) -> usize {
-    use std::hash::{Hash, Hasher};
-    struct Grab(u64);
-    impl Hasher for Grab {
-        fn finish(&self) -> u64 {
-            self.0
-        }
-        fn write(&mut self, bytes: &[u8]) {
-            for &b in bytes {
-                self.0 = (self.0 << 8) ^ u64::from(b);
-            }
-        }
-        fn write_u32(&mut self, i: u32) {
-            self.0 = u64::from(i);
-        }
-    }
-    let mut g = Grab(0);
-    sid.hash(&mut g);
-    g.0 as usize
-}
-
-impl Slot {
-    fn new(d: &DFA) -> Slot {
-        Slot {
-            cache: d.create_cache(),
-            memo: Box::new([(LazyStateID::default(), 0); MEMO]),
-            clears: 0,
-            stride2: d.byte_classes().stride2(),
-            single: d.pattern_len() == 1,
-        }
-    }
-
-    /// Patterns matching in match state `sid`.
-    #[inline]
-    fn mask(&mut self, d: &DFA, sid: LazyStateID) -> u64 {
-        if self.single {
-            return 1;
-        }
-        let i = (raw_bits(sid) >> self.stride2) % MEMO;
-        if self.memo[i].0 == sid && self.clears == self.cache.clear_count() {
-            return self.memo[i].1;
-        }
-        if self.clears != self.cache.clear_count() {
-            self.memo.iter_mut().for_each(|m| *m = (LazyStateID::default(), 0));
-            self.clears = self.cache.clear_count();
-        }
-        let mut m = 0u64;
-        for k in 0..d.match_len(&self.cache, sid) {
-            m |= 1 << d.match_pattern(&self.cache, sid, k).as_usize();
-        }
-        self.memo[i] = (sid, m);
-        m
-    }
-}
-
-/// Per-matcher scratch space of one plan: continuation states and the lazy
-/// DFAs' caches (created on first use).
+/// Per-matcher scratch space.
 #[derive(Debug, Default)]
 pub(crate) struct Scratch {
-    /// Buffers for the continuation DFA states at each position (None: no
-    /// continuation matches there), one per nesting level.
-    pool: Vec<Vec<Option<LazyStateID>>>,
-    slots: Vec<Option<Slot>>,
-}
-
-impl Scratch {
-    fn slot(&mut self, d: &Lazy) -> &mut Slot {
-        if self.slots.len() <= d.slot {
-            self.slots.resize_with(d.slot + 1, || None);
-        }
-        self.slots[d.slot].get_or_insert_with(|| Slot::new(&d.dfa))
-    }
-}
-
-/// Where an item may end: at the end of its concatenation, or where
-/// continuation `bit` of the concatenation's continuation DFA matches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Allowed {
-    End,
-    Bit(u8),
+    ends: Vec<usize>,
+    /// DFA steps left for continuation checks on this line.
+    budget: usize,
 }
 
 /// How to find where an item ends.
@@ -166,9 +115,9 @@ enum Span {
     Fixed(usize),
     /// A repetition of one byte class.
     Class { set: Box<[bool; 256]>, min: usize, max: usize, greedy: bool },
-    /// Scan its ends (`all`); priority follows length (`Longest`/`Shortest`)
-    /// or is unknown (`Other`: unique allowed end, or the leftmost-first end).
-    Scan { all: Lazy, lf: Option<Lazy>, order: Order },
+    /// Its possible ends from a scan (`all`); priority follows length or is
+    /// unknown (then the leftmost-first end, `lf`, or a unique allowed end).
+    Scan { all: Dfa, lf: Option<Dfa>, order: Order },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -187,31 +136,69 @@ enum Shape {
     Other,
 }
 
+/// The rest of a concatenation after an item, to check candidate ends.
+#[derive(Debug)]
+struct Cont {
+    dfa: Dfa,
+    /// Literal prefixes every match starts with (empty: no filter).
+    lits: Vec<Vec<u8>>,
+    first: Box<[bool; 256]>,
+}
+
+impl Cont {
+    /// Cheap necessary condition for [`Cont::allows`]: a literal prefix of
+    /// the continuation is at `q`.
+    #[inline]
+    fn may_allow(&self, hay: &[u8], q: usize, q0: usize) -> bool {
+        if self.lits.is_empty() {
+            return true;
+        }
+        let rest = &hay[q..q0.max(q)];
+        rest.first().is_some_and(|b| self.first[*b as usize]) && self.lits.iter().any(|l| rest.starts_with(l))
+    }
+
+    /// Whether the continuation matches exactly `[q, q0]`.
+    fn allows(&self, hay: &[u8], q: usize, q0: usize, sc: &mut Scratch) -> Result<bool, Ambiguous> {
+        if !self.may_allow(hay, q, q0) {
+            return Ok(false);
+        }
+        let n = q0 - q + 1;
+        if n > sc.budget {
+            return Err(Ambiguous);
+        }
+        sc.budget -= n;
+        Ok(exact_mask(&self.dfa, hay, q, q0)? != 0)
+    }
+}
+
 /// Resolution of a node on an exact span.
 #[derive(Debug)]
 enum Inside {
     Nothing,
     Group(usize, Box<Inside>),
-    Seq(Box<Seq>),
+    Seq(Vec<Item>),
     /// First branch (pattern of `exact`) matching the span exactly.
-    Alt { exact: Lazy, branches: Vec<Inside> },
+    Alt { exact: Dfa, branches: Vec<Inside> },
     /// `Y?` / `Y??`.
-    Opt { exact: Lazy, greedy: bool, inner: Box<Inside> },
+    Opt { exact: Dfa, greedy: bool, inner: Box<Inside> },
     Host(HostGroups),
 }
 
 #[derive(Debug)]
 struct Item {
-    allowed: Allowed,
-    span: Span,
+    end: End,
     inside: Inside,
 }
 
+/// How an item of a concatenation finds its end.
 #[derive(Debug)]
-struct Seq {
-    items: Vec<Item>,
-    /// Reverse DFA of the continuations (pattern i ↔ `Allowed::Bit(i)`).
-    conts: Option<Lazy>,
+enum End {
+    /// The last item ends where the concatenation ends.
+    Last,
+    /// A fixed-width item: its one end.
+    Fixed(usize),
+    /// Candidate ends from the span, checked against the continuation.
+    Search(Span, Cont),
 }
 
 /// A compiled capture plan for one regex.
@@ -222,8 +209,6 @@ pub(crate) struct SplitPlan {
     groups: usize,
     /// Base names of the groups, by number (index 0 unused).
     names: Vec<Option<String>>,
-    /// Number of lazy DFAs (cache slots).
-    dfas: usize,
 }
 
 fn has_captures(n: &Node) -> bool {
@@ -265,25 +250,42 @@ fn unwrap_noncapture(mut n: &Node) -> &Node {
     n
 }
 
-/// The top-level alternation's branches (looking through non-capturing
-/// groups), if the root is one.
-pub(crate) fn root_branches(node: &Node) -> Option<&[Node]> {
+/// Number of capture groups of each top-level branch, if the root (looking
+/// through non-capturing groups) is an alternation.
+pub(crate) fn root_branch_groups(node: &Node) -> Option<Vec<usize>> {
     match unwrap_noncapture(node) {
-        Node::Alt(v) => Some(v),
+        Node::Alt(v) => Some(v.iter().map(count_captures).collect()),
         _ => None,
     }
 }
 
-/// Number of capture groups of each top-level branch.
-pub(crate) fn root_branch_groups(node: &Node) -> Option<Vec<usize>> {
-    root_branches(node).map(|v| v.iter().map(count_captures).collect())
+/// The alternatives of a root alternation with nested alternations
+/// flattened (`(?:(?:a|b)|c)` → a, b, c: the same leftmost-first order),
+/// each with the index of the top-level branch it is in.
+pub(crate) fn root_alternatives(node: &Node) -> Option<Vec<(&Node, usize)>> {
+    fn flat<'n>(n: &'n Node, top: usize, out: &mut Vec<(&'n Node, usize)>) {
+        match unwrap_noncapture(n) {
+            Node::Alt(v) => v.iter().for_each(|b| flat(b, top, out)),
+            _ => out.push((n, top)),
+        }
+    }
+    let Node::Alt(v) = unwrap_noncapture(node) else { return None };
+    let mut out = Vec::new();
+    for (i, b) in v.iter().enumerate() {
+        flat(b, i, &mut out);
+    }
+    Some(out)
+}
+
+/// A node as a standalone pattern (captures stripped), for DFAs.
+pub(crate) fn render_plain(n: &Node, flags: &str) -> String {
+    Builder { flags, next_group: 0, names: vec![] }.render(&[n])
 }
 
 struct Builder<'a> {
     flags: &'a str,
     next_group: usize,
     names: Vec<Option<String>>,
-    next_slot: usize,
 }
 
 impl Builder<'_> {
@@ -303,18 +305,8 @@ impl Builder<'_> {
         super::dollar_fix(&out, false)
     }
 
-    fn lazy(&mut self, pats: &[String], kind: MatchKind, reverse: bool) -> Option<Lazy> {
-        if pats.is_empty() || pats.len() > MAX_PATTERNS {
-            return None;
-        }
-        let dfa = DFA::builder()
-            .syntax(syntax::Config::new().unicode(false).utf8(false))
-            .thompson(thompson::Config::new().reverse(reverse).utf8(false))
-            .configure(DFA::config().match_kind(kind).cache_capacity(CACHE_CAPACITY))
-            .build_many(pats)
-            .ok()?;
-        self.next_slot += 1;
-        Some(Lazy { dfa, slot: self.next_slot - 1 })
+    fn dfa(&self, pats: &[String], kind: MatchKind) -> Option<Dfa> {
+        Dfa::new(pats.to_vec(), kind)
     }
 
     fn hir(&self, nodes: &[&Node]) -> Option<regex_syntax::hir::Hir> {
@@ -377,7 +369,7 @@ impl Builder<'_> {
     }
 
     /// How to find the end of the nodes (captures ignored).
-    fn span(&mut self, nodes: &[&Node]) -> Option<Span> {
+    fn span(&self, nodes: &[&Node]) -> Option<Span> {
         let shape = self.shape(nodes);
         if let Shape::Fixed(w) = shape {
             return Some(Span::Fixed(w));
@@ -386,13 +378,35 @@ impl Builder<'_> {
             return Some(Span::Class { set, min, max, greedy });
         }
         let pat = self.render(nodes);
-        let all = self.lazy(std::slice::from_ref(&pat), MatchKind::All, false)?;
+        let all = self.dfa(std::slice::from_ref(&pat), MatchKind::All)?;
         let (lf, order) = match shape {
             Shape::Longest => (None, Order::Longest),
             Shape::Shortest => (None, Order::Shortest),
-            _ => (Some(self.lazy(&[pat], MatchKind::LeftmostFirst, false)?), Order::Other),
+            _ => (Some(self.dfa(&[pat], MatchKind::LeftmostFirst)?), Order::Other),
         };
         Some(Span::Scan { all, lf, order })
+    }
+
+    fn cont(&self, nodes: &[&Node]) -> Option<Cont> {
+        use regex_syntax::hir::literal::{ExtractKind, Extractor};
+        let dfa = self.dfa(&[self.render(nodes)], MatchKind::All)?;
+        let mut lits = Vec::new();
+        let mut first = Box::new([false; 256]);
+        if let Some(hir) = self.hir(nodes) {
+            let mut ex = Extractor::new();
+            ex.kind(ExtractKind::Prefix).limit_total(32);
+            let seq = ex.extract(&hir);
+            if let Some(ls) = seq.literals()
+                && !ls.is_empty()
+                && ls.iter().all(|l| !l.as_bytes().is_empty())
+            {
+                lits = ls.iter().map(|l| l.as_bytes().to_vec()).collect();
+                for l in &lits {
+                    first[l[0] as usize] = true;
+                }
+            }
+        }
+        Some(Cont { dfa, lits, first })
     }
 
     /// Resolution of `n` on an exact span.
@@ -427,13 +441,13 @@ impl Builder<'_> {
             Node::Concat(_) => self.seq(n),
             Node::Alt(v) => {
                 let pats: Vec<String> = v.iter().map(|b| self.render(&[b])).collect();
-                let exact = self.lazy(&pats, MatchKind::All, false)?;
+                let exact = self.dfa(&pats, MatchKind::All)?;
                 let branches = v.iter().map(|b| self.inside(b)).collect::<Option<Vec<_>>>()?;
                 Some(Inside::Alt { exact, branches })
             }
             Node::Repeat { node, min: 1, max: Some(1), .. } => self.inside(node),
             Node::Repeat { node, min: 0, max: Some(1), greedy } => {
-                let exact = self.lazy(&[self.render(&[node])], MatchKind::All, false)?;
+                let exact = self.dfa(&[self.render(&[node])], MatchKind::All)?;
                 let inner = self.inside(node)?;
                 Some(Inside::Opt { exact, greedy: *greedy, inner: Box::new(inner) })
             }
@@ -463,42 +477,44 @@ impl Builder<'_> {
         {
             return self.inside(n);
         }
-        let mut conts: Vec<String> = Vec::new();
         let mut items = Vec::with_capacity(chunks.len());
         for (j, c) in chunks.iter().enumerate() {
-            let allowed = if j + 1 == chunks.len() {
-                Allowed::End
+            let end = if j + 1 == chunks.len() {
+                End::Last
             } else {
-                let pat = self.render(&chunks[j + 1..].concat());
-                let i = conts.iter().position(|x| *x == pat).unwrap_or_else(|| {
-                    conts.push(pat);
-                    conts.len() - 1
-                });
-                if i >= MAX_PATTERNS {
-                    return None;
+                match self.span(c)? {
+                    // fixed-width items need no check: their one end is the end
+                    Span::Fixed(w) => End::Fixed(w),
+                    span => End::Search(span, self.cont(&chunks[j + 1..].concat())?),
                 }
-                Allowed::Bit(i as u8)
             };
-            let span = if allowed == Allowed::End { Span::Fixed(0) } else { self.span(c)? };
             let inside = if has_captures(c[0]) { self.inside(c[0])? } else { Inside::Nothing };
-            items.push(Item { allowed, span, inside });
+            items.push(Item { end, inside });
         }
-        let conts = if conts.is_empty() { None } else { Some(self.lazy(&conts, MatchKind::All, true)?) };
-        Some(Inside::Seq(Box::new(Seq { items, conts })))
+        Some(Inside::Seq(items))
     }
 }
 
 impl SplitPlan {
     /// Build a plan for a linear (non-backtracking) pattern AST with the
     /// given global flags. `None` if some construct is not supported or a
-    /// DFA could not be built.
+    /// DFA would be too big.
     pub(crate) fn new(node: &Node, flags: &str) -> Option<SplitPlan> {
         if node.is_fancy() || flags.contains('m') {
             return None;
         }
-        let mut b = Builder { flags, next_group: 0, names: vec![None], next_slot: 0 };
-        let root = b.inside(node)?;
-        Some(SplitPlan { root, groups: b.next_group, names: b.names, dfas: b.next_slot })
+        let mut b = Builder { flags, next_group: 0, names: vec![None] };
+        let root = match root_alternatives(node) {
+            // one level of alternatives (see `root_alternatives`)
+            Some(alts) if has_captures(node) => {
+                let pats: Vec<String> = alts.iter().map(|(n, _)| b.render(&[n])).collect();
+                let exact = b.dfa(&pats, MatchKind::All)?;
+                let branches = alts.iter().map(|(n, _)| b.inside(n)).collect::<Option<Vec<_>>>()?;
+                Inside::Alt { exact, branches }
+            }
+            _ => b.inside(node)?,
+        };
+        Some(SplitPlan { root, groups: b.next_group, names: b.names })
     }
 
     /// Number of capture groups.
@@ -511,16 +527,12 @@ impl SplitPlan {
         self.names.get(i).and_then(|n| n.as_deref())
     }
 
-    /// A scratch space for this plan.
-    pub(crate) fn scratch(&self) -> Scratch {
-        Scratch { pool: vec![], slots: (0..self.dfas).map(|_| None).collect() }
-    }
-
     /// Fill `slots[i]` (i ≥ 1) with the span of group i in the
     /// leftmost-first parse of the pattern, which matches `[s, e]` of `hay`
     /// (the caller knows). `branch`: the top-level branch, when the caller
-    /// knows it (the root is an alternation). Returns the top-level branch
-    /// taken when the root is an alternation.
+    /// knows it (the root is an alternation; index into
+    /// [`root_alternatives`]). Returns that index when the root is an
+    /// alternation.
     pub(crate) fn resolve(
         &self,
         hay: &[u8],
@@ -531,13 +543,15 @@ impl SplitPlan {
         sc: &mut Scratch,
     ) -> Result<Option<usize>, Ambiguous> {
         slots.iter_mut().for_each(|x| *x = None);
+        // checks may scan the span a few times over, not more
+        sc.budget = 8 * (e - s) + 256;
         match (&self.root, branch) {
             (Inside::Alt { branches, .. }, Some(b)) if b < branches.len() => {
                 branches[b].resolve(hay, s, e, slots, sc)?;
                 Ok(Some(b))
             }
             (Inside::Alt { exact, branches }, _) => {
-                let b = first_exact(exact, sc.slot(exact), hay, s, e)?;
+                let b = first_exact(exact, hay, s, e)?;
                 branches[b].resolve(hay, s, e, slots, sc)?;
                 Ok(Some(b))
             }
@@ -546,61 +560,67 @@ impl SplitPlan {
     }
 }
 
-/// The first pattern matching exactly `[s, e]`.
-fn first_exact(d: &Lazy, slot: &mut Slot, hay: &[u8], s: usize, e: usize) -> Result<usize, Ambiguous> {
-    let dfa = &d.dfa;
+/// Patterns matching exactly `[s, e]`.
+fn exact_mask(d: &Dfa, hay: &[u8], s: usize, e: usize) -> Result<u64, Ambiguous> {
+    let d = d.get()?;
     let input = Input::new(hay).range(s..e).anchored(Anchored::Yes);
-    let mut sid = dfa.start_state_forward(&mut slot.cache, &input).map_err(|_| Ambiguous)?;
+    let mut sid = d.start_state_forward(&input).map_err(|_| Ambiguous)?;
     for &b in &hay[s..e] {
-        sid = dfa.next_state(&mut slot.cache, sid, b).map_err(|_| Ambiguous)?;
-        if sid.is_dead() || sid.is_quit() {
-            return Err(Ambiguous);
+        sid = d.next_state(sid, b);
+        if d.is_special_state(sid) && (d.is_dead_state(sid) || d.is_quit_state(sid)) {
+            return Ok(0);
         }
     }
-    sid = if e < hay.len() { dfa.next_state(&mut slot.cache, sid, hay[e]) } else { dfa.next_eoi_state(&mut slot.cache, sid) }
-        .map_err(|_| Ambiguous)?;
-    if !sid.is_match() {
-        return Err(Ambiguous);
+    sid = if e < hay.len() { d.next_state(sid, hay[e]) } else { d.next_eoi_state(sid) };
+    if !d.is_match_state(sid) {
+        return Ok(0);
     }
-    Ok(slot.mask(dfa, sid).trailing_zeros() as usize)
+    let mut m = 0u64;
+    for k in 0..d.match_len(sid) {
+        m |= 1 << d.match_pattern(sid, k).as_usize();
+    }
+    Ok(m)
 }
 
-/// Forward scan from `p` up to `e`: calls `f(q)` for each q in `p..=e` where
-/// the pattern matches exactly `[p, q]`; stops when `f` returns true or no
-/// further match is possible.
-fn scan_ends(d: &Lazy, slot: &mut Slot, hay: &[u8], p: usize, e: usize, mut f: impl FnMut(usize) -> bool) -> Result<(), Ambiguous> {
-    let dfa = &d.dfa;
+/// The first pattern matching exactly `[s, e]`.
+fn first_exact(d: &Dfa, hay: &[u8], s: usize, e: usize) -> Result<usize, Ambiguous> {
+    match exact_mask(d, hay, s, e)? {
+        0 => Err(Ambiguous),
+        m => Ok(m.trailing_zeros() as usize),
+    }
+}
+
+/// Ends q in `p..=e` where the (single-pattern) DFA matches exactly `[p, q]`,
+/// ascending, into `out`.
+fn scan_ends(d: &Dfa, hay: &[u8], p: usize, e: usize, out: &mut Vec<usize>) -> Result<(), Ambiguous> {
+    out.clear();
+    let d = d.get()?;
     let input = Input::new(hay).range(p..e).anchored(Anchored::Yes);
-    let mut sid = dfa.start_state_forward(&mut slot.cache, &input).map_err(|_| Ambiguous)?;
+    let mut sid = d.start_state_forward(&input).map_err(|_| Ambiguous)?;
     for (i, &b) in hay[p..e].iter().enumerate() {
-        sid = dfa.next_state(&mut slot.cache, sid, b).map_err(|_| Ambiguous)?;
-        if sid.is_tagged() {
-            if sid.is_match() {
-                if f(p + i) {
-                    return Ok(());
-                }
-            } else if sid.is_dead() {
+        sid = d.next_state(sid, b);
+        if d.is_special_state(sid) {
+            if d.is_match_state(sid) {
+                out.push(p + i);
+            } else if d.is_dead_state(sid) {
                 return Ok(());
-            } else if sid.is_quit() {
+            } else if d.is_quit_state(sid) {
                 return Err(Ambiguous);
             }
         }
     }
-    sid = if e < hay.len() { dfa.next_state(&mut slot.cache, sid, hay[e]) } else { dfa.next_eoi_state(&mut slot.cache, sid) }
-        .map_err(|_| Ambiguous)?;
-    if sid.is_match() {
-        f(e);
+    sid = if e < hay.len() { d.next_state(sid, hay[e]) } else { d.next_eoi_state(sid) };
+    if d.is_match_state(sid) {
+        out.push(e);
     }
     Ok(())
 }
 
 /// Leftmost-first match end from `p`.
-fn leftmost_first(d: &Lazy, slot: &mut Slot, hay: &[u8], p: usize) -> Result<Option<usize>, Ambiguous> {
+fn leftmost_first(d: &Dfa, hay: &[u8], p: usize) -> Result<Option<usize>, Ambiguous> {
+    let d = d.get()?;
     let input = Input::new(hay).range(p..).anchored(Anchored::Yes);
-    match d.dfa.try_search_fwd(&mut slot.cache, &input) {
-        Ok(m) => Ok(m.map(|m| m.offset())),
-        Err(_) => Err(Ambiguous),
-    }
+    d.try_search_fwd(&input).map(|m| m.map(|m| m.offset())).map_err(|_| Ambiguous)
 }
 
 impl Inside {
@@ -612,13 +632,26 @@ impl Inside {
                 slots[*i] = Some((p, q));
                 inner.resolve(hay, p, q, slots, sc)
             }
-            Inside::Seq(seq) => seq.resolve(hay, p, q, slots, sc),
+            Inside::Seq(items) => {
+                let mut at = p;
+                for it in items {
+                    let end = match &it.end {
+                        End::Last => q,
+                        End::Fixed(w) if at + w <= q => at + w,
+                        End::Fixed(_) => return Err(Ambiguous),
+                        End::Search(span, k) => span.end(hay, at, q, k, sc)?,
+                    };
+                    it.inside.resolve(hay, at, end, slots, sc)?;
+                    at = end;
+                }
+                Ok(())
+            }
             Inside::Alt { exact, branches } => {
-                let b = first_exact(exact, sc.slot(exact), hay, p, q)?;
+                let b = first_exact(exact, hay, p, q)?;
                 branches[b].resolve(hay, p, q, slots, sc)
             }
             Inside::Opt { exact, greedy, inner } => {
-                let take = if *greedy { first_exact(exact, sc.slot(exact), hay, p, q).is_ok() } else { p != q };
+                let take = if *greedy { exact_mask(exact, hay, p, q)? != 0 } else { p != q };
                 if take {
                     inner.resolve(hay, p, q, slots, sc)
                 } else if p == q {
@@ -638,96 +671,21 @@ impl Inside {
     }
 }
 
-impl Seq {
-    fn resolve(&self, hay: &[u8], p0: usize, q0: usize, slots: &mut [Option<(usize, usize)>], sc: &mut Scratch) -> Result<(), Ambiguous> {
-        // continuation states, read back from q0 (the continuation DFA's
-        // cache is taken out of the scratch while the items are resolved)
-        let mut kstate = sc.pool.pop().unwrap_or_default();
-        kstate.clear();
-        kstate.resize(q0 - p0 + 1, None);
-        let mut kslot = match &self.conts {
-            Some(c) => {
-                sc.slot(c);
-                sc.slots[c.slot].take()
-            }
-            None => None,
-        };
-        let r = self.resolve_items(hay, p0, q0, &mut kstate, kslot.as_mut(), slots, sc);
-        if let (Some(c), Some(k)) = (&self.conts, kslot) {
-            sc.slots[c.slot] = Some(k);
-        }
-        sc.pool.push(kstate);
+impl Span {
+    /// End of the item's highest-priority parse from `p` after which its
+    /// continuation matches exactly up to `q0`.
+    fn end(&self, hay: &[u8], p: usize, q0: usize, k: &Cont, sc: &mut Scratch) -> Result<usize, Ambiguous> {
+        let mut ends = std::mem::take(&mut sc.ends);
+        let r = self.end_with(hay, p, q0, k, sc, &mut ends);
+        sc.ends = ends;
         r
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn resolve_items(
-        &self,
-        hay: &[u8],
-        p0: usize,
-        q0: usize,
-        kstate: &mut [Option<LazyStateID>],
-        mut kslot: Option<&mut Slot>,
-        slots: &mut [Option<(usize, usize)>],
-        sc: &mut Scratch,
-    ) -> Result<(), Ambiguous> {
-        if let (Some(c), Some(k)) = (&self.conts, kslot.as_deref_mut()) {
-            scan_conts(c, k, hay, p0, q0, kstate)?;
-        }
-        let mut p = p0;
-        for it in &self.items {
-            let q = match (it.allowed, &self.conts, kslot.as_deref_mut()) {
-                (Allowed::End, ..) => q0,
-                (Allowed::Bit(bit), Some(c), Some(k)) => {
-                    let mut ok = |q: usize| {
-                        q >= p0 && q <= q0 && kstate[q - p0].is_some_and(|sid| (k.mask(&c.dfa, sid) >> bit) & 1 == 1)
-                    };
-                    it.end(hay, p, q0, &mut ok, sc)?
-                }
-                _ => return Err(Ambiguous),
-            };
-            it.inside.resolve(hay, p, q, slots, sc)?;
-            p = q;
-        }
-        if p == q0 { Ok(()) } else { Err(Ambiguous) }
-    }
-}
-
-/// `out[q - s]` = continuation DFA state when a continuation matches exactly
-/// `[q, e]` (reverse DFA read back from `e`).
-fn scan_conts(d: &Lazy, slot: &mut Slot, hay: &[u8], s: usize, e: usize, out: &mut [Option<LazyStateID>]) -> Result<(), Ambiguous> {
-    let dfa = &d.dfa;
-    let input = Input::new(hay).range(s..e).anchored(Anchored::Yes);
-    let mut sid = dfa.start_state_reverse(&mut slot.cache, &input).map_err(|_| Ambiguous)?;
-    for q in (s..e).rev() {
-        sid = dfa.next_state(&mut slot.cache, sid, hay[q]).map_err(|_| Ambiguous)?;
-        if sid.is_tagged() {
-            if sid.is_match() {
-                out[q + 1 - s] = Some(sid);
-            } else if sid.is_dead() {
-                return Ok(());
-            } else if sid.is_quit() {
-                return Err(Ambiguous);
-            }
-        }
-    }
-    sid = if s > 0 { dfa.next_state(&mut slot.cache, sid, hay[s - 1]) } else { dfa.next_eoi_state(&mut slot.cache, sid) }
-        .map_err(|_| Ambiguous)?;
-    if sid.is_match() {
-        out[0] = Some(sid);
-    }
-    Ok(())
-}
-
-impl Item {
-    /// End of the item's highest-priority parse from `p` whose end `q` is
-    /// allowed (`ok(q)`: the continuation matches `[q, q0]`).
-    fn end(&self, hay: &[u8], p: usize, q0: usize, ok: &mut dyn FnMut(usize) -> bool, sc: &mut Scratch) -> Result<usize, Ambiguous> {
-        match &self.span {
-            Span::Fixed(w) => {
-                let q = p + w;
-                if q <= q0 && ok(q) { Ok(q) } else { Err(Ambiguous) }
-            }
+    fn end_with(&self, hay: &[u8], p: usize, q0: usize, k: &Cont, sc: &mut Scratch, ends: &mut Vec<usize>) -> Result<usize, Ambiguous> {
+        // candidate ends in priority order where priority follows length
+        // (for `Other`: ascending), keeping those the literal filter admits
+        let other = match self {
+            Span::Fixed(w) => return Ok(p + w),
             Span::Class { set, min, max, greedy } => {
                 let lim = q0.min(p.saturating_add(*max));
                 let mut hi = p;
@@ -738,53 +696,67 @@ impl Item {
                 if lo > hi {
                     return Err(Ambiguous);
                 }
-                if *greedy { (lo..=hi).rev().find(|&q| ok(q)) } else { (lo..=hi).find(|&q| ok(q)) }.ok_or(Ambiguous)
+                ends.clear();
+                if *greedy {
+                    ends.extend((lo..=hi).rev().filter(|&q| k.may_allow(hay, q, q0)));
+                } else {
+                    ends.extend((lo..=hi).filter(|&q| k.may_allow(hay, q, q0)));
+                }
+                None
             }
             Span::Scan { all, lf, order } => {
-                let slot = sc.slot(all);
-                match order {
-                    Order::Longest => {
-                        let mut best = None;
-                        scan_ends(all, slot, hay, p, q0, |q| {
-                            if ok(q) {
-                                best = Some(q);
-                            }
-                            false
-                        })?;
-                        best.ok_or(Ambiguous)
-                    }
-                    Order::Shortest => {
-                        let mut first = None;
-                        scan_ends(all, slot, hay, p, q0, |q| {
-                            if ok(q) {
-                                first = Some(q);
-                            }
-                            first.is_some()
-                        })?;
-                        first.ok_or(Ambiguous)
-                    }
-                    Order::Other => {
-                        let (mut n, mut only) = (0, 0);
-                        scan_ends(all, slot, hay, p, q0, |q| {
-                            if ok(q) {
-                                n += 1;
-                                only = q;
-                            }
-                            false
-                        })?;
-                        match n {
-                            0 => Err(Ambiguous),
-                            1 => Ok(only),
-                            _ => {
-                                let lf = lf.as_ref().ok_or(Ambiguous)?;
-                                match leftmost_first(lf, sc.slot(lf), hay, p)? {
-                                    Some(q) if ok(q) => Ok(q),
-                                    _ => Err(Ambiguous),
-                                }
-                            }
-                        }
+                if *order == Order::Other && k.lits.is_empty() {
+                    // no cheap filter: try the top-priority parse first
+                    let lf = lf.as_ref().ok_or(Ambiguous)?;
+                    if let Some(q) = leftmost_first(lf, hay, p)?
+                        && q <= q0
+                        && k.allows(hay, q, q0, sc)?
+                    {
+                        return Ok(q);
                     }
                 }
+                scan_ends(all, hay, p, q0, ends)?;
+                ends.retain(|&q| k.may_allow(hay, q, q0));
+                match order {
+                    Order::Longest => ends.reverse(),
+                    Order::Shortest => {}
+                    Order::Other => {}
+                }
+                (*order == Order::Other).then_some(lf)
+            }
+        };
+        // one candidate left: it is the end (the true parse's end is one)
+        match (ends.as_slice(), other) {
+            ([], _) => Err(Ambiguous),
+            ([q], _) => Ok(*q),
+            (_, None) => {
+                for &q in ends.iter() {
+                    if k.allows(hay, q, q0, sc)? {
+                        return Ok(q);
+                    }
+                }
+                Err(Ambiguous)
+            }
+            (_, Some(lf)) => {
+                // the top-priority parse, if allowed
+                let lf = lf.as_ref().ok_or(Ambiguous)?;
+                if let Some(q) = leftmost_first(lf, hay, p)?
+                    && ends.contains(&q)
+                    && k.allows(hay, q, q0, sc)?
+                {
+                    return Ok(q);
+                }
+                // else a unique allowed end
+                let mut found = None;
+                for &q in ends.iter() {
+                    if k.allows(hay, q, q0, sc)? {
+                        if found.is_some() {
+                            return Err(Ambiguous);
+                        }
+                        found = Some(q);
+                    }
+                }
+                found.ok_or(Ambiguous)
             }
         }
     }
@@ -802,7 +774,7 @@ mod tests {
         let (rendered, _) = super::super::pyre::render(&parsed, false, false);
         let re = regex::bytes::Regex::new(&format!("(?-u){}", super::super::dollar_fix(&rendered, false))).unwrap();
         assert_eq!(plan.groups() + 1, re.captures_len(), "{pattern}");
-        let mut sc = plan.scratch();
+        let mut sc = Scratch::default();
         let mut slots = vec![None; plan.groups() + 1];
         let mut unresolved = 0;
         for t in texts {
@@ -860,3 +832,4 @@ mod tests {
         assert!(SplitPlan::new(&parsed.node, "").is_none());
     }
 }
+
