@@ -30,6 +30,16 @@ fn main() {
     println!("filter {spec}: loaded in {:.1} ms, engines {:?}", t.elapsed().as_secs_f64() * 1e3, filter.engines());
     let lines: Vec<String> = SyslogMix::new(0x5eed, mix).take(n).collect();
     let bytes: usize = lines.iter().map(|l| l.len() + 1).sum();
+    if let Some(path) = std::env::var_os("WRITE") {
+        // dump the generated log instead (for other tools)
+        let mut text = String::with_capacity(bytes);
+        for l in &lines {
+            text.push_str(l);
+            text.push('\n');
+        }
+        std::fs::write(&path, text).expect("write log");
+        return;
+    }
     let reference = std::env::var_os("REFERENCE").is_some();
     for round in 0..3 {
         let mut m = filter.matcher();

@@ -142,6 +142,7 @@ pub struct Matcher<'f> {
     pre_spans: Spans,
     // storage for the last failure
     r_caps: Vec<(u16, String)>,
+    r_caps_len: usize,
     r_lines: Lines,
     r_id: String,
     r_host: String,
@@ -179,6 +180,7 @@ impl<'f> Matcher<'f> {
             spans: Vec::new(),
             pre_spans: Vec::new(),
             r_caps: Vec::new(),
+            r_caps_len: 0,
             r_lines: Lines::default(),
             r_id: String::new(),
             r_host: String::new(),
@@ -299,7 +301,13 @@ impl<'f> Matcher<'f> {
             return Outcome::Ignored { regex_index: Some(i) };
         }
         let ascii = self.buf.is_ascii();
-        if let Some(pf) = &f.prefilter
+        // the fast path rejects lines by literals, then in its own pass
+        let fast = self.fast_on && !multiline && !self.check_all && ascii && f.fast.is_some();
+        if fast && f.fast.as_ref().is_some_and(|fp| !fp.may_match(self.buf.as_bytes())) {
+            return Outcome::NoMatch;
+        }
+        if !fast
+            && let Some(pf) = &f.prefilter
             && !pf.is_match(&self.buf, ascii)
         {
             return Outcome::NoMatch;
@@ -308,10 +316,20 @@ impl<'f> Matcher<'f> {
         self.pre_spans.clear();
         if let Some(p) = &f.prefregex {
             let mut content = None;
+            let mut x_failed = false;
             let split = f.head_split.as_ref().and_then(|hs| {
-                let (_, e1) = hs.x.find(&self.buf, ascii)?;
-                let (_, r) = hs.rest.find(&self.buf[e1..], ascii)?;
-                let e2 = e1 + r;
+                let (e1, e2) = match ascii.then(|| hs.ends_ascii(self.buf.as_bytes())).flatten() {
+                    Some(Some(ends)) => ends,
+                    Some(None) => {
+                        x_failed = true;
+                        return None;
+                    }
+                    None => {
+                        let (_, e1) = hs.x.find(&self.buf, ascii)?;
+                        let (_, r) = hs.rest.find(&self.buf[e1..], ascii)?;
+                        (e1, e1 + r)
+                    }
+                };
                 (e2 + 1 < self.buf.len() && self.buf.as_bytes()[e2] != b'\n').then_some((hs.group, e1, e2))
             });
             if let Some((g, e1, e2)) = split {
@@ -321,7 +339,9 @@ impl<'f> Matcher<'f> {
             }
             let found = if split.is_some() {
                 Some((0, 0))
-            } else if f.head_split.is_some() && f.pref_head.is_some() && !f.head_split.as_ref().unwrap().x.is_match(&self.buf, ascii) {
+            } else if x_failed
+                || (f.head_split.is_some() && f.pref_head.is_some() && !f.head_split.as_ref().unwrap().x.is_match(&self.buf, ascii))
+            {
                 None
             } else {
                 match &f.pref_head {
@@ -359,12 +379,7 @@ impl<'f> Matcher<'f> {
         let target_is_content = use_content;
         // the fast path: the first matching failregex and its groups at once
         let mut winner = None;
-        if self.fast_on
-            && !multiline
-            && !self.check_all
-            && ascii
-            && let (Some(fp), Some(st)) = (&f.fast, self.fast.as_mut())
-        {
+        if fast && let (Some(fp), Some(st)) = (&f.fast, self.fast.as_mut()) {
             let target = if target_is_content { &self.content } else { &self.buf };
             match fp.find(&f.failregex, target.as_bytes(), st, &mut self.spans) {
                 Found::NoMatch => return Outcome::NoMatch,
@@ -586,7 +601,7 @@ impl<'f> Matcher<'f> {
                     n += 1;
                 }
             }
-            self.r_caps.truncate(n);
+            self.r_caps_len = n;
             self.r_lines.copy_from(&w.matches);
             let kind = host_kind(&self.tmp_id, kind_src, id_is_fid, cidr);
             std::mem::swap(&mut self.r_id, &mut self.tmp_id);
@@ -605,7 +620,7 @@ impl<'f> Matcher<'f> {
                 cidr,
                 time,
                 regex_index,
-                captures: Captures { names: &f.names, items: &self.r_caps },
+                captures: Captures { names: &f.names, items: &self.r_caps[..self.r_caps_len] },
                 lines: self.r_lines.as_slice(),
             }),
             None => {

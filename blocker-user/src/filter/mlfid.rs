@@ -443,6 +443,11 @@ impl MlCache {
             e.seq = self.seq;
             self.live += 1;
             self.order.push_back((slot, self.seq));
+            if self.order.len() > 4 * MLFID_CACHE {
+                // drop positions of forgotten entries
+                let slab = &self.slab;
+                self.order.retain(|&(i, seq)| slab[i].live && slab[i].seq == seq);
+            }
             self.insert_table(h, slot);
             Merged::Cached(slot)
         } else {

@@ -262,6 +262,46 @@ pub(crate) struct HeadSplit {
     pub rest: Part,
     pub group: u16,
     group_name: String,
+    /// `R` without the leading `^` (to follow `X` in a larger pattern).
+    pub rest_inline: String,
+    /// `(?-u)` dense DFAs of `x` and `rest` for ASCII lines (built on first
+    /// use; `None` inside if too big).
+    dense: std::sync::OnceLock<Option<(DenseDfa, DenseDfa)>>,
+}
+
+type DenseDfa = regex_automata::dfa::dense::DFA<Vec<u32>>;
+
+impl HeadSplit {
+    /// Ends of `X` and `R` on an ASCII buffer: `Some(None)` when `X` does
+    /// not match; `None` when the dense DFAs are unavailable.
+    pub fn ends_ascii(&self, buf: &[u8]) -> Option<Option<(usize, usize)>> {
+        use regex_automata::dfa::{Automaton, StartKind, dense};
+        use regex_automata::{Anchored, Input, MatchKind, nfa::thompson, util::syntax};
+        let (x, rest) = self
+            .dense
+            .get_or_init(|| {
+                let build = |p: &Part| {
+                    dense::Builder::new()
+                        .syntax(syntax::Config::new().unicode(false).utf8(false))
+                        .thompson(thompson::Config::new().utf8(false).which_captures(thompson::WhichCaptures::None))
+                        .configure(
+                            dense::Config::new()
+                                .match_kind(MatchKind::LeftmostFirst)
+                                .start_kind(StartKind::Anchored)
+                                .dfa_size_limit(Some(4 << 20))
+                                .determinize_size_limit(Some(4 << 20)),
+                        )
+                        .build(p.uni.as_str())
+                        .ok()
+                };
+                Some((build(&self.x)?, build(&self.rest)?))
+            })
+            .as_ref()?;
+        let Ok(m) = x.try_search_fwd(&Input::new(buf).anchored(Anchored::Yes)) else { return None };
+        let Some(e1) = m.map(|m| m.offset()) else { return Some(None) };
+        let Ok(m) = rest.try_search_fwd(&Input::new(&buf[e1..]).anchored(Anchored::Yes)) else { return None };
+        Some(m.map(|m| (e1, e1 + m.offset())))
+    }
 }
 
 fn head_split(head: &[pyre::Node], flags: &str) -> Option<HeadSplit> {
@@ -303,11 +343,15 @@ fn head_split(head: &[pyre::Node], flags: &str) -> Option<HeadSplit> {
         Part::new(&dollar_fix(&r, false))
     };
     let x = render((**x).clone())?;
+    let rest_inline = {
+        let p = pyre::Parsed { node: Node::Group(Box::new(rest.clone()), GroupKind::NonCapture), flags: flags.to_string() };
+        dollar_fix(&pyre::render(&p, false, false).0, false)
+    };
     let rest = render(Node::Group(Box::new(rest), GroupKind::NonCapture))?;
     if !rest.uni.is_match("") {
         return None; // R must be nullable
     }
-    Some(HeadSplit { x, rest, group: 0, group_name: name.clone() })
+    Some(HeadSplit { x, rest, group: 0, group_name: name.clone(), rest_inline, dense: std::sync::OnceLock::new() })
 }
 
 fn starts_with_caret(n: &pyre::Node) -> bool {
@@ -617,7 +661,13 @@ impl Filter {
         }
         let alt_base = alt_bases(&mut intern);
         let is_skip = intern.names.iter().map(|n| n.starts_with("skiplines")).collect();
-        let fast = if multiline { None } else { fast::FastPath::build(&failregex) };
+        // the content follows the prefregex head (or starts the buffer)
+        let gate_head = match (&prefregex, &head_split) {
+            (None, _) => Some(String::new()),
+            (Some(_), Some(hs)) => Some(format!("(?:{})(?:{})", hs.x.uni.as_str(), hs.rest_inline)),
+            (Some(_), None) => None,
+        };
+        let fast = if multiline { None } else { fast::FastPath::build(&failregex, gate_head.as_deref()) };
         Ok(Filter {
             fast,
             use_fail_set,
