@@ -123,6 +123,8 @@ pub struct Matcher<'f> {
     last_date: Option<super::date::Fields>,
     buf: String,
     content: String,
+    /// The content is `buf[content_at..]` (else in `content`).
+    content_at: Option<usize>,
     set_hits: Vec<bool>,
     pref_locs: Locs,
     head_locs: Locs,
@@ -144,6 +146,8 @@ pub struct Matcher<'f> {
     r_caps: Vec<(u16, String)>,
     r_caps_len: usize,
     r_lines: Lines,
+    /// Where the failure's lines are when not copied to `r_lines`.
+    r_lines_at: Option<Merged>,
     r_id: String,
     r_host: String,
     r_has_host: bool,
@@ -164,6 +168,7 @@ impl<'f> Matcher<'f> {
             last_date: None,
             buf: String::with_capacity(512),
             content: String::with_capacity(512),
+            content_at: None,
             set_hits: vec![false; filter.failregex.len()],
             pref_locs: filter.prefregex.as_ref().map(Locs::new).unwrap_or_default(),
             head_locs: filter.pref_head.as_ref().map(Locs::part).unwrap_or_default(),
@@ -182,6 +187,7 @@ impl<'f> Matcher<'f> {
             r_caps: Vec::new(),
             r_caps_len: 0,
             r_lines: Lines::default(),
+            r_lines_at: None,
             r_id: String::new(),
             r_host: String::new(),
             r_has_host: false,
@@ -370,9 +376,15 @@ impl<'f> Matcher<'f> {
             if let Some((s, e)) = content
                 && e > s
             {
-                self.content.clear();
-                self.content.push_str(&self.buf[s..e]);
-                self.content.push('\n');
+                if e + 1 == self.buf.len() {
+                    // content + "\n" is the buffer's tail: no copy
+                    self.content_at = Some(s);
+                } else {
+                    self.content_at = None;
+                    self.content.clear();
+                    self.content.push_str(&self.buf[s..e]);
+                    self.content.push('\n');
+                }
                 use_content = true;
             }
         }
@@ -380,7 +392,7 @@ impl<'f> Matcher<'f> {
         // the fast path: the first matching failregex and its groups at once
         let mut winner = None;
         if fast && let (Some(fp), Some(st)) = (&f.fast, self.fast.as_mut()) {
-            let target = if target_is_content { &self.content } else { &self.buf };
+            let target = target_of(&self.buf, &self.content, self.content_at, target_is_content);
             match fp.find(&f.failregex, target.as_bytes(), st, &mut self.spans) {
                 Found::NoMatch => return Outcome::NoMatch,
                 Found::Match { regex, span, exact } => winner = Some((regex, span, exact)),
@@ -388,7 +400,7 @@ impl<'f> Matcher<'f> {
             }
         }
         if winner.is_none() {
-            let target = if target_is_content { &self.content } else { &self.buf };
+            let target = target_of(&self.buf, &self.content, self.content_at, target_is_content);
             if f.use_fail_set {
                 self.set_hits.iter_mut().for_each(|b| *b = false);
                 if !f.fail_set.matches(&mut self.set_hits, target, ascii) {
@@ -441,7 +453,7 @@ impl<'f> Matcher<'f> {
                     continue;
                 }
                 if !exact {
-                    let target = if target_is_content { &self.content } else { &self.buf };
+                    let target = target_of(&self.buf, &self.content, self.content_at, target_is_content);
                     let sp = run(&f.failregex[i], target, &mut self.fail_locs[i], ascii, &mut self.spans);
                     debug_assert_eq!(sp, Some(wspan), "fast path span of failregex {i}");
                 }
@@ -454,7 +466,7 @@ impl<'f> Matcher<'f> {
                     // the buffer may have changed after an earlier match
                     self.rebuild_ml_buf();
                 }
-                let target = if target_is_content { &self.content } else { &self.buf };
+                let target = target_of(&self.buf, &self.content, self.content_at, target_is_content);
                 let Some(span) = run(&f.failregex[i], target, &mut self.fail_locs[i], ascii, &mut self.spans) else {
                     continue;
                 };
@@ -486,7 +498,7 @@ impl<'f> Matcher<'f> {
                     continue;
                 }
             }
-            let target = if target_is_content { &self.content } else { &self.buf };
+            let target = target_of(&self.buf, &self.content, self.content_at, target_is_content);
             // merge prefregex groups, then this regex's groups, then alt_ groups
             let fail = &mut self.fail;
             fail.clear();
@@ -602,7 +614,14 @@ impl<'f> Matcher<'f> {
                 }
             }
             self.r_caps_len = n;
-            self.r_lines.copy_from(&w.matches);
+            if self.check_all {
+                // later regexes may still change the entry
+                self.r_lines.copy_from(&w.matches);
+                self.r_lines_at = None;
+            } else {
+                // the loop ends here: point at the entry's lines
+                self.r_lines_at = Some(merged);
+            }
             let kind = host_kind(&self.tmp_id, kind_src, id_is_fid, cidr);
             std::mem::swap(&mut self.r_id, &mut self.tmp_id);
             std::mem::swap(&mut self.r_host, &mut self.tmp_host);
@@ -621,7 +640,11 @@ impl<'f> Matcher<'f> {
                 time,
                 regex_index,
                 captures: Captures { names: &f.names, items: &self.r_caps[..self.r_caps_len] },
-                lines: self.r_lines.as_slice(),
+                lines: match self.r_lines_at {
+                    Some(Merged::Cached(s) | Merged::Forgotten(s)) => self.ml.get(s).matches.as_slice(),
+                    Some(Merged::Own) => self.fail.matches.as_slice(),
+                    None => self.r_lines.as_slice(),
+                },
             }),
             None => {
                 if let Some(i) = first_nofail {
@@ -683,7 +706,7 @@ impl<'f> Matcher<'f> {
 
     fn ignored(&mut self, content: bool) -> Option<usize> {
         let f = self.filter;
-        let target = if content { &self.content } else { &self.buf };
+        let target = target_of(&self.buf, &self.content, self.content_at, content);
         self.ignore_hits.iter_mut().for_each(|b| *b = false);
         if !f.ignore_set.matches(&mut self.ignore_hits, target, target.is_ascii()) {
             return None;
@@ -694,6 +717,16 @@ impl<'f> Matcher<'f> {
     fn ignored_on(&self, text: &str) -> Option<usize> {
         let f = self.filter;
         (0..f.ignoreregex.len()).find(|&i| is_match(&f.ignoreregex[i], text))
+    }
+}
+
+/// The text the failregexes see: the prefregex content (a tail of the
+/// buffer, or copied), or the buffer.
+fn target_of<'a>(buf: &'a str, content: &'a str, content_at: Option<usize>, is_content: bool) -> &'a str {
+    match (is_content, content_at) {
+        (true, Some(s)) => &buf[s..],
+        (true, None) => content,
+        (false, _) => buf,
     }
 }
 

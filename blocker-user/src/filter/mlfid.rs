@@ -365,7 +365,6 @@ impl MlCache {
     }
 
     /// The failure at a slot returned by [`MlCache::merge`].
-    #[cfg(test)]
     pub fn get(&self, slot: usize) -> &Fail {
         &self.slab[slot].fail
     }

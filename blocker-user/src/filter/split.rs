@@ -177,10 +177,11 @@ enum Inside {
     Nothing,
     Group(usize, Box<Inside>),
     Seq(Vec<Item>),
-    /// First branch (pattern of `exact`) matching the span exactly.
-    Alt { exact: Dfa, branches: Vec<Inside> },
-    /// `Y?` / `Y??`.
-    Opt { exact: Dfa, greedy: bool, inner: Box<Inside> },
+    /// First branch (pattern of `exact`) matching the span exactly;
+    /// `lits[i]`: branch i is this plain literal (compared directly).
+    Alt { exact: Dfa, lits: Vec<Option<Vec<u8>>>, branches: Vec<Inside> },
+    /// `Y?` / `Y??`; `nullable`: Y can match the empty string.
+    Opt { exact: Dfa, greedy: bool, nullable: bool, inner: Box<Inside> },
     Host(HostGroups),
 }
 
@@ -409,6 +410,17 @@ impl Builder<'_> {
         Some(Cont { dfa, lits, first })
     }
 
+    /// The bytes `n` matches when it is a plain literal (no classes,
+    /// case folding or assertions).
+    fn literal(&self, n: &Node) -> Option<Vec<u8>> {
+        use regex_syntax::hir::HirKind;
+        let hir = self.hir(&[n])?;
+        match hir.kind() {
+            HirKind::Literal(l) => Some(l.0.to_vec()),
+            _ => None,
+        }
+    }
+
     /// Resolution of `n` on an exact span.
     fn inside(&mut self, n: &Node) -> Option<Inside> {
         if !has_captures(n) {
@@ -442,14 +454,16 @@ impl Builder<'_> {
             Node::Alt(v) => {
                 let pats: Vec<String> = v.iter().map(|b| self.render(&[b])).collect();
                 let exact = self.dfa(&pats, MatchKind::All)?;
+                let lits = v.iter().map(|b| self.literal(b)).collect();
                 let branches = v.iter().map(|b| self.inside(b)).collect::<Option<Vec<_>>>()?;
-                Some(Inside::Alt { exact, branches })
+                Some(Inside::Alt { exact, lits, branches })
             }
             Node::Repeat { node, min: 1, max: Some(1), .. } => self.inside(node),
             Node::Repeat { node, min: 0, max: Some(1), greedy } => {
                 let exact = self.dfa(&[self.render(&[node])], MatchKind::All)?;
+                let nullable = self.hir(&[node]).is_none_or(|h| h.properties().minimum_len() == Some(0));
                 let inner = self.inside(node)?;
-                Some(Inside::Opt { exact, greedy: *greedy, inner: Box::new(inner) })
+                Some(Inside::Opt { exact, greedy: *greedy, nullable, inner: Box::new(inner) })
             }
             // repeated groups, scoped flags around groups, backtracking
             // constructs: no plan
@@ -509,8 +523,9 @@ impl SplitPlan {
             Some(alts) if has_captures(node) => {
                 let pats: Vec<String> = alts.iter().map(|(n, _)| b.render(&[n])).collect();
                 let exact = b.dfa(&pats, MatchKind::All)?;
+                let lits = alts.iter().map(|(n, _)| b.literal(n)).collect();
                 let branches = alts.iter().map(|(n, _)| b.inside(n)).collect::<Option<Vec<_>>>()?;
-                Inside::Alt { exact, branches }
+                Inside::Alt { exact, lits, branches }
             }
             _ => b.inside(node)?,
         };
@@ -550,7 +565,7 @@ impl SplitPlan {
                 branches[b].resolve(hay, s, e, slots, sc)?;
                 Ok(Some(b))
             }
-            (Inside::Alt { exact, branches }, _) => {
+            (Inside::Alt { exact, branches, .. }, _) => {
                 let b = first_exact(exact, hay, s, e)?;
                 branches[b].resolve(hay, s, e, slots, sc)?;
                 Ok(Some(b))
@@ -646,12 +661,38 @@ impl Inside {
                 }
                 Ok(())
             }
-            Inside::Alt { exact, branches } => {
-                let b = first_exact(exact, hay, p, q)?;
+            Inside::Alt { exact, lits, branches } => {
+                // leading literal branches compare directly; the last
+                // branch left needs no check (the span matches some branch)
+                let mut b = None;
+                for (i, l) in lits.iter().enumerate() {
+                    match l {
+                        Some(l) if hay[p..q] == l[..] => {
+                            b = Some(i);
+                            break;
+                        }
+                        Some(_) if i + 2 == lits.len() => {
+                            b = Some(i + 1);
+                            break;
+                        }
+                        Some(_) => {}
+                        None => break,
+                    }
+                }
+                let b = match b {
+                    Some(b) => b,
+                    None => first_exact(exact, hay, p, q)?,
+                };
                 branches[b].resolve(hay, p, q, slots, sc)
             }
-            Inside::Opt { exact, greedy, inner } => {
-                let take = if *greedy { exact_mask(exact, hay, p, q)? != 0 } else { p != q };
+            Inside::Opt { exact, greedy, nullable, inner } => {
+                // a non-empty span is Y; an empty one is Y only if Y can be
+                // empty (and, lazily, never)
+                let take = match (p != q, *greedy, *nullable) {
+                    (true, ..) => true,
+                    (false, false, _) | (false, true, false) => false,
+                    (false, true, true) => exact_mask(exact, hay, p, q)? != 0,
+                };
                 if take {
                     inner.resolve(hay, p, q, slots, sc)
                 } else if p == q {
