@@ -116,6 +116,7 @@ pub struct Matcher<'f> {
     filter: &'f Filter,
     now: Option<NaiveDateTime>,
     now_cache: std::cell::Cell<(u64, NaiveDateTime)>,
+    last_resolved: std::cell::Cell<Option<(super::date::Fields, NaiveDateTime, Option<LogTime>)>>,
     check_all: bool,
     hint: Option<(usize, usize)>,
     last_hit: Option<DateHit>,
@@ -162,6 +163,7 @@ impl<'f> Matcher<'f> {
             filter,
             now: None,
             now_cache: std::cell::Cell::new((0, NaiveDateTime::default())),
+            last_resolved: std::cell::Cell::new(None),
             check_all: false,
             hint: None,
             last_hit: None,
@@ -227,6 +229,21 @@ impl<'f> Matcher<'f> {
     /// The timestamp found on the last line fed with [`Matcher::feed`].
     pub fn last_time(&self) -> Option<LogTime> {
         self.last_hit.and_then(|h| h.fields.resolve(self.now()))
+    }
+
+    /// `fields.resolve(now)`, remembered for the next line with the same
+    /// date in the same second.
+    fn resolve_time(&self, fields: super::date::Fields) -> Option<LogTime> {
+        let now = self.now();
+        if let Some((f, n, t)) = self.last_resolved.get()
+            && f == fields
+            && n == now
+        {
+            return t;
+        }
+        let t = fields.resolve(now);
+        self.last_resolved.set(Some((fields, now, t)));
+        t
     }
 
     fn now(&self) -> NaiveDateTime {
@@ -421,7 +438,7 @@ impl<'f> Matcher<'f> {
         let time = match known_time {
             Some(t) => t,
             None => match hit {
-                Some(h) if h.end > h.start => h.fields.resolve(self.now()),
+                Some(h) if h.end > h.start => self.resolve_time(h.fields),
                 // no date, or an empty one: Fail2Ban reuses the last date if
                 // it is recent (or in the future), else "now" for empty dates
                 _ => {
@@ -730,7 +747,41 @@ fn target_of<'a>(buf: &'a str, content: &'a str, content_at: Option<usize>, is_c
     }
 }
 
+/// `s.parse::<Ipv4Addr>().is_ok()` without the general parser: four
+/// decimal octets ≤ 255, no leading zeros (as std requires).
+fn is_ipv4(s: &str) -> bool {
+    let b = s.as_bytes();
+    let (mut octets, mut i) = (0, 0);
+    while i < b.len() {
+        let start = i;
+        let mut v = 0u32;
+        while i < b.len() && b[i].is_ascii_digit() && i - start < 3 {
+            v = v * 10 + u32::from(b[i] - b'0');
+            i += 1;
+        }
+        let n = i - start;
+        if n == 0 || v > 255 || (n > 1 && b[start] == b'0') {
+            return false;
+        }
+        octets += 1;
+        if i == b.len() {
+            break;
+        }
+        if b[i] != b'.' || octets == 4 {
+            return false;
+        }
+        i += 1;
+        if i == b.len() {
+            return false;
+        }
+    }
+    octets == 4
+}
+
 fn host_kind(id: &str, src: &str, id_is_fid: bool, cidr: Option<u8>) -> HostKind {
+    if !id_is_fid && src == "ip4" && cidr.is_none() && is_ipv4(id) {
+        return HostKind::Ipv4;
+    }
     if !id_is_fid {
         match src {
             "ip4" | "ip6" => {
@@ -869,6 +920,21 @@ fn run(c: &CompiledRegex, text: &str, locs: &mut Locs, ascii: bool, out: &mut Sp
             }
             let m = caps.get(0).unwrap();
             Some((m.start(), m.end()))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_ipv4;
+
+    #[test]
+    fn ipv4_check_agrees_with_std() {
+        for s in [
+            "1.2.3.4", "255.255.255.255", "0.0.0.0", "256.1.1.1", "01.2.3.4", "1.2.3", "1.2.3.4.", "1.2.3.4.5", ".1.2.3",
+            "1..2.3", "1.2.3.04", "1.2.3.0", "", "1", "1234.1.1.1", "1.2.3.4x", "a.b.c.d", "10.00.1.1", "192.168.100.200",
+        ] {
+            assert_eq!(is_ipv4(s), s.parse::<std::net::Ipv4Addr>().is_ok(), "{s}");
         }
     }
 }

@@ -738,10 +738,27 @@ impl Span {
                     return Err(Ambiguous);
                 }
                 ends.clear();
+                let admit = |q: usize| {
+                    k.lits.is_empty()
+                        || (q < q0 && k.first[hay[q] as usize] && k.lits.iter().any(|l| hay[q..q0].starts_with(l)))
+                };
                 if *greedy {
-                    ends.extend((lo..=hi).rev().filter(|&q| k.may_allow(hay, q, q0)));
+                    let mut q = hi;
+                    loop {
+                        if admit(q) {
+                            ends.push(q);
+                        }
+                        if q == lo {
+                            break;
+                        }
+                        q -= 1;
+                    }
                 } else {
-                    ends.extend((lo..=hi).filter(|&q| k.may_allow(hay, q, q0)));
+                    for q in lo..=hi {
+                        if admit(q) {
+                            ends.push(q);
+                        }
+                    }
                 }
                 None
             }
