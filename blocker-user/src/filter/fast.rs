@@ -28,10 +28,10 @@ pub(crate) type Spans = Vec<(u16, Option<(usize, usize)>)>;
 /// Filter-level part of the fast path (immutable, shared).
 #[derive(Debug)]
 pub(crate) struct FastPath {
-    /// A necessary condition for any failure, checked first: the line
-    /// head (prefregex up to its content) followed by a prefix literal of
-    /// some failregex. One short anchored DFA scan rejects most lines.
-    gate: Option<Gate>,
+    /// When every failregex is anchored at the start of the text it
+    /// searches: the literals one of which starts every match, and their
+    /// first bytes. Text that starts with none holds no failure.
+    lits: Option<(Box<[bool; 256]>, Vec<Vec<u8>>)>,
     winner: hybrid::dfa::DFA,
     /// Winner pattern → (failregex, top-level branch when the failregex is
     /// split into branches).
@@ -77,9 +77,7 @@ pub(crate) enum Found {
 impl FastPath {
     /// Build for the failregexes of a single-line filter whose failregexes
     /// are all linear. `None` when not applicable.
-    /// `head`: the pattern the content follows (the prefregex head; empty
-    /// without prefregex), `None` if unknown.
-    pub(crate) fn build(failregex: &[CompiledRegex], head: Option<&str>) -> Option<FastPath> {
+    pub(crate) fn build(failregex: &[CompiledRegex]) -> Option<FastPath> {
         let mut pats = Vec::with_capacity(failregex.len());
         let mut patterns = Vec::with_capacity(failregex.len());
         let mut regexes = Vec::with_capacity(failregex.len());
@@ -138,11 +136,12 @@ impl FastPath {
             .configure(hybrid::dfa::DFA::config().match_kind(MatchKind::LeftmostFirst).cache_capacity(4 << 20))
             .build_many(&pats)
             .ok()?;
-        let gate = head.zip(prefix_literals(failregex)).map(|(h, lits)| Gate {
-            pattern: format!("{h}(?:{lits})"),
-            dfa: OnceLock::new(),
+        let lits = prefix_literals(failregex).map(|l| {
+            let mut first = Box::new([false; 256]);
+            l.iter().for_each(|x| first[x[0] as usize] = true);
+            (first, l)
         });
-        Some(FastPath { gate, winner, patterns, regexes })
+        Some(FastPath { lits, winner, patterns, regexes })
     }
 
     pub(crate) fn state(&self, failregex: &[CompiledRegex]) -> FastState {
@@ -150,10 +149,12 @@ impl FastPath {
         FastState { stats: [0; 2], cache: self.winner.create_cache(), slots: vec![None; slots + 1], scratch: Scratch::default() }
     }
 
-    /// Whether `buf` (the line as the regexes see it) may hold a failure
-    /// (see `FastPath::gate`).
-    pub(crate) fn may_match(&self, buf: &[u8]) -> bool {
-        self.gate.as_ref().is_none_or(|g| g.passes(buf))
+    /// Whether `text` (what the failregexes search) may hold a failure: it
+    /// starts with a prefix literal of some failregex.
+    pub(crate) fn may_match(&self, text: &[u8]) -> bool {
+        self.lits.as_ref().is_none_or(|(first, lits)| {
+            text.first().is_some_and(|b| first[*b as usize]) && lits.iter().any(|l| text.starts_with(l))
+        })
     }
 
     /// Find the first failregex matching `hay` (ASCII) and its groups.
@@ -195,59 +196,9 @@ impl FastPath {
     }
 }
 
-/// See `FastPath::gate`.
-#[derive(Debug)]
-struct Gate {
-    pattern: String,
-    dfa: OnceLock<Option<dense::DFA<Vec<u32>>>>,
-}
-
-impl Gate {
-    fn passes(&self, buf: &[u8]) -> bool {
-        let Some(d) = self
-            .dfa
-            .get_or_init(|| {
-                dense::Builder::new()
-                    .syntax(syntax::Config::new().unicode(false).utf8(false))
-                    .thompson(thompson::Config::new().utf8(false).which_captures(thompson::WhichCaptures::None))
-                    .configure(
-                        dense::Config::new()
-                            .match_kind(MatchKind::LeftmostFirst)
-                            .start_kind(StartKind::Anchored)
-                            .dfa_size_limit(Some(4 << 20))
-                            .determinize_size_limit(Some(4 << 20)),
-                    )
-                    .build(&self.pattern)
-                    .ok()
-            })
-            .as_ref()
-        else {
-            return true;
-        };
-        // any match will do: stop at the first match state or when dead
-        let Ok(mut sid) = d.start_state_forward(&Input::new(buf).anchored(Anchored::Yes)) else { return true };
-        for &b in buf {
-            sid = d.next_state(sid, b);
-            if d.is_special_state(sid) {
-                if d.is_match_state(sid) {
-                    return true;
-                }
-                if d.is_dead_state(sid) {
-                    return false;
-                }
-                if d.is_quit_state(sid) {
-                    return true;
-                }
-            }
-        }
-        d.is_match_state(d.next_eoi_state(sid))
-    }
-}
-
-/// The alternation of the prefix literals of all failregexes (every match
-/// of a failregex, anchored at the content start, starts with one), if they
-/// all have some.
-fn prefix_literals(failregex: &[CompiledRegex]) -> Option<String> {
+/// The prefix literals of all failregexes (every match of a failregex,
+/// anchored at the start, starts with one), if they all have some.
+fn prefix_literals(failregex: &[CompiledRegex]) -> Option<Vec<Vec<u8>>> {
     use regex_syntax::hir::literal::{ExtractKind, Extractor};
     let mut all: Vec<Vec<u8>> = Vec::new();
     for c in failregex {
@@ -269,7 +220,7 @@ fn prefix_literals(failregex: &[CompiledRegex]) -> Option<String> {
     all.dedup();
     // a literal that starts with another one adds nothing
     let all: Vec<Vec<u8>> = all.iter().filter(|l| !all.iter().any(|o| o.len() < l.len() && l.starts_with(o))).cloned().collect();
-    Some(all.iter().map(|l| l.iter().map(|&b| format!("\\x{b:02x}")).collect::<String>()).collect::<Vec<_>>().join("|"))
+    Some(all)
 }
 
 /// The smallest p such that the (reverse) DFA's pattern matches `[p, e]`.

@@ -324,11 +324,8 @@ impl<'f> Matcher<'f> {
             return Outcome::Ignored { regex_index: Some(i) };
         }
         let ascii = self.buf.is_ascii();
-        // the fast path rejects lines by literals, then in its own pass
+        // the fast path rejects lines in its own single pass
         let fast = self.fast_on && !multiline && !self.check_all && ascii && f.fast.is_some();
-        if fast && f.fast.as_ref().is_some_and(|fp| !fp.may_match(self.buf.as_bytes())) {
-            return Outcome::NoMatch;
-        }
         if !fast
             && let Some(pf) = &f.prefilter
             && !pf.is_match(&self.buf, ascii)
@@ -410,6 +407,9 @@ impl<'f> Matcher<'f> {
         let mut winner = None;
         if fast && let (Some(fp), Some(st)) = (&f.fast, self.fast.as_mut()) {
             let target = target_of(&self.buf, &self.content, self.content_at, target_is_content);
+            if !fp.may_match(target.as_bytes()) {
+                return Outcome::NoMatch;
+            }
             match fp.find(&f.failregex, target.as_bytes(), st, &mut self.spans) {
                 Found::NoMatch => return Outcome::NoMatch,
                 Found::Match { regex, span, exact } => winner = Some((regex, span, exact)),

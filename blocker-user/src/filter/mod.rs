@@ -262,8 +262,6 @@ pub(crate) struct HeadSplit {
     pub rest: Part,
     pub group: u16,
     group_name: String,
-    /// `R` without the leading `^` (to follow `X` in a larger pattern).
-    pub rest_inline: String,
     /// `(?-u)` dense DFAs of `x` and `rest` for ASCII lines (built on first
     /// use; `None` inside if too big).
     dense: std::sync::OnceLock<Option<(DenseDfa, DenseDfa)>>,
@@ -343,15 +341,11 @@ fn head_split(head: &[pyre::Node], flags: &str) -> Option<HeadSplit> {
         Part::new(&dollar_fix(&r, false))
     };
     let x = render((**x).clone())?;
-    let rest_inline = {
-        let p = pyre::Parsed { node: Node::Group(Box::new(rest.clone()), GroupKind::NonCapture), flags: flags.to_string() };
-        dollar_fix(&pyre::render(&p, false, false).0, false)
-    };
     let rest = render(Node::Group(Box::new(rest), GroupKind::NonCapture))?;
     if !rest.uni.is_match("") {
         return None; // R must be nullable
     }
-    Some(HeadSplit { x, rest, group: 0, group_name: name.clone(), rest_inline, dense: std::sync::OnceLock::new() })
+    Some(HeadSplit { x, rest, group: 0, group_name: name.clone(), dense: std::sync::OnceLock::new() })
 }
 
 fn starts_with_caret(n: &pyre::Node) -> bool {
@@ -661,13 +655,7 @@ impl Filter {
         }
         let alt_base = alt_bases(&mut intern);
         let is_skip = intern.names.iter().map(|n| n.starts_with("skiplines")).collect();
-        // the content follows the prefregex head (or starts the buffer)
-        let gate_head = match (&prefregex, &head_split) {
-            (None, _) => Some(String::new()),
-            (Some(_), Some(hs)) => Some(format!("(?:{})(?:{})", hs.x.uni.as_str(), hs.rest_inline)),
-            (Some(_), None) => None,
-        };
-        let fast = if multiline { None } else { fast::FastPath::build(&failregex, gate_head.as_deref()) };
+        let fast = if multiline { None } else { fast::FastPath::build(&failregex) };
         Ok(Filter {
             fast,
             use_fail_set,
