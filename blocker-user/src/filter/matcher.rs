@@ -2,12 +2,14 @@
 //! ignoreregex evaluation, multi-line buffering and `<F-MLFID>` merging, as
 //! Fail2Ban's `Filter.processLine` / `findFailure` do.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::IpAddr;
 
 use chrono::NaiveDateTime;
 
 use super::date::{DateHit, LogTime};
+use super::fast::{FastState, Found, Spans, put};
+use super::mlfid::{Fail, Groups, Lines, Merged, MlCache};
 use super::{CompiledRegex, Filter, Part, Re, gid};
 
 /// What the failure id (the thing to ban) is.
@@ -108,60 +110,13 @@ impl Outcome<'_> {
     }
 }
 
-/// Named groups of a failure: (interned name id, value).
-type Groups = Vec<(u16, Option<String>)>;
-
-/// Capture spans of one search: (name id, byte span).
-type Spans = Vec<(u16, Option<(usize, usize)>)>;
-
-#[derive(Debug, Clone, Default)]
-struct Fail {
-    groups: Groups,
-    users: Option<BTreeSet<String>>,
-    matches: Option<Vec<String>>,
-    nofail_matches: Option<Vec<String>>,
-}
-
-fn gget(g: &Groups, id: u16) -> Option<&str> {
-    g.iter().find(|(k, _)| *k == id).and_then(|(_, v)| v.as_deref())
-}
-
-fn gset(g: &mut Groups, id: u16, v: Option<String>) {
-    match g.iter_mut().find(|(k, _)| *k == id) {
-        Some(e) => e.1 = v,
-        None => g.push((id, v)),
-    }
-}
-
-fn gremove(g: &mut Groups, id: u16) -> Option<String> {
-    let i = g.iter().position(|(k, _)| *k == id)?;
-    g.swap_remove(i).1
-}
-
-fn truthy(g: &Groups, id: u16) -> bool {
-    gget(g, id).is_some_and(|s| !s.is_empty())
-}
-
-fn pop_truthy(g: &mut Groups, id: u16) -> bool {
-    gremove(g, id).is_some_and(|s| !s.is_empty())
-}
-
-fn update_users(f: &mut Fail, user: Option<&str>) -> usize {
-    if let Some(u) = user.filter(|u| !u.is_empty()) {
-        f.users.get_or_insert_with(BTreeSet::new).insert(u.to_string());
-    }
-    f.users.as_ref().map_or(0, BTreeSet::len)
-}
-
-/// Size of the `<F-MLFID>` cache (Fail2Ban: 100 entries).
-const MLFID_CACHE: usize = 100;
-
 /// Per-source matching state. Create with [`Filter::matcher`].
 #[derive(Debug)]
 pub struct Matcher<'f> {
     filter: &'f Filter,
     now: Option<NaiveDateTime>,
     now_cache: std::cell::Cell<(u64, NaiveDateTime)>,
+    last_resolved: std::cell::Cell<Option<(super::date::Fields, NaiveDateTime, Option<LogTime>)>>,
     check_all: bool,
     hint: Option<(usize, usize)>,
     last_hit: Option<DateHit>,
@@ -169,6 +124,8 @@ pub struct Matcher<'f> {
     last_date: Option<super::date::Fields>,
     buf: String,
     content: String,
+    /// The content is `buf[content_at..]` (else in `content`).
+    content_at: Option<usize>,
     set_hits: Vec<bool>,
     pref_locs: Locs,
     head_locs: Locs,
@@ -176,15 +133,27 @@ pub struct Matcher<'f> {
     ignore_hits: Vec<bool>,
     /// Multi-line buffer: (text with the date cut out, original line).
     lines: VecDeque<(String, String)>,
-    ml_cache: HashMap<String, Fail>,
-    ml_order: VecDeque<String>,
-    // storage for the last failure
-    r_caps: Vec<(u16, String)>,
+    ml: MlCache,
+    /// This line's failure (before merging), its matched lines, scratch.
+    fail: Fail,
+    m_lines: Lines,
+    ml_scratch: Lines,
+    key: String,
+    tmp_id: String,
+    tmp_host: String,
     spans: Spans,
     pre_spans: Spans,
-    r_lines: Vec<String>,
+    // storage for the last failure
+    r_caps: Vec<(u16, String)>,
+    r_caps_len: usize,
+    r_lines: Lines,
+    /// Where the failure's lines are when not copied to `r_lines`.
+    r_lines_at: Option<Merged>,
     r_id: String,
-    r_host: Option<String>,
+    r_host: String,
+    r_has_host: bool,
+    fast: Option<FastState>,
+    fast_on: bool,
 }
 
 
@@ -194,26 +163,38 @@ impl<'f> Matcher<'f> {
             filter,
             now: None,
             now_cache: std::cell::Cell::new((0, NaiveDateTime::default())),
+            last_resolved: std::cell::Cell::new(None),
             check_all: false,
             hint: None,
             last_hit: None,
             last_date: None,
             buf: String::with_capacity(512),
             content: String::with_capacity(512),
+            content_at: None,
             set_hits: vec![false; filter.failregex.len()],
             pref_locs: filter.prefregex.as_ref().map(Locs::new).unwrap_or_default(),
             head_locs: filter.pref_head.as_ref().map(Locs::part).unwrap_or_default(),
             fail_locs: filter.failregex.iter().map(Locs::new).collect(),
             ignore_hits: vec![false; filter.ignoreregex.len()],
             lines: VecDeque::new(),
-            ml_cache: HashMap::new(),
-            ml_order: VecDeque::new(),
-            r_caps: Vec::new(),
+            ml: MlCache::default(),
+            fail: Fail::default(),
+            m_lines: Lines::default(),
+            ml_scratch: Lines::default(),
+            key: String::new(),
+            tmp_id: String::new(),
+            tmp_host: String::new(),
             spans: Vec::new(),
             pre_spans: Vec::new(),
-            r_lines: Vec::new(),
+            r_caps: Vec::new(),
+            r_caps_len: 0,
+            r_lines: Lines::default(),
+            r_lines_at: None,
             r_id: String::new(),
-            r_host: None,
+            r_host: String::new(),
+            r_has_host: false,
+            fast: filter.fast.as_ref().map(|fp| fp.state(&filter.failregex)),
+            fast_on: true,
         }
     }
 
@@ -230,9 +211,39 @@ impl<'f> Matcher<'f> {
         self.check_all = on;
     }
 
+    /// Use the DFA fast path where the filter allows it (default on). Off:
+    /// the reference engines only; results are the same (differential
+    /// tests, benchmarks).
+    pub fn set_fast_path(&mut self, on: bool) {
+        self.fast_on = on;
+    }
+
+    /// Failregex matches whose groups came from the DFA plans, and those
+    /// that needed the reference engine (no plan, or an ambiguous span), on
+    /// the fast path so far. Diagnostics and tests.
+    #[doc(hidden)]
+    pub fn fast_path_stats(&self) -> (u64, u64) {
+        self.fast.as_ref().map_or((0, 0), |s| (s.stats[0], s.stats[1]))
+    }
+
     /// The timestamp found on the last line fed with [`Matcher::feed`].
     pub fn last_time(&self) -> Option<LogTime> {
         self.last_hit.and_then(|h| h.fields.resolve(self.now()))
+    }
+
+    /// `fields.resolve(now)`, remembered for the next line with the same
+    /// date in the same second.
+    fn resolve_time(&self, fields: super::date::Fields) -> Option<LogTime> {
+        let now = self.now();
+        if let Some((f, n, t)) = self.last_resolved.get()
+            && f == fields
+            && n == now
+        {
+            return t;
+        }
+        let t = fields.resolve(now);
+        self.last_resolved.set(Some((fields, now, t)));
+        t
     }
 
     fn now(&self) -> NaiveDateTime {
@@ -313,7 +324,10 @@ impl<'f> Matcher<'f> {
             return Outcome::Ignored { regex_index: Some(i) };
         }
         let ascii = self.buf.is_ascii();
-        if let Some(pf) = &f.prefilter
+        // the fast path rejects lines in its own single pass
+        let fast = self.fast_on && !multiline && !self.check_all && ascii && f.fast.is_some();
+        if !fast
+            && let Some(pf) = &f.prefilter
             && !pf.is_match(&self.buf, ascii)
         {
             return Outcome::NoMatch;
@@ -322,10 +336,20 @@ impl<'f> Matcher<'f> {
         self.pre_spans.clear();
         if let Some(p) = &f.prefregex {
             let mut content = None;
+            let mut x_failed = false;
             let split = f.head_split.as_ref().and_then(|hs| {
-                let (_, e1) = hs.x.find(&self.buf, ascii)?;
-                let (_, r) = hs.rest.find(&self.buf[e1..], ascii)?;
-                let e2 = e1 + r;
+                let (e1, e2) = match ascii.then(|| hs.ends_ascii(self.buf.as_bytes())).flatten() {
+                    Some(Some(ends)) => ends,
+                    Some(None) => {
+                        x_failed = true;
+                        return None;
+                    }
+                    None => {
+                        let (_, e1) = hs.x.find(&self.buf, ascii)?;
+                        let (_, r) = hs.rest.find(&self.buf[e1..], ascii)?;
+                        (e1, e1 + r)
+                    }
+                };
                 (e2 + 1 < self.buf.len() && self.buf.as_bytes()[e2] != b'\n').then_some((hs.group, e1, e2))
             });
             if let Some((g, e1, e2)) = split {
@@ -335,7 +359,9 @@ impl<'f> Matcher<'f> {
             }
             let found = if split.is_some() {
                 Some((0, 0))
-            } else if f.head_split.is_some() && f.pref_head.is_some() && !f.head_split.as_ref().unwrap().x.is_match(&self.buf, ascii) {
+            } else if x_failed
+                || (f.head_split.is_some() && f.pref_head.is_some() && !f.head_split.as_ref().unwrap().x.is_match(&self.buf, ascii))
+            {
                 None
             } else {
                 match &f.pref_head {
@@ -364,15 +390,34 @@ impl<'f> Matcher<'f> {
             if let Some((s, e)) = content
                 && e > s
             {
-                self.content.clear();
-                self.content.push_str(&self.buf[s..e]);
-                self.content.push('\n');
+                if e + 1 == self.buf.len() {
+                    // content + "\n" is the buffer's tail: no copy
+                    self.content_at = Some(s);
+                } else {
+                    self.content_at = None;
+                    self.content.clear();
+                    self.content.push_str(&self.buf[s..e]);
+                    self.content.push('\n');
+                }
                 use_content = true;
             }
         }
         let target_is_content = use_content;
-        {
-            let target = if target_is_content { &self.content } else { &self.buf };
+        // the fast path: the first matching failregex and its groups at once
+        let mut winner = None;
+        if fast && let (Some(fp), Some(st)) = (&f.fast, self.fast.as_mut()) {
+            let target = target_of(&self.buf, &self.content, self.content_at, target_is_content);
+            if !fp.may_match(target.as_bytes()) {
+                return Outcome::NoMatch;
+            }
+            match fp.find(&f.failregex, target.as_bytes(), st, &mut self.spans) {
+                Found::NoMatch => return Outcome::NoMatch,
+                Found::Match { regex, span, exact } => winner = Some((regex, span, exact)),
+                Found::Unknown => {}
+            }
+        }
+        if winner.is_none() {
+            let target = target_of(&self.buf, &self.content, self.content_at, target_is_content);
             if f.use_fail_set {
                 self.set_hits.iter_mut().for_each(|b| *b = false);
                 if !f.fail_set.matches(&mut self.set_hits, target, ascii) {
@@ -393,7 +438,7 @@ impl<'f> Matcher<'f> {
         let time = match known_time {
             Some(t) => t,
             None => match hit {
-                Some(h) if h.end > h.start => h.fields.resolve(self.now()),
+                Some(h) if h.end > h.start => self.resolve_time(h.fields),
                 // no date, or an empty one: Fail2Ban reuses the last date if
                 // it is recent (or in the future), else "now" for empty dates
                 _ => {
@@ -410,36 +455,58 @@ impl<'f> Matcher<'f> {
 
         // in multi-line mode the buffer may be rebuilt below: keep copies
         let pre_owned: Option<Groups> = multiline.then(|| {
-            self.pre_spans.iter().map(|&(id, sp)| (id, sp.map(|(s, e)| self.buf[s..e].to_string()))).collect()
+            let mut g = Groups::default();
+            for &(id, sp) in &self.pre_spans {
+                g.set(id, sp.map(|(s, e)| &self.buf[s..e]));
+            }
+            g
         });
         let mut result: Option<(usize, HostKind, Option<u8>)> = None;
         let mut first_nofail: Option<usize> = None;
         let mut ignored: Option<Option<usize>> = None;
         for i in 0..f.failregex.len() {
-            if !self.set_hits[i] {
-                continue;
-            }
-            if multiline && i > 0 {
-                // the buffer may have changed after an earlier match
-                self.rebuild_ml_buf();
-            }
-            let target = if target_is_content { &self.content } else { &self.buf };
-            let Some(span) = run(&f.failregex[i], target, &mut self.fail_locs[i], ascii, &mut self.spans) else {
-                continue;
+            let span = if let Some((wi, wspan, exact)) = winner {
+                if i != wi {
+                    continue;
+                }
+                if !exact {
+                    let target = target_of(&self.buf, &self.content, self.content_at, target_is_content);
+                    let sp = run(&f.failregex[i], target, &mut self.fail_locs[i], ascii, &mut self.spans);
+                    debug_assert_eq!(sp, Some(wspan), "fast path span of failregex {i}");
+                }
+                wspan
+            } else {
+                if !self.set_hits[i] {
+                    continue;
+                }
+                if multiline && i > 0 {
+                    // the buffer may have changed after an earlier match
+                    self.rebuild_ml_buf();
+                }
+                let target = target_of(&self.buf, &self.content, self.content_at, target_is_content);
+                let Some(span) = run(&f.failregex[i], target, &mut self.fail_locs[i], ascii, &mut self.spans) else {
+                    continue;
+                };
+                span
             };
             // which buffer lines did the match cover?
-            let matched_lines = self.matched_lines(span, target_is_content, line);
+            let matched_lines = self.matched_lines(span, target_is_content);
             if !f.ignoreregex.is_empty() {
                 let ig = if multiline {
                     // ignoreregex sees the matched lines only
-                    let text: String = matched_lines.1.iter().map(|(t, _)| format!("{t}\n")).collect();
+                    let text: String = match &matched_lines {
+                        Some((_, l)) => l.iter().map(|(t, _)| format!("{t}\n")).collect(),
+                        None => "\n".to_string(),
+                    };
                     self.ignored_on(&text)
                 } else {
                     self.ignored(target_is_content)
                 };
                 if let Some(ix) = ig {
                     if multiline {
-                        self.remove_lines(&matched_lines.0);
+                        if let Some((idx, _)) = &matched_lines {
+                            self.remove_lines(idx);
+                        }
                     }
                     if !self.check_all {
                         return Outcome::Ignored { regex_index: Some(ix) };
@@ -448,67 +515,97 @@ impl<'f> Matcher<'f> {
                     continue;
                 }
             }
-            let target = if target_is_content { &self.content } else { &self.buf };
+            let target = target_of(&self.buf, &self.content, self.content_at, target_is_content);
             // merge prefregex groups, then this regex's groups, then alt_ groups
-            let mut groups: Groups = match &pre_owned {
-                Some(g) => g.clone(),
-                None => self.pre_spans.iter().map(|&(id, sp)| (id, sp.map(|(s, e)| self.buf[s..e].to_string()))).collect(),
-            };
+            let fail = &mut self.fail;
+            fail.clear();
+            match &pre_owned {
+                Some(g) => fail.groups.copy_from(g),
+                None => {
+                    for &(id, sp) in &self.pre_spans {
+                        fail.groups.set(id, sp.map(|(s, e)| &self.buf[s..e]));
+                    }
+                }
+            }
             for &(id, sp) in &self.spans {
-                gset(&mut groups, id, sp.map(|(s, e)| target[s..e].to_string()));
+                fail.groups.set(id, sp.map(|(s, e)| &target[s..e]));
             }
-            if multiline {
-                self.remove_lines(&matched_lines.0);
+            fail.groups.merge_alt(&f.alt_base);
+            self.m_lines.set_empty();
+            match &matched_lines {
+                Some((idx, lines)) => {
+                    for (_, o) in lines {
+                        self.m_lines.push(o);
+                    }
+                    self.remove_lines(idx);
+                }
+                None => self.m_lines.push(line),
             }
-            let orig_lines: Vec<String> = matched_lines.1.into_iter().map(|(_, o)| o).collect();
-            merge_alt(&mut groups, &f.alt_base);
-            let mlfid = gget(&groups, gid::MLFID).map(str::to_string);
-            let mut fail = Fail { groups, ..Default::default() };
-            let (in_cache, nofail) = if let Some(id) = &mlfid {
-                let (owned, in_cache) = self.merge_failure(id, fail, &orig_lines);
-                let w = if in_cache { self.ml_cache.get(id).unwrap() } else { owned.as_ref().unwrap() };
-                let nf = truthy(&w.groups, gid::NOFAIL);
-                fail = owned.unwrap_or_default();
-                (in_cache, nf)
-            } else {
-                // Without <F-MLFID>, Fail2Ban's server still counts a
-                // <F-NOFAIL> match as a failure while its own sample tests
-                // treat it as none; blocker follows the intent: no failure.
-                let nf = truthy(&fail.groups, gid::NOFAIL);
-                fail.matches = Some(orig_lines);
-                (false, nf)
+            let merged = match self.fail.groups.get(gid::MLFID) {
+                Some(k) => {
+                    self.key.clear();
+                    self.key.push_str(k);
+                    self.ml.merge(&self.key, &mut self.fail, self.m_lines.as_slice(), &mut self.ml_scratch)
+                }
+                None => {
+                    // Without <F-MLFID>, Fail2Ban's server still counts a
+                    // <F-NOFAIL> match as a failure while its own sample
+                    // tests treat it as none; blocker follows the intent:
+                    // no failure.
+                    self.fail.matches.copy_from(&self.m_lines);
+                    Merged::Own
+                }
             };
             // determine the failure id (on the cached entry if there is one)
-            let w: &mut Fail = if in_cache { self.ml_cache.get_mut(mlfid.as_deref().unwrap()).unwrap() } else { &mut fail };
-            let fid = gget(&w.groups, gid::FID).map(str::to_string);
-            let cidr = gget(&w.groups, gid::CIDR).and_then(|c| c.parse::<u8>().ok());
-            let (ip, kind_src) = if let Some(ip) = gget(&w.groups, gid::IP4) {
-                (Some(ip.to_string()), "ip4")
-            } else if let Some(ip) = gget(&w.groups, gid::IP6) {
-                (Some(ip.to_string()), "ip6")
-            } else if let Some(d) = gget(&w.groups, gid::DNS) {
-                (Some(d.to_string()), "dns")
+            let w: &mut Fail = match merged {
+                Merged::Cached(s) | Merged::Forgotten(s) => self.ml.get_mut(s),
+                Merged::Own => &mut self.fail,
+            };
+            let nofail = w.groups.truthy(gid::NOFAIL);
+            let cidr = w.groups.get(gid::CIDR).and_then(|c| c.parse::<u8>().ok());
+            let (ip, kind_src) = if let Some(ip) = w.groups.get(gid::IP4) {
+                (Some(ip), "ip4")
+            } else if let Some(ip) = w.groups.get(gid::IP6) {
+                (Some(ip), "ip6")
+            } else if let Some(d) = w.groups.get(gid::DNS) {
+                (Some(d), "dns")
             } else {
                 (None, "fid")
             };
-            let id = match (&fid, &ip) {
-                (_, None) => fid.clone(),
-                (None, Some(ip)) => Some(ip.clone()),
-                (Some(fid), Some(ip)) if fid == ip => Some(ip.clone()),
+            let fid = w.groups.get(gid::FID);
+            let id_is_fid = fid.is_some() && fid != ip;
+            // the id and host go to the result buffers (kept only if stored)
+            let r_id = &mut self.tmp_id;
+            r_id.clear();
+            let has_id = match (fid, ip) {
+                (None, None) => false,
+                (Some(x), None) | (None, Some(x)) => {
+                    r_id.push_str(x);
+                    true
+                }
                 (Some(fid), Some(ip)) => {
-                    gset(&mut w.groups, gid::IP, Some(ip.clone()));
-                    Some(fid.clone())
+                    r_id.push_str(if fid == ip { ip } else { fid });
+                    true
                 }
             };
-            let Some(id) = id else {
+            let tmp_host = &mut self.tmp_host;
+            tmp_host.clear();
+            if let Some(ip) = ip {
+                tmp_host.push_str(ip);
+            }
+            let has_ip = ip.is_some();
+            if id_is_fid && has_ip {
+                w.groups.set(gid::IP, Some(tmp_host.as_str()));
+            }
+            if !has_id {
                 // mlfid case: waiting for the address
-                gset(&mut w.groups, gid::MLFPENDING, Some("1".into()));
+                w.groups.set(gid::MLFPENDING, Some("1"));
                 first_nofail.get_or_insert(i);
                 if !self.check_all {
                     return Outcome::NoFailure { regex_index: i };
                 }
                 continue;
-            };
+            }
             if nofail {
                 first_nofail.get_or_insert(i);
                 if !self.check_all {
@@ -519,30 +616,33 @@ impl<'f> Matcher<'f> {
             if result.is_some() {
                 continue;
             }
-            // store the result
-            // reuse the result buffers' allocations
+            // store the result, reusing the result buffers' allocations
             let mut n = 0;
-            for (k, v) in &w.groups {
+            for (k, v) in w.groups.iter() {
                 if let Some(v) = v {
                     if n < self.r_caps.len() {
-                        self.r_caps[n].0 = *k;
-                        self.r_caps[n].1.clone_from(v);
+                        self.r_caps[n].0 = k;
+                        self.r_caps[n].1.clear();
+                        self.r_caps[n].1.push_str(v);
                     } else {
-                        self.r_caps.push((*k, v.clone()));
+                        self.r_caps.push((k, v.to_string()));
                     }
                     n += 1;
                 }
             }
-            self.r_caps.truncate(n);
-            self.r_lines.clear();
-            if in_cache {
-                self.r_lines.extend(w.matches.iter().flatten().cloned());
+            self.r_caps_len = n;
+            if self.check_all {
+                // later regexes may still change the entry
+                self.r_lines.copy_from(&w.matches);
+                self.r_lines_at = None;
             } else {
-                self.r_lines.extend(w.matches.take().unwrap_or_default());
+                // the loop ends here: point at the entry's lines
+                self.r_lines_at = Some(merged);
             }
-            let kind = host_kind(&id, kind_src, fid.is_some() && fid != ip, cidr);
-            self.r_id = id;
-            self.r_host = ip;
+            let kind = host_kind(&self.tmp_id, kind_src, id_is_fid, cidr);
+            std::mem::swap(&mut self.r_id, &mut self.tmp_id);
+            std::mem::swap(&mut self.r_host, &mut self.tmp_host);
+            self.r_has_host = has_ip;
             result = Some((i, kind, cidr));
             if !self.check_all {
                 break;
@@ -551,13 +651,17 @@ impl<'f> Matcher<'f> {
         match result {
             Some((regex_index, kind, cidr)) => Outcome::Failure(Failure {
                 id: &self.r_id,
-                host: self.r_host.as_deref(),
+                host: self.r_has_host.then_some(self.r_host.as_str()),
                 kind,
                 cidr,
                 time,
                 regex_index,
-                captures: Captures { names: &f.names, items: &self.r_caps },
-                lines: &self.r_lines,
+                captures: Captures { names: &f.names, items: &self.r_caps[..self.r_caps_len] },
+                lines: match self.r_lines_at {
+                    Some(Merged::Cached(s) | Merged::Forgotten(s)) => self.ml.get(s).matches.as_slice(),
+                    Some(Merged::Own) => self.fail.matches.as_slice(),
+                    None => self.r_lines.as_slice(),
+                },
             }),
             None => {
                 if let Some(i) = first_nofail {
@@ -581,9 +685,12 @@ impl<'f> Matcher<'f> {
 
     /// Indices (into the multi-line buffer) and copies of the lines a match
     /// covers, minus lines captured by `<SKIPLINES>`.
-    fn matched_lines(&self, span: (usize, usize), content: bool, line: &str) -> (Vec<usize>, Vec<(String, String)>) {
+    /// `None`: just the line fed (single-line filters, or content from a
+    /// prefregex).
+    #[allow(clippy::type_complexity)]
+    fn matched_lines(&self, span: (usize, usize), content: bool) -> Option<(Vec<usize>, Vec<(String, String)>)> {
         if self.filter.maxlines <= 1 || content {
-            return (vec![], vec![(String::new(), line.to_string())]);
+            return None;
         }
         let buf = &self.buf;
         let start = buf[..span.0.min(buf.len())].matches('\n').count();
@@ -605,7 +712,7 @@ impl<'f> Matcher<'f> {
             idx.push(i);
             out.push(self.lines[i].clone());
         }
-        (idx, out)
+        Some((idx, out))
     }
 
     fn remove_lines(&mut self, idx: &[usize]) {
@@ -616,7 +723,7 @@ impl<'f> Matcher<'f> {
 
     fn ignored(&mut self, content: bool) -> Option<usize> {
         let f = self.filter;
-        let target = if content { &self.content } else { &self.buf };
+        let target = target_of(&self.buf, &self.content, self.content_at, content);
         self.ignore_hits.iter_mut().for_each(|b| *b = false);
         if !f.ignore_set.matches(&mut self.ignore_hits, target, target.is_ascii()) {
             return None;
@@ -628,105 +735,53 @@ impl<'f> Matcher<'f> {
         let f = self.filter;
         (0..f.ignoreregex.len()).find(|&i| is_match(&f.ignoreregex[i], text))
     }
+}
 
-    /// Fail2Ban's `_mergeFailure`. Returns the owned failure when it is not
-    /// kept in the cache, and whether it lives in the cache.
-    fn merge_failure(&mut self, mlfid: &str, mut fail: Fail, matched: &[String]) -> (Option<Fail>, bool) {
-        let mut nf = 0u8;
-        if truthy(&fail.groups, gid::MLFGAINED) {
-            nf |= 8 | 1;
-            if !truthy(&fail.groups, gid::NOFAIL) {
-                let g = gget(&fail.groups, gid::MLFGAINED).map(str::to_string);
-                gset(&mut fail.groups, gid::NOFAIL, g);
-            }
-        } else if truthy(&fail.groups, gid::NOFAIL) {
-            nf |= 1;
-        }
-        if pop_truthy(&mut fail.groups, gid::MLFFORGET) {
-            nf |= 2;
-        }
-        let user = gget(&fail.groups, gid::USER).map(str::to_string);
-        let users;
-        let mut owned = None;
-        let in_cache;
-        if let Some(entry) = self.ml_cache.get_mut(mlfid) {
-            users = update_users(entry, user.as_deref());
-            if pop_truthy(&mut entry.groups, gid::NOFAIL) {
-                nf |= 4;
-            }
-            if pop_truthy(&mut entry.groups, gid::MLFGAINED) {
-                nf |= 4;
-            }
-            if nf & 8 != 0 {
-                gremove(&mut entry.groups, gid::MLFPENDING);
-            }
-            if nf & 4 == 0 && !truthy(&entry.groups, gid::MLFPENDING) {
-                entry.matches = None;
-            }
-            for (k, v) in fail.groups {
-                if v.is_some() {
-                    gset(&mut entry.groups, k, v);
-                }
-            }
-            if nf & 2 != 0 {
-                let e = self.ml_cache.remove(mlfid).unwrap();
-                self.ml_order.retain(|k| k != mlfid);
-                owned = Some(e);
-                in_cache = false;
-            } else {
-                in_cache = true;
-            }
-        } else if nf & 2 == 0 {
-            users = update_users(&mut fail, user.as_deref());
-            if self.ml_cache.len() >= MLFID_CACHE
-                && let Some(old) = self.ml_order.pop_front()
-            {
-                self.ml_cache.remove(&old);
-            }
-            self.ml_cache.insert(mlfid.to_string(), fail);
-            self.ml_order.push_back(mlfid.to_string());
-            in_cache = true;
-        } else {
-            users = fail.users.as_ref().map_or(0, BTreeSet::len);
-            owned = Some(fail);
-            in_cache = false;
-        }
-        let w = if in_cache { self.ml_cache.get_mut(mlfid).unwrap() } else { owned.as_mut().unwrap() };
-        if pop_truthy(&mut w.groups, gid::MLFPENDING) || users > 1 {
-            gremove(&mut w.groups, gid::NOFAIL);
-            gremove(&mut w.groups, gid::MLFGAINED);
-            nf &= !(8 | 1);
-        }
-        if nf & 1 == 0 {
-            let mut m = w.nofail_matches.take().unwrap_or_default();
-            m.extend(w.matches.take().unwrap_or_default());
-            if nf & 8 == 0 {
-                m.extend(matched.iter().cloned());
-            }
-            w.matches = Some(m);
-        } else if nf & 3 == 1 {
-            w.nofail_matches.get_or_insert_with(Vec::new).extend(matched.iter().cloned());
-        }
-        (owned, in_cache)
+/// The text the failregexes see: the prefregex content (a tail of the
+/// buffer, or copied), or the buffer.
+fn target_of<'a>(buf: &'a str, content: &'a str, content_at: Option<usize>, is_content: bool) -> &'a str {
+    match (is_content, content_at) {
+        (true, Some(s)) => &buf[s..],
+        (true, None) => content,
+        (false, _) => buf,
     }
 }
 
-/// `alt_NAME[_N]` groups fill `NAME` when it is empty (`alt_base[id]`).
-fn merge_alt(g: &mut Groups, alt_base: &[Option<u16>]) {
-    let mut i = 0;
-    while i < g.len() {
-        let (id, ref v) = g[i];
-        if let (Some(base), Some(v)) = (alt_base[id as usize], v.clone())
-            && !v.is_empty()
-            && !truthy(g, base)
-        {
-            gset(g, base, Some(v));
+/// `s.parse::<Ipv4Addr>().is_ok()` without the general parser: four
+/// decimal octets ≤ 255, no leading zeros (as std requires).
+fn is_ipv4(s: &str) -> bool {
+    let b = s.as_bytes();
+    let (mut octets, mut i) = (0, 0);
+    while i < b.len() {
+        let start = i;
+        let mut v = 0u32;
+        while i < b.len() && b[i].is_ascii_digit() && i - start < 3 {
+            v = v * 10 + u32::from(b[i] - b'0');
+            i += 1;
+        }
+        let n = i - start;
+        if n == 0 || v > 255 || (n > 1 && b[start] == b'0') {
+            return false;
+        }
+        octets += 1;
+        if i == b.len() {
+            break;
+        }
+        if b[i] != b'.' || octets == 4 {
+            return false;
         }
         i += 1;
+        if i == b.len() {
+            return false;
+        }
     }
+    octets == 4
 }
 
 fn host_kind(id: &str, src: &str, id_is_fid: bool, cidr: Option<u8>) -> HostKind {
+    if !id_is_fid && src == "ip4" && cidr.is_none() && is_ipv4(id) {
+        return HostKind::Ipv4;
+    }
     if !id_is_fid {
         match src {
             "ip4" | "ip6" => {
@@ -824,19 +879,6 @@ fn run_part(p: &Part, text: &str, locs: &mut Locs, ascii: bool, out: &mut Spans)
     Some((m.start(), m.end()))
 }
 
-/// Record a group; when a name occurs twice (expanded alternatives), the
-/// participating occurrence wins.
-fn put(out: &mut Spans, id: u16, v: Option<(usize, usize)>) {
-    match out.iter_mut().find(|(k, _)| *k == id) {
-        Some(e) => {
-            if v.is_some() {
-                e.1 = v;
-            }
-        }
-        None => out.push((id, v)),
-    }
-}
-
 /// Search with captures into `out`; returns the match span.
 fn run(c: &CompiledRegex, text: &str, locs: &mut Locs, ascii: bool, out: &mut Spans) -> Option<(usize, usize)> {
     if !c.parts.is_empty() {
@@ -878,6 +920,21 @@ fn run(c: &CompiledRegex, text: &str, locs: &mut Locs, ascii: bool, out: &mut Sp
             }
             let m = caps.get(0).unwrap();
             Some((m.start(), m.end()))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_ipv4;
+
+    #[test]
+    fn ipv4_check_agrees_with_std() {
+        for s in [
+            "1.2.3.4", "255.255.255.255", "0.0.0.0", "256.1.1.1", "01.2.3.4", "1.2.3", "1.2.3.4.", "1.2.3.4.5", ".1.2.3",
+            "1..2.3", "1.2.3.04", "1.2.3.0", "", "1", "1234.1.1.1", "1.2.3.4x", "a.b.c.d", "10.00.1.1", "192.168.100.200",
+        ] {
+            assert_eq!(is_ipv4(s), s.parse::<std::net::Ipv4Addr>().is_ok(), "{s}");
         }
     }
 }

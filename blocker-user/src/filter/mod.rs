@@ -18,10 +18,15 @@
 //! supported.
 
 mod date;
+mod fast;
+mod host;
 mod ini;
 mod matcher;
+mod mlfid;
 mod pyre;
 mod reader;
+mod split;
+pub mod synth;
 mod test_cmd;
 
 use std::path::{Path, PathBuf};
@@ -188,6 +193,8 @@ pub(crate) struct CompiledRegex {
     /// For a regex anchored at the buffer start: literals one of which every
     /// match starts with (a cheap exact candidate test). `None`: unknown.
     pub prefixes: Option<Vec<Vec<u8>>>,
+    /// Fast-path data (linear single-line regexes only).
+    pub fast: Option<fast::FastInfo>,
 }
 
 /// Literal prefixes of an anchored pattern (see `CompiledRegex::prefixes`).
@@ -255,6 +262,44 @@ pub(crate) struct HeadSplit {
     pub rest: Part,
     pub group: u16,
     group_name: String,
+    /// `(?-u)` dense DFAs of `x` and `rest` for ASCII lines (built on first
+    /// use; `None` inside if too big).
+    dense: std::sync::OnceLock<Option<(DenseDfa, DenseDfa)>>,
+}
+
+type DenseDfa = regex_automata::dfa::dense::DFA<Vec<u32>>;
+
+impl HeadSplit {
+    /// Ends of `X` and `R` on an ASCII buffer: `Some(None)` when `X` does
+    /// not match; `None` when the dense DFAs are unavailable.
+    pub fn ends_ascii(&self, buf: &[u8]) -> Option<Option<(usize, usize)>> {
+        use regex_automata::dfa::{Automaton, StartKind, dense};
+        use regex_automata::{Anchored, Input, MatchKind, nfa::thompson, util::syntax};
+        let (x, rest) = self
+            .dense
+            .get_or_init(|| {
+                let build = |p: &Part| {
+                    dense::Builder::new()
+                        .syntax(syntax::Config::new().unicode(false).utf8(false))
+                        .thompson(thompson::Config::new().utf8(false).which_captures(thompson::WhichCaptures::None))
+                        .configure(
+                            dense::Config::new()
+                                .match_kind(MatchKind::LeftmostFirst)
+                                .start_kind(StartKind::Anchored)
+                                .dfa_size_limit(Some(4 << 20))
+                                .determinize_size_limit(Some(4 << 20)),
+                        )
+                        .build(p.uni.as_str())
+                        .ok()
+                };
+                Some((build(&self.x)?, build(&self.rest)?))
+            })
+            .as_ref()?;
+        let Ok(m) = x.try_search_fwd(&Input::new(buf).anchored(Anchored::Yes)) else { return None };
+        let Some(e1) = m.map(|m| m.offset()) else { return Some(None) };
+        let Ok(m) = rest.try_search_fwd(&Input::new(&buf[e1..]).anchored(Anchored::Yes)) else { return None };
+        Some(m.map(|m| (e1, e1 + m.offset())))
+    }
 }
 
 fn head_split(head: &[pyre::Node], flags: &str) -> Option<HeadSplit> {
@@ -300,7 +345,7 @@ fn head_split(head: &[pyre::Node], flags: &str) -> Option<HeadSplit> {
     if !rest.uni.is_match("") {
         return None; // R must be nullable
     }
-    Some(HeadSplit { x, rest, group: 0, group_name: name.clone() })
+    Some(HeadSplit { x, rest, group: 0, group_name: name.clone(), dense: std::sync::OnceLock::new() })
 }
 
 fn starts_with_caret(n: &pyre::Node) -> bool {
@@ -461,6 +506,9 @@ pub struct Filter {
     pub(crate) alt_base: Vec<Option<u16>>,
     /// Per name id: whether it is a `<SKIPLINES>` group.
     pub(crate) is_skip: Vec<bool>,
+    /// One-DFA-pass failregex selection and DFA-guided groups (see
+    /// `fast.rs`); `None` when the filter does not qualify.
+    pub(crate) fast: Option<fast::FastPath>,
 }
 
 impl Filter {
@@ -607,7 +655,9 @@ impl Filter {
         }
         let alt_base = alt_bases(&mut intern);
         let is_skip = intern.names.iter().map(|n| n.starts_with("skiplines")).collect();
+        let fast = if multiline { None } else { fast::FastPath::build(&failregex) };
         Ok(Filter {
+            fast,
             use_fail_set,
             pref_head,
             head_split,
@@ -837,7 +887,19 @@ fn compile(source: &str, loc: &str, what: &'static str, multiline: bool, use_dns
     } else {
         None
     };
-    Ok(CompiledRegex { source: source.to_string(), translated, engine, re, ascii, names, ids: vec![], parts, prefixes })
+    let fast = match (&re, multiline, &ascii) {
+        (Re::Linear(r), false, Some(_)) => Some(fast::FastInfo {
+            anchored: starts_with_caret(&parsed.node),
+            branch_groups: split::root_branch_groups(&parsed.node),
+            node: parsed.node.clone(),
+            flags: parsed.flags.clone(),
+            captures: r.captures_len(),
+            names: names.clone(),
+            plan: std::sync::OnceLock::new(),
+        }),
+        _ => None,
+    };
+    Ok(CompiledRegex { source: source.to_string(), translated, engine, re, ascii, names, ids: vec![], parts, prefixes, fast })
 }
 
 /// Python's `$` (without MULTILINE) also matches before a final newline;

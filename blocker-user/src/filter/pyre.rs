@@ -1147,7 +1147,7 @@ pub(crate) const IP4_RE: &str = r"(?:\d{1,3}\.){3}\d{1,3}";
 /// there (every repetition of the first group ends in `:`), so it is dropped.
 pub(crate) const IP6_RE: &str = r"(?:[0-9a-fA-F]{1,4}::?|::){1,7}(?:[0-9a-fA-F]{1,4}|:)";
 
-fn host_re(kind: &str, use_dns: bool) -> String {
+pub(crate) fn host_re(kind: &str, use_dns: bool) -> String {
     let ip4 = format!("(?:::f{{4,6}}:)?(?P<ip4>{IP4_RE})");
     let ip6 = format!("(?P<ip6>{IP6_RE})");
     let dns = r"(?P<dns>[\w\-.^_]*\w)".to_string();

@@ -118,7 +118,7 @@ pub fn filter_test(
     let mut fail_hits = vec![0u64; filter.failregex.len()];
     let mut ign_hits = vec![0u64; filter.ignoreregex.len()];
     let (mut lines, mut matched, mut ignored, mut nofail, mut invalid) = (0u64, 0u64, 0u64, 0u64, 0u64);
-    let mut per_host: HashMap<String, Vec<i64>> = HashMap::new();
+    let mut per_host: HashMap<String, Vec<i64>, rustc_hash::FxBuildHasher> = HashMap::default();
     let mut raw = Vec::with_capacity(1024);
     let mut json_line = String::new();
     let start = Instant::now();
@@ -141,11 +141,18 @@ pub fn filter_test(
             Outcome::Failure(f) => {
                 matched += 1;
                 fail_hits[f.regex_index] += 1;
-                let t = f.time.map(|t| t.local());
-                per_host.entry(f.id.to_string()).or_default().push(
-                    f.time.map_or(lines as i64, |t| t.timestamp()),
-                );
-                (true, Some(f.id.to_string()), t)
+                let ts = f.time.map_or(lines as i64, |t| t.timestamp());
+                match per_host.get_mut(f.id) {
+                    Some(v) => v.push(ts),
+                    None => {
+                        per_host.insert(f.id.to_string(), vec![ts]);
+                    }
+                }
+                if opts.json {
+                    (true, Some(f.id.to_string()), f.time.map(|t| t.local()))
+                } else {
+                    (true, None, None)
+                }
             }
             Outcome::Ignored { regex_index } => {
                 ignored += 1;
@@ -213,7 +220,7 @@ pub fn filter_test(
 }
 
 /// Hosts with `maxretry` failures within `findtime` (Fail2Ban's counting).
-fn would_ban(per_host: &mut HashMap<String, Vec<i64>>, maxretry: u32, findtime: Duration) -> Vec<String> {
+fn would_ban(per_host: &mut HashMap<String, Vec<i64>, rustc_hash::FxBuildHasher>, maxretry: u32, findtime: Duration) -> Vec<String> {
     let win = findtime.as_secs() as i64;
     let maxretry = maxretry.max(1) as usize;
     let mut out: Vec<String> = per_host

@@ -1,0 +1,323 @@
+//! The fast path of single-line filters on ASCII text.
+//!
+//! Fail2Ban tries the failregexes one by one and extracts groups from the
+//! first that matches. Here one leftmost-first lazy DFA over all failregexes
+//! (in order: a failregex without `^` is searched as `(?s:.*?)(?:re)`) finds,
+//! in one pass, which failregex is the first to match and where its match
+//! ends; only that regex's groups are then extracted, by its [`SplitPlan`]
+//! (DFA scans, see `split.rs`). A regex without a plan, or a span the plan
+//! finds ambiguous, gets its groups from the reference engine — the result
+//! is the same either way, only slower.
+
+use regex_automata::dfa::{Automaton, StartKind, dense};
+use regex_automata::hybrid;
+use regex_automata::nfa::thompson;
+use regex_automata::util::syntax;
+use regex_automata::{Anchored, Input, MatchKind};
+
+use std::sync::OnceLock;
+
+use super::CompiledRegex;
+use super::pyre::Node;
+use super::split::{self, Scratch, SplitPlan};
+
+/// Capture spans of one search: (name id, byte span), in the reference
+/// engine's order.
+pub(crate) type Spans = Vec<(u16, Option<(usize, usize)>)>;
+
+/// Filter-level part of the fast path (immutable, shared).
+#[derive(Debug)]
+pub(crate) struct FastPath {
+    /// When every failregex is anchored at the start of the text it
+    /// searches: the literals one of which starts every match, and their
+    /// first bytes. Text that starts with none holds no failure.
+    lits: Option<(Box<[bool; 256]>, Vec<Vec<u8>>)>,
+    winner: hybrid::dfa::DFA,
+    /// Winner pattern → (failregex, top-level branch when the failregex is
+    /// split into branches).
+    patterns: Vec<(usize, Option<usize>)>,
+    regexes: Vec<FastRegex>,
+}
+
+#[derive(Debug)]
+struct FastRegex {
+    /// For a regex without `^`: its reverse DFA, to find where the match
+    /// starts (the leftmost position from which it matches up to the end).
+    start: Option<dense::DFA<Vec<u32>>>,
+    /// (group number, name id) in the order the reference engine reports
+    /// them: one list per top-level branch when the reference runs the
+    /// branches as separate parts, else one list.
+    ids: Vec<Vec<(usize, u16)>>,
+}
+
+/// Per-matcher state of the fast path.
+#[derive(Debug)]
+pub(crate) struct FastState {
+    /// Lines decided by the fast path: groups by plans, groups by the
+    /// reference engine (no plan or ambiguous span).
+    pub stats: [u64; 2],
+    cache: hybrid::dfa::Cache,
+    slots: Vec<Option<(usize, usize)>>,
+    scratch: Scratch,
+}
+
+/// What the fast path found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Found {
+    /// No failregex matches.
+    NoMatch,
+    /// Failregex `regex` is the first that matches, at `span`; `spans` was
+    /// filled when `exact`, else the caller must extract the groups with the
+    /// reference engine.
+    Match { regex: usize, span: (usize, usize), exact: bool },
+    /// The fast path could not decide (lazy DFA gave up): use the reference.
+    Unknown,
+}
+
+impl FastPath {
+    /// Build for the failregexes of a single-line filter whose failregexes
+    /// are all linear. `None` when not applicable.
+    pub(crate) fn build(failregex: &[CompiledRegex]) -> Option<FastPath> {
+        let mut pats = Vec::with_capacity(failregex.len());
+        let mut patterns = Vec::with_capacity(failregex.len());
+        let mut regexes = Vec::with_capacity(failregex.len());
+        for (i, c) in failregex.iter().enumerate() {
+            let fast = c.fast.as_ref()?;
+            if c.parts.is_empty() || !fast.anchored {
+                let pat = if fast.anchored { format!("(?:{})", c.translated) } else { format!("(?s:.*?)(?:{})", c.translated) };
+                pats.push(pat);
+                patterns.push((i, None));
+            } else {
+                // anchored alternation: its alternatives in order are the
+                // same leftmost-first search, and say which one matched
+                for (b, (n, _)) in split::root_alternatives(&fast.node)?.iter().enumerate() {
+                    pats.push(format!("(?:{})", split::render_plain(n, &fast.flags)));
+                    patterns.push((i, Some(b)));
+                }
+            }
+            let start = if fast.anchored {
+                None
+            } else {
+                Some(
+                    dense::Builder::new()
+                        .syntax(syntax::Config::new().unicode(false).utf8(false))
+                        .thompson(thompson::Config::new().reverse(true).utf8(false))
+                        .configure(
+                            dense::Config::new()
+                                .match_kind(MatchKind::All)
+                                .start_kind(StartKind::Anchored)
+                                .dfa_size_limit(Some(4 << 20))
+                                .determinize_size_limit(Some(4 << 20)),
+                        )
+                        .build(&c.translated)
+                        .ok()?,
+                )
+            };
+            let ids = match (&fast.branch_groups, c.parts.is_empty()) {
+                (Some(counts), false) if counts.len() == c.parts.len() => {
+                    // the reference reports the groups of the top-level
+                    // branch (part) an alternative is in
+                    let mut off = 0;
+                    let mut per_part = Vec::new();
+                    for (p, n) in c.parts.iter().zip(counts) {
+                        per_part.push(p.ids.iter().map(|&(i, id)| (off + i, id)).collect::<Vec<_>>());
+                        off += n;
+                    }
+                    split::root_alternatives(&fast.node)?.iter().map(|&(_, top)| per_part[top].clone()).collect()
+                }
+                (_, false) => return None,
+                (_, true) => vec![c.ids.clone()],
+            };
+            regexes.push(FastRegex { start, ids });
+        }
+        let winner = hybrid::dfa::DFA::builder()
+            .syntax(syntax::Config::new().unicode(false).utf8(false))
+            .thompson(thompson::Config::new().utf8(false))
+            .configure(hybrid::dfa::DFA::config().match_kind(MatchKind::LeftmostFirst).cache_capacity(4 << 20))
+            .build_many(&pats)
+            .ok()?;
+        let lits = prefix_literals(failregex).map(|l| {
+            let mut first = Box::new([false; 256]);
+            l.iter().for_each(|x| first[x[0] as usize] = true);
+            (first, l)
+        });
+        Some(FastPath { lits, winner, patterns, regexes })
+    }
+
+    pub(crate) fn state(&self, failregex: &[CompiledRegex]) -> FastState {
+        let slots = failregex.iter().map(|c| c.names.iter().map(|(i, _)| i + 1).max().unwrap_or(1)).max().unwrap_or(1);
+        FastState { stats: [0; 2], cache: self.winner.create_cache(), slots: vec![None; slots + 1], scratch: Scratch::default() }
+    }
+
+    /// Whether `text` (what the failregexes search) may hold a failure: it
+    /// starts with a prefix literal of some failregex.
+    pub(crate) fn may_match(&self, text: &[u8]) -> bool {
+        self.lits.as_ref().is_none_or(|(first, lits)| {
+            text.first().is_some_and(|b| first[*b as usize]) && lits.iter().any(|l| text.starts_with(l))
+        })
+    }
+
+    /// Find the first failregex matching `hay` (ASCII) and its groups.
+    pub(crate) fn find(&self, failregex: &[CompiledRegex], hay: &[u8], st: &mut FastState, out: &mut Spans) -> Found {
+        let input = Input::new(hay).anchored(Anchored::Yes);
+        let hm = match self.winner.try_search_fwd(&mut st.cache, &input) {
+            Ok(Some(hm)) => hm,
+            Ok(None) => return Found::NoMatch,
+            Err(_) => return Found::Unknown,
+        };
+        let (i, branch) = self.patterns[hm.pattern().as_usize()];
+        let e = hm.offset();
+        let fr = &self.regexes[i];
+        let s = match &fr.start {
+            None => 0,
+            Some(rev) => match leftmost_start(rev, hay, e) {
+                Some(s) => s,
+                None => return Found::Unknown,
+            },
+        };
+        let ids = failregex[i].fast.as_ref().and_then(|f| f.plan()).and_then(|plan| {
+            if st.slots.len() <= plan.groups() {
+                st.slots.resize(plan.groups() + 1, None);
+            }
+            let slots = &mut st.slots[..plan.groups() + 1];
+            let branch = plan.resolve(hay, s, e, branch, slots, &mut st.scratch).ok()?;
+            if fr.ids.len() == 1 { Some(&fr.ids[0]) } else { branch.and_then(|b| fr.ids.get(b)) }
+        });
+        let Some(ids) = ids else {
+            st.stats[1] += 1;
+            return Found::Match { regex: i, span: (s, e), exact: false };
+        };
+        st.stats[0] += 1;
+        out.clear();
+        for &(g, id) in ids {
+            put(out, id, st.slots[g]);
+        }
+        Found::Match { regex: i, span: (s, e), exact: true }
+    }
+}
+
+/// The prefix literals of all failregexes (every match of a failregex,
+/// anchored at the start, starts with one), if they all have some.
+fn prefix_literals(failregex: &[CompiledRegex]) -> Option<Vec<Vec<u8>>> {
+    use regex_syntax::hir::literal::{ExtractKind, Extractor};
+    let mut all: Vec<Vec<u8>> = Vec::new();
+    for c in failregex {
+        if !c.fast.as_ref()?.anchored {
+            return None;
+        }
+        let hir = regex_syntax::ParserBuilder::new().unicode(false).utf8(false).build().parse(&c.translated).ok()?;
+        let mut ex = Extractor::new();
+        ex.kind(ExtractKind::Prefix).limit_total(64);
+        let seq = ex.extract(&hir);
+        let lits = seq.literals()?;
+        // a literal of fewer than 3 bytes filters little
+        if lits.is_empty() || lits.iter().any(|l| l.as_bytes().len() < 3) {
+            return None;
+        }
+        all.extend(lits.iter().map(|l| l.as_bytes().to_vec()));
+    }
+    all.sort();
+    all.dedup();
+    // a literal that starts with another one adds nothing
+    let all: Vec<Vec<u8>> = all.iter().filter(|l| !all.iter().any(|o| o.len() < l.len() && l.starts_with(o))).cloned().collect();
+    Some(all)
+}
+
+/// The smallest p such that the (reverse) DFA's pattern matches `[p, e]`.
+fn leftmost_start(rev: &dense::DFA<Vec<u32>>, hay: &[u8], e: usize) -> Option<usize> {
+    let input = Input::new(hay).range(0..e).anchored(Anchored::Yes);
+    let mut sid = rev.start_state_reverse(&input).ok()?;
+    let mut best = None;
+    for p in (0..e).rev() {
+        sid = rev.next_state(sid, hay[p]);
+        if rev.is_special_state(sid) {
+            if rev.is_match_state(sid) {
+                best = Some(p + 1);
+            } else if rev.is_dead_state(sid) {
+                return best;
+            } else if rev.is_quit_state(sid) {
+                return None;
+            }
+        }
+    }
+    sid = rev.next_eoi_state(sid);
+    if rev.is_match_state(sid) {
+        best = Some(0);
+    }
+    best
+}
+
+/// Record a group; when a name occurs twice (expanded alternatives), the
+/// participating occurrence wins.
+pub(crate) fn put(out: &mut Spans, id: u16, v: Option<(usize, usize)>) {
+    match out.iter_mut().find(|(k, _)| *k == id) {
+        Some(e) => {
+            if v.is_some() {
+                e.1 = v;
+            }
+        }
+        None => out.push((id, v)),
+    }
+}
+
+/// Compile-time data of one linear, single-line regex for the fast path.
+#[derive(Debug)]
+pub(crate) struct FastInfo {
+    /// Starts with `^` (searched anchored at the text start).
+    pub anchored: bool,
+    /// Groups per top-level branch (for regexes the reference splits).
+    pub branch_groups: Option<Vec<usize>>,
+    /// The (linearized) pattern, for the capture plan.
+    pub node: Node,
+    pub flags: String,
+    /// Capture group count and (number, base name) of named groups of the
+    /// compiled regex, which the plan must reproduce.
+    pub captures: usize,
+    pub names: Vec<(usize, String)>,
+    /// Capture plan, built when the regex first matches (`None` inside:
+    /// the pattern's shape allows none).
+    pub plan: OnceLock<Option<SplitPlan>>,
+}
+
+impl FastInfo {
+    /// The capture plan (built on first use).
+    pub fn plan(&self) -> Option<&SplitPlan> {
+        self.plan
+            .get_or_init(|| {
+                SplitPlan::new(&self.node, &self.flags).filter(|p| {
+                    p.groups() + 1 == self.captures && self.names.iter().all(|(i, n)| p.name(*i) == Some(n.as_str()))
+                })
+            })
+            .as_ref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::filter::synth::{Mix, SyslogMix};
+    use crate::filter::{Filter, FilterOptions};
+
+    /// The common sshd lines are resolved by the plans, without fallback.
+    #[test]
+    fn stock_sshd_lines_take_the_exact_path() {
+        let f = Filter::load("sshd", &FilterOptions::default()).unwrap();
+        let fp = f.fast.as_ref().expect("sshd qualifies for the fast path");
+        for (i, c) in f.failregex.iter().enumerate() {
+            let fi = c.fast.as_ref().unwrap();
+            assert!(fi.plan().is_some(), "failregex {i} has no plan: {}", c.translated);
+        }
+        let mut st = fp.state(&f.failregex);
+        let mut spans = Spans::new();
+        let mut m = f.matcher();
+        for line in SyslogMix::new(7, Mix::SshdFailures).take(2000) {
+            // content after the prefix, as the matcher computes it
+            let content = line.split_once("]: ").unwrap().1.trim_start_matches("error: ").to_string() + "\n";
+            match fp.find(&f.failregex, content.as_bytes(), &mut st, &mut spans) {
+                Found::Match { exact: true, .. } => {}
+                other => panic!("{line}: {other:?}"),
+            }
+            let _ = m.feed(&line);
+        }
+    }
+}

@@ -1,0 +1,539 @@
+//! Owned failure data and Fail2Ban's per-connection (`<F-MLFID>`) merging.
+//!
+//! Everything here is reused from line to line: group values live in one
+//! string per failure, line lists keep their strings, and the 100-entry
+//! connection cache is a slab with its own small hash table, so a steady
+//! stream of failures allocates nothing.
+
+use std::hash::Hasher as _;
+
+use rustc_hash::FxHasher;
+
+use super::gid;
+
+/// Named groups of a failure: (interned name id, value) in Fail2Ban's
+/// order. Values are ranges of `text` (append-only until cleared).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Groups {
+    items: Vec<(u16, Option<(u32, u32)>)>,
+    text: String,
+}
+
+impl Groups {
+    pub fn clear(&mut self) {
+        self.items.clear();
+        self.text.clear();
+    }
+
+    fn value(&self, r: Option<(u32, u32)>) -> Option<&str> {
+        r.map(|(s, e)| &self.text[s as usize..e as usize])
+    }
+
+    pub fn get(&self, id: u16) -> Option<&str> {
+        self.items.iter().find(|(k, _)| *k == id).and_then(|(_, v)| self.value(*v))
+    }
+
+    fn range(&self, id: u16) -> Option<(u32, u32)> {
+        self.items.iter().find(|(k, _)| *k == id).and_then(|(_, v)| *v)
+    }
+
+    fn set_range(&mut self, id: u16, v: Option<(u32, u32)>) {
+        match self.items.iter_mut().find(|(k, _)| *k == id) {
+            Some(e) => e.1 = v,
+            None => self.items.push((id, v)),
+        }
+    }
+
+    fn push_text(&mut self, v: &str) -> (u32, u32) {
+        let s = self.text.len() as u32;
+        self.text.push_str(v);
+        (s, self.text.len() as u32)
+    }
+
+    /// Set (or add) a value.
+    pub fn set(&mut self, id: u16, v: Option<&str>) {
+        let r = v.map(|v| self.push_text(v));
+        self.set_range(id, r);
+    }
+
+    /// Remove a group (the last one takes its place, as before).
+    pub fn remove(&mut self, id: u16) {
+        if let Some(i) = self.items.iter().position(|(k, _)| *k == id) {
+            self.items.swap_remove(i);
+        }
+    }
+
+    pub fn truthy(&self, id: u16) -> bool {
+        self.get(id).is_some_and(|s| !s.is_empty())
+    }
+
+    /// Remove a group; whether it had a non-empty value.
+    pub fn pop_truthy(&mut self, id: u16) -> bool {
+        let t = self.truthy(id);
+        self.remove(id);
+        t
+    }
+
+    /// (id, value) pairs in order.
+    pub fn iter(&self) -> impl Iterator<Item = (u16, Option<&str>)> {
+        self.items.iter().map(|(k, v)| (*k, self.value(*v)))
+    }
+
+    /// Copy of `other`.
+    pub fn copy_from(&mut self, other: &Groups) {
+        self.items.clone_from(&other.items);
+        self.text.clone_from(&other.text);
+    }
+
+    /// Set every group of `other` that has a value.
+    pub fn update_from(&mut self, other: &Groups) {
+        self.compact();
+        for (k, v) in other.iter() {
+            if let Some(v) = v {
+                self.set(k, Some(v));
+            }
+        }
+    }
+
+    /// `alt_NAME[_N]` groups fill `NAME` when it is empty (`alt_base[id]`).
+    pub fn merge_alt(&mut self, alt_base: &[Option<u16>]) {
+        for i in 0..self.items.len() {
+            let (id, v) = self.items[i];
+            if let (Some(base), Some(r)) = (alt_base[id as usize], v)
+                && r.1 > r.0
+                && !self.truthy(base)
+            {
+                self.set_range(base, Some(r));
+            }
+        }
+    }
+
+    /// Drop unreferenced text when it has grown (long-lived cache entries).
+    fn compact(&mut self) {
+        if self.text.len() < 4096 {
+            return;
+        }
+        let old = std::mem::take(&mut self.text);
+        for (_, v) in &mut self.items {
+            if let Some((s, e)) = *v {
+                let ns = self.text.len() as u32;
+                self.text.push_str(&old[s as usize..e as usize]);
+                *v = Some((ns, self.text.len() as u32));
+            }
+        }
+    }
+}
+
+/// A list of strings that keeps its allocations (`None` when unset, like
+/// Fail2Ban's optional lists).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Lines {
+    items: Vec<String>,
+    len: usize,
+    some: bool,
+}
+
+impl Lines {
+    pub fn is_some(&self) -> bool {
+        self.some
+    }
+
+    pub fn set_none(&mut self) {
+        self.some = false;
+        self.len = 0;
+    }
+
+    /// Make it an empty, set list.
+    pub fn set_empty(&mut self) {
+        self.some = true;
+        self.len = 0;
+    }
+
+    pub fn push(&mut self, s: &str) {
+        self.some = true;
+        if self.len < self.items.len() {
+            self.items[self.len].clear();
+            self.items[self.len].push_str(s);
+        } else {
+            self.items.push(s.to_string());
+        }
+        self.len += 1;
+    }
+
+    pub fn extend_from(&mut self, other: &[String]) {
+        for s in other {
+            self.push(s);
+        }
+    }
+
+    pub fn contains(&self, s: &str) -> bool {
+        self.as_slice().iter().any(|x| x == s)
+    }
+
+    pub fn as_slice(&self) -> &[String] {
+        &self.items[..self.len]
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn copy_from(&mut self, other: &Lines) {
+        self.set_none();
+        self.extend_from(other.as_slice());
+        self.some = other.some;
+    }
+}
+
+/// One failure being built or merged (Fail2Ban's failure dict).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Fail {
+    pub groups: Groups,
+    /// Distinct user names seen on the connection (`None` = never set).
+    pub users: Lines,
+    pub matches: Lines,
+    pub nofail_matches: Lines,
+}
+
+impl Fail {
+    pub fn clear(&mut self) {
+        self.groups.clear();
+        self.users.set_none();
+        self.matches.set_none();
+        self.nofail_matches.set_none();
+    }
+
+    pub fn copy_from(&mut self, o: &Fail) {
+        self.groups.copy_from(&o.groups);
+        self.users.copy_from(&o.users);
+        self.matches.copy_from(&o.matches);
+        self.nofail_matches.copy_from(&o.nofail_matches);
+    }
+
+}
+
+/// Add a user name to a set of names; number of distinct names.
+fn update_users(users: &mut Lines, user: Option<&str>) -> usize {
+    if let Some(u) = user.filter(|u| !u.is_empty()) {
+        if !users.is_some() {
+            users.set_empty();
+        }
+        if !users.contains(u) {
+            users.push(u);
+        }
+    }
+    users.len()
+}
+
+/// Size of the `<F-MLFID>` cache (Fail2Ban: 100 entries).
+pub(crate) const MLFID_CACHE: usize = 100;
+
+const TABLE: usize = 256;
+const EMPTY: u16 = 0;
+const GONE: u16 = u16::MAX;
+
+#[derive(Debug, Default)]
+struct Entry {
+    key: String,
+    hash: u64,
+    fail: Fail,
+    live: bool,
+    /// Insertion number (to skip stale positions in the order queue).
+    seq: u64,
+}
+
+/// Where the merged failure of a line lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Merged {
+    /// In the cache, at this slot.
+    Cached(usize),
+    /// Removed from the cache (`<F-MLFFORGET>`): the slot stays readable
+    /// until the next merge.
+    Forgotten(usize),
+    /// Never cached (a forget on a new connection): the caller's failure.
+    Own,
+}
+
+/// The per-connection failure cache: at most [`MLFID_CACHE`] entries, the
+/// oldest insertion evicted first.
+#[derive(Debug)]
+pub(crate) struct MlCache {
+    slab: Vec<Entry>,
+    free: Vec<usize>,
+    /// Open addressing: slab index + 1, `EMPTY` or `GONE`.
+    table: Box<[u16; TABLE]>,
+    gone: usize,
+    order: std::collections::VecDeque<(usize, u64)>,
+    live: usize,
+    seq: u64,
+    /// A slot freed by the last merge, recycled at the next one.
+    pending_free: Option<usize>,
+}
+
+impl Default for MlCache {
+    fn default() -> Self {
+        MlCache {
+            slab: Vec::new(),
+            free: Vec::new(),
+            table: Box::new([EMPTY; TABLE]),
+            gone: 0,
+            order: std::collections::VecDeque::new(),
+            live: 0,
+            seq: 0,
+            pending_free: None,
+        }
+    }
+}
+
+fn hash(key: &str) -> u64 {
+    let mut h = FxHasher::default();
+    h.write(key.as_bytes());
+    h.finish()
+}
+
+impl MlCache {
+    fn find(&self, key: &str, h: u64) -> Option<(usize, usize)> {
+        let mut i = (h as usize) % TABLE;
+        for _ in 0..TABLE {
+            match self.table[i] {
+                EMPTY => return None,
+                GONE => {}
+                v => {
+                    let e = &self.slab[v as usize - 1];
+                    if e.hash == h && e.key == key {
+                        return Some((i, v as usize - 1));
+                    }
+                }
+            }
+            i = (i + 1) % TABLE;
+        }
+        None
+    }
+
+    /// Table position of a live slot.
+    fn position(&self, h: u64, slot: usize) -> usize {
+        let mut i = (h as usize) % TABLE;
+        while self.table[i] as usize != slot + 1 {
+            i = (i + 1) % TABLE;
+        }
+        i
+    }
+
+    fn insert_table(&mut self, h: u64, slot: usize) {
+        let mut i = (h as usize) % TABLE;
+        loop {
+            if matches!(self.table[i], EMPTY | GONE) {
+                if self.table[i] == GONE {
+                    self.gone -= 1;
+                }
+                self.table[i] = slot as u16 + 1;
+                return;
+            }
+            i = (i + 1) % TABLE;
+        }
+    }
+
+    fn remove(&mut self, pos: usize, slot: usize) {
+        self.table[pos] = GONE;
+        self.gone += 1;
+        self.slab[slot].live = false;
+        self.live -= 1;
+        if self.gone > TABLE / 4 {
+            self.table.fill(EMPTY);
+            self.gone = 0;
+            for (i, e) in self.slab.iter().enumerate() {
+                if e.live {
+                    let h = e.hash;
+                    let mut j = (h as usize) % TABLE;
+                    while self.table[j] != EMPTY {
+                        j = (j + 1) % TABLE;
+                    }
+                    self.table[j] = i as u16 + 1;
+                }
+            }
+        }
+    }
+
+    fn alloc(&mut self) -> usize {
+        match self.free.pop() {
+            Some(s) => s,
+            None => {
+                self.slab.push(Entry::default());
+                self.slab.len() - 1
+            }
+        }
+    }
+
+    /// The failure at a slot returned by [`MlCache::merge`].
+    pub fn get(&self, slot: usize) -> &Fail {
+        &self.slab[slot].fail
+    }
+
+    pub fn get_mut(&mut self, slot: usize) -> &mut Fail {
+        &mut self.slab[slot].fail
+    }
+
+    /// Fail2Ban's `_mergeFailure`: merge `fail` (this line's groups) into
+    /// the connection `mlfid`'s entry, with `matched` the line(s) matched.
+    /// `fail` is left unspecified unless `Merged::Own` is returned.
+    pub fn merge(&mut self, mlfid: &str, fail: &mut Fail, matched: &[String], scratch: &mut Lines) -> Merged {
+        if let Some(s) = self.pending_free.take() {
+            self.free.push(s);
+        }
+        let mut nf = 0u8;
+        if fail.groups.truthy(gid::MLFGAINED) {
+            nf |= 8 | 1;
+            if !fail.groups.truthy(gid::NOFAIL) {
+                let g = fail.groups.range(gid::MLFGAINED);
+                fail.groups.set_range(gid::NOFAIL, g);
+            }
+        } else if fail.groups.truthy(gid::NOFAIL) {
+            nf |= 1;
+        }
+        if fail.groups.pop_truthy(gid::MLFFORGET) {
+            nf |= 2;
+        }
+        let h = hash(mlfid);
+        let users;
+        let merged = if let Some((pos, slot)) = self.find(mlfid, h) {
+            let entry = &mut self.slab[slot].fail;
+            users = update_users(&mut entry.users, fail.groups.get(gid::USER));
+            if entry.groups.pop_truthy(gid::NOFAIL) {
+                nf |= 4;
+            }
+            if entry.groups.pop_truthy(gid::MLFGAINED) {
+                nf |= 4;
+            }
+            if nf & 8 != 0 {
+                entry.groups.remove(gid::MLFPENDING);
+            }
+            if nf & 4 == 0 && !entry.groups.truthy(gid::MLFPENDING) {
+                entry.matches.set_none();
+            }
+            entry.groups.update_from(&fail.groups);
+            if nf & 2 != 0 {
+                self.remove(pos, slot);
+                self.pending_free = Some(slot);
+                Merged::Forgotten(slot)
+            } else {
+                Merged::Cached(slot)
+            }
+        } else if nf & 2 == 0 {
+            users = update_users(&mut fail.users, fail.groups.get(gid::USER));
+            if self.live >= MLFID_CACHE {
+                while let Some((old, seq)) = self.order.pop_front() {
+                    let e = &self.slab[old];
+                    if e.live && e.seq == seq {
+                        let pos = self.position(e.hash, old);
+                        self.remove(pos, old);
+                        self.free.push(old);
+                        break;
+                    }
+                }
+            }
+            let slot = self.alloc();
+            self.seq += 1;
+            let e = &mut self.slab[slot];
+            e.key.clear();
+            e.key.push_str(mlfid);
+            e.hash = h;
+            e.fail.copy_from(fail);
+            e.live = true;
+            e.seq = self.seq;
+            self.live += 1;
+            self.order.push_back((slot, self.seq));
+            if self.order.len() > 4 * MLFID_CACHE {
+                // drop positions of forgotten entries
+                let slab = &self.slab;
+                self.order.retain(|&(i, seq)| slab[i].live && slab[i].seq == seq);
+            }
+            self.insert_table(h, slot);
+            Merged::Cached(slot)
+        } else {
+            users = fail.users.len();
+            Merged::Own
+        };
+        let w = match merged {
+            Merged::Cached(s) | Merged::Forgotten(s) => &mut self.slab[s].fail,
+            Merged::Own => fail,
+        };
+        if w.groups.pop_truthy(gid::MLFPENDING) || users > 1 {
+            w.groups.remove(gid::NOFAIL);
+            w.groups.remove(gid::MLFGAINED);
+            nf &= !(8 | 1);
+        }
+        if nf & 1 == 0 {
+            // matches = nofail_matches + matches (+ this line)
+            scratch.set_empty();
+            if w.nofail_matches.is_some() {
+                scratch.extend_from(w.nofail_matches.as_slice());
+            }
+            w.nofail_matches.set_none();
+            if w.matches.is_some() {
+                scratch.extend_from(w.matches.as_slice());
+            }
+            if nf & 8 == 0 {
+                scratch.extend_from(matched);
+            }
+            std::mem::swap(&mut w.matches, scratch);
+        } else if nf & 3 == 1 {
+            if !w.nofail_matches.is_some() {
+                w.nofail_matches.set_empty();
+            }
+            w.nofail_matches.extend_from(matched);
+        }
+        merged
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_keep_order_and_values() {
+        let mut g = Groups::default();
+        g.set(gid::USER, Some("bob"));
+        g.set(gid::IP4, Some("192.0.2.1"));
+        g.set(gid::USER, Some("alice"));
+        g.set(gid::FID, None);
+        assert_eq!(g.iter().collect::<Vec<_>>(), [(gid::USER, Some("alice")), (gid::IP4, Some("192.0.2.1")), (gid::FID, None)]);
+        assert!(g.pop_truthy(gid::USER));
+        assert!(!g.pop_truthy(gid::FID));
+        assert_eq!(g.iter().collect::<Vec<_>>(), [(gid::IP4, Some("192.0.2.1"))]);
+    }
+
+    #[test]
+    fn cache_evicts_oldest_and_forgets() {
+        let mut c = MlCache::default();
+        let mut scratch = Lines::default();
+        let line = ["l".to_string()];
+        for i in 0..MLFID_CACHE + 5 {
+            let mut f = Fail::default();
+            f.groups.set(gid::USER, Some("u"));
+            assert!(matches!(c.merge(&format!("k{i}"), &mut f, &line, &mut scratch), Merged::Cached(_)));
+        }
+        assert_eq!(c.live, MLFID_CACHE);
+        assert!(c.find("k0", hash("k0")).is_none());
+        assert!(c.find("k5", hash("k5")).is_some());
+        // forget: removed, still readable once
+        let mut f = Fail::default();
+        f.groups.set(gid::MLFFORGET, Some("x"));
+        let Merged::Forgotten(s) = c.merge("k7", &mut f, &line, &mut scratch) else { panic!() };
+        assert_eq!(c.get(s).groups.get(gid::USER), Some("u"));
+        assert!(c.find("k7", hash("k7")).is_none());
+        // a forget on an unknown connection is not cached
+        let mut f = Fail::default();
+        f.groups.set(gid::MLFFORGET, Some("x"));
+        assert_eq!(c.merge("new", &mut f, &line, &mut scratch), Merged::Own);
+        // churn through many keys: the table stays consistent
+        for i in 0..10_000 {
+            let mut f = Fail::default();
+            if i % 3 == 0 {
+                f.groups.set(gid::MLFFORGET, Some("x"));
+            }
+            c.merge(&format!("c{}", i % 300), &mut f, &line, &mut scratch);
+            assert!(c.live <= MLFID_CACHE);
+        }
+    }
+}
