@@ -1,6 +1,11 @@
 //! Date detection: Fail2Ban's `datepattern` templates and default template
 //! list, with hand-written fast paths for the syslog and ISO 8601 forms.
 
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex, Weak},
+};
+
 use chrono::{Datelike, Duration, NaiveDate, NaiveDateTime};
 
 use super::pyre::{self, GroupKind, Node};
@@ -146,7 +151,7 @@ impl Fields {
 /// Ordered list of date templates.
 #[derive(Debug)]
 pub struct DateDetector {
-    templates: Vec<Template>,
+    templates: Vec<Arc<Template>>,
 }
 
 /// Fail2Ban's default templates (`DateDetectorCache.DEFAULT_TEMPLATES`).
@@ -930,7 +935,21 @@ fn fast_iso(line: &str) -> Option<Option<DateHit>> {
     Some(Some(DateHit { start: 0, end, fields, template: 0 }))
 }
 
-fn template_for(pattern: &str) -> Result<Template, String> {
+/// Compiled templates shared by every filter that uses them (all filters
+/// share the default set), so each costs its memory once.
+fn template_for(pattern: &str) -> Result<Arc<Template>, String> {
+    static SHARED: Mutex<BTreeMap<String, Weak<Template>>> = Mutex::new(BTreeMap::new());
+    let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(t) = shared.get(pattern).and_then(Weak::upgrade) {
+        return Ok(t);
+    }
+    let t = Arc::new(build_template(pattern)?);
+    shared.retain(|_, w| w.strong_count() > 0);
+    shared.insert(pattern.to_string(), Arc::downgrade(&t));
+    Ok(t)
+}
+
+fn build_template(pattern: &str) -> Result<Template, String> {
     let key = if pattern.contains('%') { pattern.to_string() } else { pattern.to_uppercase() };
     if key.contains("EPOCH") {
         if find_ci(pattern, "{EPOCH}").is_some() || find_ci(pattern, "{LEPOCH}").is_some() {
@@ -959,7 +978,7 @@ fn template_for(pattern: &str) -> Result<Template, String> {
 }
 
 /// All default templates: anchored copies first, then the originals.
-fn default_templates() -> Result<Vec<Template>, String> {
+fn default_templates() -> Result<Vec<Arc<Template>>, String> {
     let mut anchored = Vec::new();
     let mut orig = Vec::new();
     for p in DEFAULT_TEMPLATES {
@@ -977,14 +996,14 @@ impl DateDetector {
     /// `None` gives Fail2Ban's default template set.
     pub fn new(datepattern: Option<&str>) -> Result<DateDetector, FilterError> {
         let bad = |reason: String| FilterError::DatePattern { pattern: datepattern.unwrap_or("").into(), reason };
-        let mut templates: Vec<Template> = Vec::new();
+        let mut templates: Vec<Arc<Template>> = Vec::new();
         let pats: Vec<&str> = match datepattern {
             None => vec!["{DEFAULT}"],
             Some(p) => p.split('\n').map(str::trim).filter(|s| !s.is_empty()).collect(),
         };
         for p in pats {
             let key = if p.contains('%') { p.to_string() } else { p.to_uppercase() };
-            let add = |t: Template, templates: &mut Vec<Template>| {
+            let add = |t: Arc<Template>, templates: &mut Vec<Arc<Template>>| {
                 if !templates.iter().any(|x| x.name == t.name) {
                     templates.push(t);
                 }
@@ -1004,7 +1023,7 @@ impl DateDetector {
                     add(template_for(&wrapped).map_err(bad)?, &mut templates);
                 }
             } else if key == "{NONE}" {
-                add(Template { name: "{NONE}".into(), flags: LINE_BEGIN, kind: Kind::None }, &mut templates);
+                add(Arc::new(Template { name: "{NONE}".into(), flags: LINE_BEGIN, kind: Kind::None }), &mut templates);
             } else {
                 add(template_for(p).map_err(bad)?, &mut templates);
             }
