@@ -39,8 +39,12 @@ async fn generic_json_and_a_retry_after_500() {
     assert_eq!(j["bantime"], 600);
     assert_eq!(j["hostname"], "gw.example.org");
     assert_eq!(j["matches"].as_array().unwrap().len(), 2);
-    let m = n.metrics();
-    assert_eq!((m.channels[0].failed, m.channels[0].sent, m.outbox_depth), (1, 1, Some(0)));
+    // the outbox entry is removed just after the send is counted
+    let settled = || {
+        let m = n.metrics();
+        (m.channels[0].failed, m.channels[0].sent, m.outbox_depth) == (1, 1, Some(0))
+    };
+    assert!(wait_until(Duration::from_secs(2), settled).await, "{:?}", n.metrics());
 
     // A 4xx is permanent: dropped without retry.
     rx.statuses.lock().unwrap().push_back(404);
