@@ -46,7 +46,8 @@ pub fn run() -> anyhow::Result<()> {
             if start.elapsed() > Duration::from_secs(5) {
                 anyhow::bail!("ban of {addr} not in the map after 5 s\n{}", agent.log());
             }
-            std::hint::spin_loop();
+            // 2 cores: leave them to the agent's threads while waiting
+            std::thread::yield_now();
         }
     }
     samples.sort();
