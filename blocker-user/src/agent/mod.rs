@@ -7,6 +7,7 @@ mod jails;
 mod metrics;
 mod params;
 mod persist;
+mod share;
 mod reload;
 mod run;
 

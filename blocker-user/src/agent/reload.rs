@@ -51,6 +51,8 @@ impl Agent {
             ("bpf_pin_dir", old.bpf_pin_dir != new.bpf_pin_dir),
             ("capacity", old.capacity != new.capacity),
             ("log", old.log != new.log),
+            ("metrics", old.metrics != new.metrics),
+            ("share.listen", old.share.as_ref().map(|c| c.listen) != new.share.as_ref().map(|c| c.listen)),
         ] {
             if changed {
                 summary.need_restart.push(what);

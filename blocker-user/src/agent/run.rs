@@ -87,6 +87,11 @@ pub async fn run(config: Config, log: LogHandle) -> anyhow::Result<()> {
 
     // Bound now, so a port in use fails the start rather than the scrape.
     let metrics = config.metrics.as_ref().map(MetricsServer::bind).transpose().context("metrics endpoint")?;
+    let share = config
+        .share
+        .as_ref()
+        .map(|c| crate::http::Bound::bind(c.listen).with_context(|| format!("ban sharing receiver on {}", c.listen)))
+        .transpose()?;
     let listener = server::bind(&config.socket)?;
     let _socket = SocketGuard(config.socket.clone());
     let agent = Arc::new(Agent::new(Box::new(maps), config.clone(), allow.clone()));
@@ -122,6 +127,9 @@ pub async fn run(config: Config, log: LogHandle) -> anyhow::Result<()> {
     if let Some(m) = metrics {
         tracing::info!(address = %m.local_addr(), "metrics endpoint");
         tokio::spawn(m.run(agent.clone(), agent.latency.clone(), cancel.child_token()));
+    }
+    if let Some(b) = share {
+        tokio::spawn(crate::share::serve(b, agent.clone(), cancel.child_token()));
     }
     agent.lifecycle(EventKind::Start, None);
     tracing::info!(socket = %config.socket.display(), "ready");

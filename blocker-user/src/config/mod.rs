@@ -18,6 +18,28 @@ pub use defaults::{default_route_interfaces, host_addresses};
 pub use jail::{JailConfig, UseDns};
 pub use values::{BanDuration, Seconds};
 
+/// Reads a secret (password, token) from a file that only root may read;
+/// `key` names the setting in errors. Trailing newlines are dropped.
+pub fn read_secret_file(p: &str, key: &str) -> Result<String, String> {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    let meta = std::fs::metadata(p).map_err(|e| format!("{key} {p:?}: {e}"))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(format!("{key} {p:?} has mode {mode:03o}: it must be readable by its owner only (chmod 600 {p})"));
+    }
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    if meta.uid() != 0 && meta.uid() != euid {
+        return Err(format!("{key} {p:?} must be owned by root (chown root {p})"));
+    }
+    let text = std::fs::read_to_string(p).map_err(|e| format!("{key} {p:?}: {e}"))?;
+    let secret = text.trim_end_matches(['\n', '\r']).to_owned();
+    if secret.is_empty() {
+        return Err(format!("{key} {p:?} is empty"));
+    }
+    Ok(secret)
+}
+
 use crate::enforce::{MapCapacities, Target, XdpModeSetting};
 
 /// Which interfaces to attach to.
@@ -47,6 +69,8 @@ pub struct Config {
     pub log: crate::logging::LogConfig,
     pub notify: crate::notify::NotifyConfig,
     pub metrics: Option<crate::metrics::MetricsConfig>,
+    /// `[share]`: the ban-sharing receiver, if on.
+    pub share: Option<crate::share::ShareConfig>,
     pub filter_dirs: Vec<PathBuf>,
     pub jails: Vec<JailConfig>,
 }

@@ -42,6 +42,8 @@ pub struct RawConfig {
     notify: Option<crate::notify::RawNotify>,
     /// Prometheus endpoint: `[metrics]` (off when absent).
     metrics: Option<crate::metrics::RawMetrics>,
+    /// Receiving bans from other agents: `[share]` (off when absent).
+    share: Option<crate::share::RawShare>,
     /// Where named filters are looked up, in order.
     filter_dirs: Option<Vec<PathBuf>>,
     /// Keys every jail inherits (Fail2Ban's `[DEFAULT]`).
@@ -97,6 +99,7 @@ impl RawConfig {
             None => crate::notify::NotifyConfig::default(),
         };
         let metrics = self.metrics.map(|r| crate::metrics::validate(r, text, path.as_deref())).transpose()?;
+        let share = self.share.map(|r| crate::share::validate(r, text, path.as_deref())).transpose()?;
         let mut allow = Vec::with_capacity(self.allow.len());
         for entry in &self.allow {
             let t: Target = entry.get_ref().parse().map_err(|e: crate::enforce::ParseTargetError| at(entry.span(), e.to_string()))?;
@@ -121,6 +124,7 @@ impl RawConfig {
             log,
             notify,
             metrics,
+            share,
             filter_dirs,
             jails,
         })

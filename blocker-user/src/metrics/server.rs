@@ -1,36 +1,19 @@
 //! The HTTP endpoint: `GET /metrics`, a link page at `/`, 404 elsewhere.
-//!
-//! HTTP/1.1 only (hyper). Each connection is its own task, at most
-//! [`MAX_CONNECTIONS`] at once; a client that does not send its request
-//! headers within [`HEADER_TIMEOUT`] is dropped. Encoding runs in
-//! `spawn_blocking`, since the snapshot takes the agent's locks.
+//! Served by [`crate::http`]; encoding runs in `spawn_blocking`, since the
+//! snapshot takes the agent's locks.
 
 use std::{
-    convert::Infallible,
     io,
     net::SocketAddr,
     sync::Arc,
     time::{Duration, SystemTime},
 };
 
-use http_body_util::Full;
-use hyper::{
-    Method, Request, Response, StatusCode,
-    body::{Bytes, Incoming},
-    header,
-    server::conn::http1,
-    service::service_fn,
-};
-use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::{sync::Semaphore, task::JoinSet};
+use hyper::{Method, Request, StatusCode, body::Incoming, header};
 use tokio_util::sync::CancellationToken;
 
 use super::{Format, LatencyRecorder, MetricsConfig, MetricsSource, render};
-
-/// Connections served at once; more wait to be accepted.
-pub const MAX_CONNECTIONS: usize = 16;
-/// Time a client has to send its request headers.
-pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+use crate::http::{Bound, Reply, plain, reply};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetricsError {
@@ -47,10 +30,7 @@ pub enum MetricsError {
 /// A bound, not yet serving, metrics endpoint. Binding first lets the
 /// agent fail at start (port taken) before it reports ready.
 #[derive(Debug)]
-pub struct MetricsServer {
-    listener: std::net::TcpListener,
-    addr: SocketAddr,
-}
+pub struct MetricsServer(Bound);
 
 struct Shared {
     source: Arc<dyn MetricsSource>,
@@ -61,16 +41,12 @@ struct Shared {
 impl MetricsServer {
     /// Binds the configured address (needs no runtime).
     pub fn bind(config: &MetricsConfig) -> Result<MetricsServer, MetricsError> {
-        let bind_err = |source| MetricsError::Bind { addr: config.listen, source };
-        let listener = std::net::TcpListener::bind(config.listen).map_err(bind_err)?;
-        listener.set_nonblocking(true).map_err(bind_err)?;
-        let addr = listener.local_addr().map_err(bind_err)?;
-        Ok(MetricsServer { listener, addr })
+        Bound::bind(config.listen).map(MetricsServer).map_err(|source| MetricsError::Bind { addr: config.listen, source })
     }
 
     /// The bound address (the real port when the config asked for port 0).
     pub fn local_addr(&self) -> SocketAddr {
-        self.addr
+        self.0.addr
     }
 
     /// Serves until `cancel` fires; open connections are then closed.
@@ -80,44 +56,9 @@ impl MetricsServer {
         latency: LatencyRecorder,
         cancel: CancellationToken,
     ) -> Result<(), MetricsError> {
-        let listener = tokio::net::TcpListener::from_std(self.listener).map_err(MetricsError::Listener)?;
         let shared = Arc::new(Shared { source, latency, started: process_start_time().unwrap_or_else(SystemTime::now) });
-        let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-        let mut conns = JoinSet::new();
-        tracing::info!(addr = %self.addr, "metrics endpoint listening");
-        loop {
-            let permit = tokio::select! {
-                _ = cancel.cancelled() => break,
-                p = permits.clone().acquire_owned() => p.expect("semaphore never closed"),
-            };
-            let (stream, _peer) = tokio::select! {
-                _ = cancel.cancelled() => break,
-                r = listener.accept() => match r {
-                    Ok(c) => c,
-                    Err(e) => {
-                        // Out of descriptors and the like: wait, do not spin.
-                        tracing::warn!(error = %e, "metrics endpoint: accept failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                },
-            };
-            while conns.try_join_next().is_some() {}
-            let shared = shared.clone();
-            conns.spawn(async move {
-                let service = service_fn(move |req| respond(shared.clone(), req));
-                let conn = http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(HEADER_TIMEOUT)
-                    .serve_connection(TokioIo::new(stream), service);
-                if let Err(e) = conn.await {
-                    tracing::debug!(error = %e, "metrics connection ended with an error");
-                }
-                drop(permit);
-            });
-        }
-        conns.shutdown().await;
-        Ok(())
+        let handle = move |_peer, req| respond(shared.clone(), req);
+        self.0.serve("metrics endpoint", handle, cancel).await.map_err(MetricsError::Listener)
     }
 }
 
@@ -134,42 +75,29 @@ pub async fn serve(
 const INDEX: &str = "<html><head><title>blocker</title></head><body><h1>blocker</h1>\
 <p><a href=\"/metrics\">Metrics</a></p></body></html>\n";
 
-async fn respond(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn respond(shared: Arc<Shared>, req: Request<Incoming>) -> Reply {
     let path = req.uri().path();
     let known = matches!(path, "/" | "/metrics");
     if !known {
-        return Ok(plain(StatusCode::NOT_FOUND, "not found; metrics are at /metrics\n"));
+        return plain(StatusCode::NOT_FOUND, "not found; metrics are at /metrics\n");
     }
     if req.method() != Method::GET && req.method() != Method::HEAD {
         let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "only GET\n");
         r.headers_mut().insert(header::ALLOW, header::HeaderValue::from_static("GET, HEAD"));
-        return Ok(r);
+        return r;
     }
     if path == "/" {
-        let mut r = Response::new(Full::new(Bytes::from_static(INDEX.as_bytes())));
-        r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/html; charset=utf-8"));
-        return Ok(r);
+        return reply(StatusCode::OK, "text/html; charset=utf-8", INDEX.as_bytes());
     }
     let format = Format::from_accept(req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()));
     let body = tokio::task::spawn_blocking(move || render(&shared.source, &shared.latency, shared.started, format)).await;
-    Ok(match body {
-        Ok(text) => {
-            let mut r = Response::new(Full::new(Bytes::from(text)));
-            r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static(format.content_type()));
-            r
-        }
+    match body {
+        Ok(text) => reply(StatusCode::OK, format.content_type(), text),
         Err(e) => {
             tracing::warn!(error = %e, "collecting metrics failed");
             plain(StatusCode::INTERNAL_SERVER_ERROR, "collecting metrics failed\n")
         }
-    })
-}
-
-fn plain(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
-    *r.status_mut() = status;
-    r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain; charset=utf-8"));
-    r
+    }
 }
 
 /// When this process started: `/proc/self/stat` field 22 (clock ticks

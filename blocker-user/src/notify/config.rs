@@ -4,7 +4,7 @@
 use crate::config::line_col;
 use std::{
     collections::{BTreeMap, BTreeSet},
-    os::unix::fs::{MetadataExt as _, PermissionsExt as _},
+    os::unix::fs::PermissionsExt as _,
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -796,26 +796,7 @@ impl Checker<'_> {
     }
 
     fn password_file(&self, f: &Spanned<String>) -> Result<String, ConfigError> {
-        let p = f.get_ref();
-        let meta = std::fs::metadata(p).map_err(|e| self.at(f.span(), format!("password_file {p:?}: {e}")))?;
-        let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            return Err(self.at(
-                f.span(),
-                format!("password_file {p:?} has mode {mode:03o}: it must be readable by its owner only (chmod 600 {p})"),
-            ));
-        }
-        // SAFETY: geteuid has no preconditions.
-        let euid = unsafe { libc::geteuid() };
-        if meta.uid() != 0 && meta.uid() != euid {
-            return Err(self.at(f.span(), format!("password_file {p:?} must be owned by root (chown root {p})")));
-        }
-        let text = std::fs::read_to_string(p).map_err(|e| self.at(f.span(), format!("password_file {p:?}: {e}")))?;
-        let pw = text.trim_end_matches(['\n', '\r']).to_owned();
-        if pw.is_empty() {
-            return Err(self.at(f.span(), format!("password_file {p:?} is empty")));
-        }
-        Ok(pw)
+        crate::config::read_secret_file(f.get_ref(), "password_file").map_err(|r| self.at(f.span(), r))
     }
 
     fn webhook(&self, w: &RawWebhook) -> Result<WebhookConfig, ConfigError> {
