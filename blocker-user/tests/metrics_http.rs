@@ -322,11 +322,3 @@ async fn a_slow_snapshot_does_not_block_other_tasks() {
     assert!(ticks.await.unwrap() >= 10, "the runtime thread was blocked");
     srv.stop().await;
 }
-
-#[tokio::test]
-#[ignore = "prints a scrape, for looking at"]
-async fn print_a_scrape() {
-    let srv = start(Arc::new(StaticSource::new(snapshot())), LatencyRecorder::new());
-    println!("{}", scrape(&srv.base).await.1);
-    srv.stop().await;
-}
