@@ -57,13 +57,14 @@ impl Agent {
     }
 }
 
-/// Parses every target first, so one bad address changes nothing.
-fn parse_all(targets: &TargetList) -> Result<Vec<Target>, Response> {
+/// Parses every target first, so one bad address changes nothing; `f`
+/// makes each parsed target into what the caller needs.
+fn parse_all<T>(targets: &TargetList, mut f: impl FnMut(Target) -> T) -> Result<Vec<T>, Response> {
     let mut bad = Vec::new();
-    let mut good = Vec::new();
+    let mut good = Vec::with_capacity(targets.line_count());
     for t in targets.iter() {
         match t.parse::<Target>() {
-            Ok(t) => good.push(t),
+            Ok(t) => good.push(f(t)),
             Err(e) if bad.len() < 5 => bad.push(e.to_string()),
             Err(_) => {}
         }
@@ -83,24 +84,22 @@ const BULK: usize = 1000;
 
 fn ban(agent: &Agent, mut s: MutexGuard<'_, State>, targets: &TargetList, duration_secs: Option<u64>, jail: Option<String>) -> Response {
     let started = std::time::Instant::now();
-    let targets = match parse_all(targets) {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
     let jail = jail.unwrap_or_else(|| MANUAL_JAIL.to_owned());
-    if jail.is_empty() || jail.len() > 31 || jail.contains(char::is_whitespace) {
-        return Response::error(format!("invalid jail name {jail:?}: 1 to 31 bytes, no spaces; nothing changed"));
-    }
     let now = SystemTime::now();
     let expires_at = duration_secs.map(|d| now + Duration::from_secs(d));
     let shared_jail: std::sync::Arc<str> = jail.as_str().into();
-    let bans: Vec<Ban> =
-        targets.iter().map(|&target| Ban { target, jail: shared_jail.clone(), banned_at: now, expires_at }).collect();
-    let warnings: Vec<String> = targets
+    let bans = match parse_all(targets, |target| Ban { target, jail: shared_jail.clone(), banned_at: now, expires_at }) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    if jail.is_empty() || jail.len() > 31 || jail.contains(char::is_whitespace) {
+        return Response::error(format!("invalid jail name {jail:?}: 1 to 31 bytes, no spaces; nothing changed"));
+    }
+    let warnings: Vec<String> = bans
         .iter()
-        .filter_map(|t| {
-            let a = s.allow.iter().find(|a| overlaps(a, t))?;
-            Some(format!("{t} is covered by allowlist entry {a}: the allowlist wins, its packets pass"))
+        .filter_map(|b| {
+            let a = s.allow.iter().find(|a| a.overlaps(&b.target))?;
+            Some(format!("{} is covered by allowlist entry {a}: the allowlist wins, its packets pass", b.target))
         })
         .take(10)
         .collect();
@@ -110,31 +109,28 @@ fn ban(agent: &Agent, mut s: MutexGuard<'_, State>, targets: &TargetList, durati
     }
     tracing::debug!(count = bans.len(), parse_ms = parsed.as_millis() as u64, total_ms = started.elapsed().as_millis() as u64, "ban request applied");
     drop(s);
-    let rows: Vec<_> = bans.iter().map(|b| super::persist::ban_row(b, 1, Vec::new())).collect();
-    if bans.len() <= BULK {
+    let count = bans.len();
+    if count <= BULK {
+        let rows: Vec<_> = bans.iter().map(|b| super::persist::ban_row(b, 1, Vec::new())).collect();
         agent.persist(&rows);
         for b in &bans {
             agent.activity.lock().unwrap_or_else(|p| p.into_inner()).record(b.banned_at, true, &b.jail, b.target);
             agent.emit(agent.manual_ban_event(b));
         }
     } else {
-        agent.persist_in_background(rows);
-        tracing::info!(target: "blocker::actions", "[{jail}] Bulk ban of {} addresses (no event per address)", bans.len());
+        agent.persist_in_background(bans);
+        tracing::info!(target: "blocker::actions", "[{jail}] Bulk ban of {count} addresses (no event per address)");
     }
     #[derive(Serialize)]
     struct Banned {
         banned: usize,
         expires_at: Option<String>,
     }
-    Response::ok(Banned { banned: bans.len(), expires_at: expires_at.map(clock::rfc3339) }).with_warnings(warnings)
-}
-
-fn overlaps(a: &Target, b: &Target) -> bool {
-    a.net().contains(&b.net()) || b.net().contains(&a.net())
+    Response::ok(Banned { banned: count, expires_at: expires_at.map(clock::rfc3339) }).with_warnings(warnings)
 }
 
 fn unban(agent: &Agent, mut s: MutexGuard<'_, State>, targets: &TargetList) -> Response {
-    let targets = match parse_all(targets) {
+    let targets = match parse_all(targets, |t| t) {
         Ok(t) => t,
         Err(r) => return r,
     };

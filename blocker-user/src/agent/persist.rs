@@ -91,10 +91,12 @@ impl Agent {
     }
 
     /// Records a bulk ban on a thread of its own (the request is not held).
-    pub(super) fn persist_in_background(&self, rows: Vec<BanRow>) {
+    pub(super) fn persist_in_background(&self, bans: Vec<Ban>) {
         let Some(db) = self.db.get().cloned() else { return };
         std::thread::spawn(move || {
             let started = std::time::Instant::now();
+            let rows: Vec<BanRow> = bans.iter().map(|b| ban_row(b, 1, Vec::new())).collect();
+            drop(bans);
             match db.upsert_bans(&rows) {
                 Ok(()) => tracing::debug!(count = rows.len(), ms = started.elapsed().as_millis() as u64, "bulk ban recorded"),
                 Err(e) => tracing::error!(error = %e, "cannot record bulk ban in the state database"),
