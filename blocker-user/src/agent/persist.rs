@@ -34,10 +34,18 @@ pub fn reconcile(db: &StateDb, enforcer: &mut dyn Enforcer) -> Result<Reconciled
     let now = SystemTime::now();
     let mut r = Reconciled::default();
     let (mut live, mut expired) = (0, 0);
+    // Database keys are unique: with empty maps (after a reboot) every row is missing.
+    let empty = enforcer.active() == 0;
     std::thread::scope(|s| {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<BanRow>>(2);
-        let reader = s.spawn(move || db.scan_active_bans(RESTORE_CHUNK, |chunk| tx.send(chunk).is_ok()));
+        let reader = s.spawn(move || {
+            let started = std::time::Instant::now();
+            let r = db.scan_active_bans(RESTORE_CHUNK, |chunk| tx.send(chunk).is_ok());
+            tracing::debug!(ms = started.elapsed().as_millis() as u64, "ban rows read");
+            r
+        });
         let mut result = Ok(());
+        let mut inserting = std::time::Duration::ZERO;
         for chunk in rx.iter() {
             let mut missing = Vec::with_capacity(chunk.len());
             for row in chunk {
@@ -46,16 +54,20 @@ pub fn reconcile(db: &StateDb, enforcer: &mut dyn Enforcer) -> Result<Reconciled
                     continue;
                 }
                 live += 1;
-                if !enforcer.contains(&row.target) {
+                if empty || !enforcer.contains(&row.target) {
                     missing.push(Ban { target: row.target, jail: row.jail, banned_at: row.banned_at, expires_at: row.expires_at });
                 }
             }
             r.restored += missing.len();
-            if let Err(e) = enforcer.ban(&missing) {
+            let started = std::time::Instant::now();
+            let banned = enforcer.ban(&missing);
+            inserting += started.elapsed();
+            if let Err(e) = banned {
                 result = Err(e.to_string());
                 break;
             }
         }
+        tracing::debug!(ms = inserting.as_millis() as u64, "restored bans inserted");
         // Stops the reader if the maps refused a chunk.
         drop(rx);
         let read = reader.join().expect("ban reader thread").map_err(|e| e.to_string());
