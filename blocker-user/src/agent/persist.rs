@@ -36,7 +36,9 @@ pub fn reconcile(db: &StateDb, enforcer: &mut dyn Enforcer) -> Result<Reconciled
     let (mut live, mut expired) = (0, 0);
     // Database keys are unique: with empty maps (after a reboot) every row is missing.
     let empty = enforcer.active() == 0;
-    std::thread::scope(|s| {
+    // Each summary word is written once, not once per chunk.
+    enforcer.hold_summaries(true).map_err(|e| e.to_string())?;
+    let restored = std::thread::scope(|s| {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<BanRow>>(2);
         let reader = s.spawn(move || {
             let started = std::time::Instant::now();
@@ -72,7 +74,9 @@ pub fn reconcile(db: &StateDb, enforcer: &mut dyn Enforcer) -> Result<Reconciled
         drop(rx);
         let read = reader.join().expect("ban reader thread").map_err(|e| e.to_string());
         result.and(read)
-    })?;
+    });
+    let released = enforcer.hold_summaries(false).map_err(|e| e.to_string());
+    restored.and(released)?;
     if expired > 0 {
         r.expired = db.remove_expired(now).map_err(|e| e.to_string())?;
     }

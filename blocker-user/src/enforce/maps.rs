@@ -73,6 +73,8 @@ pub struct XdpMaps {
     settings: Settings,
     index: BanIndex,
     attachments: Option<Attachments>,
+    /// See [`Enforcer::hold_summaries`].
+    hold_summaries: bool,
 }
 
 struct Maps {
@@ -159,6 +161,7 @@ impl XdpMaps {
             settings,
             index: BanIndex::new(caps.bloom_log2()),
             attachments: Some(Attachments::new(pin_dir)),
+            hold_summaries: false,
         };
         this.load_program(blocker_common::PROGRAM)?;
         this.carry_over(carried)?;
@@ -228,7 +231,7 @@ impl XdpMaps {
                 Bitmap::RangeV4 => (&self.m.summary_v4, maps::SUMMARY_V4),
                 Bitmap::RangeV6 => (&self.m.summary_v6, maps::SUMMARY_V6),
             };
-            sys::update_batch(fd(map), &keys, &values)
+            sys::update_batch_parallel(fd(map), &keys, &values)
                 .map_err(|p| EnforceError::Io { what: format!("updating {name}"), source: p.error })?;
         }
         Ok(())
@@ -507,11 +510,22 @@ impl Enforcer for XdpMaps {
         let r3 = self.apply(&r4, |m| &m.range_v4, maps::RANGE_V4, "ranges_v4", track_r4);
         let r4r = self.apply(&r6, |m| &m.range_v6, maps::RANGE_V6, "ranges_v6", track_r6);
         // Summary bits and prefix lengths go in after the entries they announce.
-        self.flush_summaries()?;
-        if !r4.keys.is_empty() || !r6.keys.is_empty() {
-            self.write_settings()?;
+        if !self.hold_summaries {
+            self.flush_summaries()?;
+            if !r4.keys.is_empty() || !r6.keys.is_empty() {
+                self.write_settings()?;
+            }
         }
         r1.and(r2).and(r3).and(r4r)
+    }
+
+    fn hold_summaries(&mut self, hold: bool) -> Result<(), EnforceError> {
+        self.hold_summaries = hold;
+        if !hold {
+            self.flush_summaries()?;
+            self.write_settings()?;
+        }
+        Ok(())
     }
 
     fn unban(&mut self, target: &Target) -> Result<bool, EnforceError> {
