@@ -187,6 +187,14 @@ impl Agent {
     }
 }
 
+/// CPU time used by the whole process so far (all threads, user and system).
+pub fn cpu_time() -> std::time::Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: ts is a valid timespec to write into.
+    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
 /// Hands freed heap memory back to the system. After a bulk ban, a list of
 /// a million bans or a restore, glibc would otherwise keep the peak.
 pub fn trim_memory() {

@@ -66,7 +66,7 @@ pub async fn run(config: Config, log: LogHandle) -> anyhow::Result<()> {
     if let Some(bad) = db.recovered_from() {
         tracing::error!(moved_to = %bad.display(), "state database was corrupt and was replaced; bans are re-adopted from the kernel maps");
     }
-    let started = std::time::Instant::now();
+    let (started, cpu) = (std::time::Instant::now(), super::cpu_time());
     let reconciled = super::reconcile(&db, &mut maps).map_err(|e| anyhow::anyhow!("restoring bans: {e}"))?;
     tracing::info!(
         restored = reconciled.restored,
@@ -74,6 +74,7 @@ pub async fn run(config: Config, log: LogHandle) -> anyhow::Result<()> {
         expired = reconciled.expired,
         active = maps.active(),
         ms = started.elapsed().as_millis() as u64,
+        cpu_ms = (super::cpu_time() - cpu).as_millis() as u64,
         "bans restored"
     );
     super::trim_memory();

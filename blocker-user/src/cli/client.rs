@@ -1,13 +1,13 @@
 //! Client commands: build the request, call the agent, print the answer.
 
-use std::{io::BufRead, path::{Path, PathBuf}};
+use std::{io::Read as _, path::{Path, PathBuf}};
 
 use anyhow::{Context as _, bail};
 
 use super::{BanArgs, Cli, Command, UnbanArgs, print::print_response};
 use crate::{
     config::{self, Config},
-    control::{Request, client},
+    control::{Request, TargetList, client},
     enforce::Target,
 };
 
@@ -71,14 +71,15 @@ fn ban_request(a: &BanArgs) -> anyhow::Result<Request> {
     // Arguments are checked here; a file's lines by the agent, which
     // refuses the whole request if any line is bad.
     check_targets(&a.targets)?;
-    let mut targets = a.targets.clone();
-    if let Some(file) = &a.from_file {
-        targets.extend(read_targets(file)?);
-    }
+    let text = match &a.from_file {
+        Some(file) => read_targets(file)?,
+        None => String::new(),
+    };
+    let targets: TargetList = a.targets.iter().map(String::as_str).chain(target_lines(&text)).collect();
     if targets.is_empty() {
         bail!("give at least one address or CIDR (or --from-file)");
     }
-    Ok(Request::Ban { targets: targets.into_iter().collect(), duration_secs: a.duration.map(|d| d.as_secs().max(1)), jail: a.jail.clone() })
+    Ok(Request::Ban { targets, duration_secs: a.duration.map(|d| d.as_secs().max(1)), jail: a.jail.clone() })
 }
 
 fn unban_request(a: &UnbanArgs) -> anyhow::Result<Request> {
@@ -89,23 +90,20 @@ fn unban_request(a: &UnbanArgs) -> anyhow::Result<Request> {
     Ok(Request::Unban { targets: a.targets.iter().collect() })
 }
 
-fn read_targets(file: &Path) -> anyhow::Result<Vec<String>> {
-    let reader: Box<dyn BufRead> = if file == Path::new("-") {
-        Box::new(std::io::stdin().lock())
+/// The whole file (or stdin for `-`), read at once.
+fn read_targets(file: &Path) -> anyhow::Result<String> {
+    let mut text = String::new();
+    if file == Path::new("-") {
+        std::io::stdin().lock().read_to_string(&mut text)?;
     } else {
-        Box::new(std::io::BufReader::new(
-            std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?,
-        ))
-    };
-    let mut out = Vec::new();
-    for line in reader.lines() {
-        let line = line?;
-        let t = line.trim();
-        if !t.is_empty() && !t.starts_with('#') {
-            out.push(t.to_owned());
-        }
+        text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     }
-    Ok(out)
+    Ok(text)
+}
+
+/// The address lines of a ban file: blank lines and `#` comments left out.
+fn target_lines(text: &str) -> impl Iterator<Item = &str> {
+    text.lines().map(str::trim).filter(|t| !t.is_empty() && !t.starts_with('#'))
 }
 
 

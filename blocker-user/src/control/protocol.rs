@@ -64,7 +64,21 @@ pub struct TargetList(String);
 
 impl TargetList {
     pub fn iter(&self) -> impl Iterator<Item = &str> {
-        self.0.lines().map(str::trim).filter(|l| !l.is_empty())
+        Self::entries(&self.0)
+    }
+
+    /// The entries of (part of) a list's text.
+    pub fn entries(text: &str) -> impl Iterator<Item = &str> {
+        text.lines().map(str::trim).filter(|l| !l.is_empty())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Lines, blank ones included: an upper bound of [`len`](Self::len), quick to count.
+    pub fn line_count(&self) -> usize {
+        self.0.bytes().filter(|&b| b == b'\n').count() + 1
     }
 
     pub fn len(&self) -> usize {

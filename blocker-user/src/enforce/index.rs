@@ -64,6 +64,13 @@ impl BanIndex {
         }
     }
 
+    /// [`track`](Self::track) for an exact IPv4 ban, by its `u32`.
+    pub fn track_v4(&mut self, addr: u32, expires: u64) {
+        if self.v4.insert(addr, expires).is_none() {
+            self.summaries.add_exact_v4(addr);
+        }
+    }
+
     pub fn untrack(&mut self, t: &Target) {
         let gone = match v4_key(t) {
             Some(k) => self.v4.remove(&k).is_some(),

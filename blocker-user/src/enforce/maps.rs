@@ -73,6 +73,8 @@ pub struct XdpMaps {
     settings: Settings,
     index: BanIndex,
     attachments: Option<Attachments>,
+    /// See [`Enforcer::hold_summaries`].
+    hold_summaries: bool,
 }
 
 struct Maps {
@@ -159,6 +161,7 @@ impl XdpMaps {
             settings,
             index: BanIndex::new(caps.bloom_log2()),
             attachments: Some(Attachments::new(pin_dir)),
+            hold_summaries: false,
         };
         this.load_program(blocker_common::PROGRAM)?;
         this.carry_over(carried)?;
@@ -228,7 +231,7 @@ impl XdpMaps {
                 Bitmap::RangeV4 => (&self.m.summary_v4, maps::SUMMARY_V4),
                 Bitmap::RangeV6 => (&self.m.summary_v6, maps::SUMMARY_V6),
             };
-            sys::update_batch(fd(map), &keys, &values)
+            sys::update_batch_parallel(fd(map), &keys, &values)
                 .map_err(|p| EnforceError::Io { what: format!("updating {name}"), source: p.error })?;
         }
         Ok(())
@@ -285,7 +288,14 @@ impl XdpMaps {
     }
 
     /// Inserts one batch into one ban map, indexing it meanwhile.
-    fn apply<K: Copy + Sync>(&mut self, b: &Batch<K>, map: fn(&Maps) -> &Map, name: &'static str, key: &'static str) -> Result<(), EnforceError> {
+    fn apply<K: Copy + Sync>(
+        &mut self,
+        b: &Batch<K>,
+        map: fn(&Maps) -> &Map,
+        name: &'static str,
+        key: &'static str,
+        track: fn(&mut BanIndex, &K, u64),
+    ) -> Result<(), EnforceError> {
         if b.keys.is_empty() {
             return Ok(());
         }
@@ -297,9 +307,9 @@ impl XdpMaps {
                 let fd = unsafe { BorrowedFd::borrow_raw(raw) };
                 sys::update_batch_parallel(fd, &b.keys, &b.values)
             });
-            index.reserve(b.targets.len());
-            for (t, v) in b.targets.iter().zip(&b.values) {
-                index.track(*t, v.expires_jiffies);
+            index.reserve(b.keys.len());
+            for (k, v) in b.keys.iter().zip(&b.values) {
+                track(index, k, v.expires_jiffies);
             }
             kernel.join().expect("batch update thread")
         });
@@ -418,29 +428,44 @@ fn full_or_io(map: &'static str, capacity: u32, key: &'static str, e: std::io::E
 struct Batch<K> {
     keys: Vec<K>,
     values: Vec<BanEntry>,
-    targets: Vec<Target>,
-}
-
-impl<K> Default for Batch<K> {
-    fn default() -> Self {
-        Batch { keys: Vec::new(), values: Vec::new(), targets: Vec::new() }
-    }
 }
 
 impl<K> Batch<K> {
-    fn push(&mut self, k: K, e: BanEntry, t: Target) {
+    fn with_capacity(n: usize) -> Self {
+        Batch { keys: Vec::with_capacity(n), values: Vec::with_capacity(n) }
+    }
+
+    fn push(&mut self, k: K, e: BanEntry) {
         self.keys.push(k);
         self.values.push(e);
-        self.targets.push(t);
     }
+}
+
+fn track_v4(i: &mut BanIndex, k: &[u8; 4], expires: u64) {
+    i.track_v4(u32::from_be_bytes(*k), expires);
+}
+
+fn track_v6(i: &mut BanIndex, k: &[u8; 16], expires: u64) {
+    i.track(Target::from_v6(*k, 128), expires);
+}
+
+fn track_r4(i: &mut BanIndex, k: &RangeKeyV4, expires: u64) {
+    i.track(Target::from_v4(k.addr, k.prefix_len as u8), expires);
+}
+
+fn track_r6(i: &mut BanIndex, k: &RangeKeyV6, expires: u64) {
+    i.track(Target::from_v6(k.addr, k.prefix_len as u8), expires);
 }
 
 impl Enforcer for XdpMaps {
     fn ban(&mut self, bans: &[Ban]) -> Result<(), EnforceError> {
-        let (mut v4, mut v6, mut r4, mut r6) = (Batch::default(), Batch::default(), Batch::default(), Batch::default());
+        let hosts_v4 = bans.iter().filter(|b| b.target.is_ipv4() && b.target.is_host()).count();
+        let mut v4 = Batch::with_capacity(hosts_v4);
+        let mut v6 = Batch::with_capacity(bans.len() - hosts_v4);
+        let (mut r4, mut r6) = (Batch::with_capacity(0), Batch::with_capacity(0));
         let mut last_jail: Option<(&str, u32)> = None;
         let deadline = self.clock.deadlines();
-        // Bans of one request usually share their expiry.
+        // Bans of one request usually share their times.
         let mut last_expiry: Option<(std::time::SystemTime, u64)> = None;
         let mut expiry = |t: std::time::SystemTime| match last_expiry {
             Some((at, j)) if at == t => j,
@@ -450,6 +475,7 @@ impl Enforcer for XdpMaps {
                 j
             }
         };
+        let mut last_banned: Option<(std::time::SystemTime, u64)> = None;
         for ban in bans {
             let jail = match last_jail {
                 Some((name, id)) if name == &*ban.jail => id,
@@ -459,31 +485,47 @@ impl Enforcer for XdpMaps {
                     id
                 }
             };
-            let entry = BanEntry {
-                expires_jiffies: ban.expires_at.map_or(0, &mut expiry),
-                packets: 0,
-                banned_at: clock::unix_secs(ban.banned_at),
-                expires_at: ban.expires_at.map_or(0, clock::unix_secs),
-                jail,
-                flags: 0,
+            let banned_at = match last_banned {
+                Some((at, secs)) if at == ban.banned_at => secs,
+                _ => {
+                    let secs = clock::unix_secs(ban.banned_at);
+                    last_banned = Some((ban.banned_at, secs));
+                    secs
+                }
             };
+            let (expires_jiffies, expires_at) = match ban.expires_at {
+                Some(t) => (expiry(t), clock::unix_secs(t)),
+                None => (0, 0),
+            };
+            let entry = BanEntry { expires_jiffies, packets: 0, banned_at, expires_at, jail, flags: 0 };
             match key_of(&ban.target) {
-                MapKey::V4(k) => v4.push(k, entry, ban.target),
-                MapKey::V6(k) => v6.push(k, entry, ban.target),
-                MapKey::R4(k) => r4.push(k, entry, ban.target),
-                MapKey::R6(k) => r6.push(k, entry, ban.target),
+                MapKey::V4(k) => v4.push(k, entry),
+                MapKey::V6(k) => v6.push(k, entry),
+                MapKey::R4(k) => r4.push(k, entry),
+                MapKey::R6(k) => r6.push(k, entry),
             }
         }
-        let r1 = self.apply(&v4, |m| &m.ban_v4, maps::BAN_V4, "bans_v4");
-        let r2 = self.apply(&v6, |m| &m.ban_v6, maps::BAN_V6, "bans_v6");
-        let r3 = self.apply(&r4, |m| &m.range_v4, maps::RANGE_V4, "ranges_v4");
-        let r4r = self.apply(&r6, |m| &m.range_v6, maps::RANGE_V6, "ranges_v6");
+        let r1 = self.apply(&v4, |m| &m.ban_v4, maps::BAN_V4, "bans_v4", track_v4);
+        let r2 = self.apply(&v6, |m| &m.ban_v6, maps::BAN_V6, "bans_v6", track_v6);
+        let r3 = self.apply(&r4, |m| &m.range_v4, maps::RANGE_V4, "ranges_v4", track_r4);
+        let r4r = self.apply(&r6, |m| &m.range_v6, maps::RANGE_V6, "ranges_v6", track_r6);
         // Summary bits and prefix lengths go in after the entries they announce.
-        self.flush_summaries()?;
-        if !r4.keys.is_empty() || !r6.keys.is_empty() {
-            self.write_settings()?;
+        if !self.hold_summaries {
+            self.flush_summaries()?;
+            if !r4.keys.is_empty() || !r6.keys.is_empty() {
+                self.write_settings()?;
+            }
         }
         r1.and(r2).and(r3).and(r4r)
+    }
+
+    fn hold_summaries(&mut self, hold: bool) -> Result<(), EnforceError> {
+        self.hold_summaries = hold;
+        if !hold {
+            self.flush_summaries()?;
+            self.write_settings()?;
+        }
+        Ok(())
     }
 
     fn unban(&mut self, target: &Target) -> Result<bool, EnforceError> {

@@ -102,6 +102,12 @@ pub enum EnforceError {
 pub trait Enforcer: Send {
     /// Adds or replaces bans (a later ban of the same target replaces the earlier).
     fn ban(&mut self, bans: &[Ban]) -> Result<(), EnforceError>;
+    /// While held, [`ban`](Self::ban) leaves the summary bitmaps (which let
+    /// the program skip lookups) unwritten, so those bans are not enforced
+    /// yet; releasing writes them, each changed word once. For bulk restores.
+    fn hold_summaries(&mut self, _hold: bool) -> Result<(), EnforceError> {
+        Ok(())
+    }
     /// Removes the ban of exactly this target; false if there was none.
     fn unban(&mut self, target: &Target) -> Result<bool, EnforceError>;
     /// Removes every ban the predicate selects; returns what was removed.

@@ -67,10 +67,7 @@ impl Summaries {
 
     pub fn add(&mut self, t: &Target) {
         match (t.net(), t.is_host()) {
-            (IpNet::V4(n), true) => {
-                let bit = summary::exact_v4(u32::from(n.addr()), self.log2);
-                set(&mut self.exact_v4, &mut self.dirty, Bitmap::ExactV4, bit);
-            }
+            (IpNet::V4(n), true) => self.add_exact_v4(u32::from(n.addr())),
             (IpNet::V6(n), true) => {
                 let (hi, lo) = halves(u128::from(n.addr()));
                 let bit = summary::exact_v6(hi, lo, self.log2);
@@ -94,6 +91,11 @@ impl Summaries {
                 }
             }
         }
+    }
+
+    pub fn add_exact_v4(&mut self, addr: u32) {
+        let bit = summary::exact_v4(addr, self.log2);
+        set(&mut self.exact_v4, &mut self.dirty, Bitmap::ExactV4, bit);
     }
 
     pub fn remove(&mut self, t: &Target) {

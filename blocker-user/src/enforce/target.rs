@@ -51,6 +51,21 @@ impl Target {
         matches!(self.0, IpNet::V4(_))
     }
 
+    /// Whether one of the two holds the other (they share addresses).
+    pub fn overlaps(&self, other: &Target) -> bool {
+        let (a, b) = (self.bits(), other.bits());
+        let common = self.0.prefix_len().min(other.0.prefix_len());
+        a.0 == b.0 && (common == 0 || (a.1 ^ b.1) >> (128 - u32::from(common)) == 0)
+    }
+
+    /// The family (true for IPv4) and the address, left-aligned in 128 bits.
+    fn bits(&self) -> (bool, u128) {
+        match self.0 {
+            IpNet::V4(n) => (true, u128::from(u32::from(n.addr())) << 96),
+            IpNet::V6(n) => (false, u128::from(n.addr())),
+        }
+    }
+
     pub fn contains(&self, addr: IpAddr) -> bool {
         self.0.contains(&Target::from_addr(addr).0.addr())
     }
@@ -160,6 +175,27 @@ mod tests {
         assert!("10.0.0.0/33".parse::<Target>().is_err());
         assert!("".parse::<Target>().is_err());
         assert!("example.com".parse::<Target>().is_err());
+    }
+
+    #[test]
+    fn overlap_is_containment_either_way() {
+        let p = |s: &str| s.parse::<Target>().unwrap();
+        for (a, b, want) in [
+            ("192.0.2.0/24", "192.0.2.7", true),
+            ("192.0.2.7", "192.0.2.0/24", true),
+            ("192.0.2.7", "192.0.2.8", false),
+            ("192.0.2.0/24", "192.0.3.0/24", false),
+            ("0.0.0.0/0", "203.0.113.1", true),
+            ("0.0.0.0/0", "2001:db8::1", false),
+            ("::/0", "2001:db8::1", true),
+            ("2001:db8::/32", "2001:db8:1::/48", true),
+            ("2001:db8::/32", "2001:db9::1", false),
+            ("::ffff:192.0.2.1", "192.0.2.0/24", true),
+        ] {
+            assert_eq!(p(a).overlaps(&p(b)), want, "{a} {b}");
+            let old = p(a).net().contains(&p(b).net()) || p(b).net().contains(&p(a).net());
+            assert_eq!(old, want, "{a} {b}");
+        }
     }
 
     #[test]

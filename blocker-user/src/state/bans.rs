@@ -222,6 +222,32 @@ impl StateDb {
         })
     }
 
+    /// Every active ban like [`active_bans`](Self::active_bans), handed to
+    /// `f` in chunks of up to `chunk` rows as they are read, so the caller
+    /// can work on one chunk while the next is read; `f` returns false to stop.
+    pub fn scan_active_bans(&self, chunk: usize, mut f: impl FnMut(Vec<BanRow>) -> bool) -> Result<(), StateError> {
+        self.checked(|| {
+            let inner = self.lock();
+            let mut stmt = inner
+                .conn
+                .prepare_cached(&format!("SELECT {COLUMNS} FROM bans"))
+                .map_err(StateError::sql("prepare ban query"))?;
+            let mut rows = stmt.query([]).map_err(StateError::sql("query bans"))?;
+            let mut jails: Vec<Arc<str>> = Vec::new();
+            let mut out = Vec::with_capacity(chunk);
+            while let Some(row) = rows.next().map_err(StateError::sql("read bans"))? {
+                out.push(decode(row, &mut jails)?);
+                if out.len() == chunk && !f(std::mem::replace(&mut out, Vec::with_capacity(chunk))) {
+                    return Ok(());
+                }
+            }
+            if !out.is_empty() {
+                f(out);
+            }
+            Ok(())
+        })
+    }
+
     /// Bans that expire at or before `t` (permanent ones never do), without
     /// matched lines.
     pub fn expired_before(&self, t: SystemTime) -> Result<Vec<BanRow>, StateError> {
