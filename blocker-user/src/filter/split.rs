@@ -575,11 +575,21 @@ impl SplitPlan {
     }
 }
 
+/// The anchored start state (the same everywhere unless the pattern looks
+/// behind).
+#[inline]
+fn start(d: &Dense, input: &Input<'_>) -> Result<regex_automata::util::primitives::StateID, Ambiguous> {
+    match d.universal_start_state(Anchored::Yes) {
+        Some(sid) => Ok(sid),
+        None => d.start_state_forward(input).map_err(|_| Ambiguous),
+    }
+}
+
 /// Patterns matching exactly `[s, e]`.
 fn exact_mask(d: &Dfa, hay: &[u8], s: usize, e: usize) -> Result<u64, Ambiguous> {
     let d = d.get()?;
     let input = Input::new(hay).range(s..e).anchored(Anchored::Yes);
-    let mut sid = d.start_state_forward(&input).map_err(|_| Ambiguous)?;
+    let mut sid = start(d, &input)?;
     for &b in &hay[s..e] {
         sid = d.next_state(sid, b);
         if d.is_special_state(sid) && (d.is_dead_state(sid) || d.is_quit_state(sid)) {
@@ -611,7 +621,7 @@ fn scan_ends(d: &Dfa, hay: &[u8], p: usize, e: usize, out: &mut Vec<usize>) -> R
     out.clear();
     let d = d.get()?;
     let input = Input::new(hay).range(p..e).anchored(Anchored::Yes);
-    let mut sid = d.start_state_forward(&input).map_err(|_| Ambiguous)?;
+    let mut sid = start(d, &input)?;
     for (i, &b) in hay[p..e].iter().enumerate() {
         sid = d.next_state(sid, b);
         if d.is_special_state(sid) {

@@ -118,7 +118,7 @@ pub fn filter_test(
     let mut fail_hits = vec![0u64; filter.failregex.len()];
     let mut ign_hits = vec![0u64; filter.ignoreregex.len()];
     let (mut lines, mut matched, mut ignored, mut nofail, mut invalid) = (0u64, 0u64, 0u64, 0u64, 0u64);
-    let mut per_host: HashMap<String, Vec<i64>, rustc_hash::FxBuildHasher> = HashMap::default();
+    let mut per_host = Hosts::default();
     let mut raw = Vec::with_capacity(1024);
     let mut json_line = String::new();
     let start = Instant::now();
@@ -142,12 +142,7 @@ pub fn filter_test(
                 matched += 1;
                 fail_hits[f.regex_index] += 1;
                 let ts = f.time.map_or(lines as i64, |t| t.timestamp());
-                match per_host.get_mut(f.id) {
-                    Some(v) => v.push(ts),
-                    None => {
-                        per_host.insert(f.id.to_string(), vec![ts]);
-                    }
-                }
+                per_host.add(f.id, ts);
                 if opts.json {
                     (true, Some(f.id.to_string()), f.time.map(|t| t.local()))
                 } else {
@@ -183,7 +178,7 @@ pub fn filter_test(
     }
     let elapsed = start.elapsed();
     let lines_per_sec = if elapsed.as_secs_f64() > 0.0 { lines as f64 / elapsed.as_secs_f64() } else { 0.0 };
-    let would_ban = would_ban(&mut per_host, opts.maxretry, opts.findtime);
+    let would_ban = would_ban(&per_host, opts.maxretry, opts.findtime);
     let engines = filter.engines();
     let summary = FilterTestSummary {
         filter: filter.name().to_string(),
@@ -219,13 +214,69 @@ pub fn filter_test(
     Ok(summary)
 }
 
+/// Failure times per host. Short ids are keys inside the table (no
+/// pointer to follow per lookup); times go to one list, grouped at the end.
+#[derive(Default)]
+struct Hosts {
+    short: HashMap<[u8; 32], u32, rustc_hash::FxBuildHasher>,
+    long: HashMap<String, u32, rustc_hash::FxBuildHasher>,
+    names: Vec<String>,
+    events: Vec<(u32, i64)>,
+}
+
+impl Hosts {
+    fn add(&mut self, id: &str, ts: i64) {
+        let next = self.names.len() as u32;
+        let i = if id.len() < 32 {
+            let mut k = [0u8; 32];
+            k[..id.len()].copy_from_slice(id.as_bytes());
+            k[31] = id.len() as u8;
+            *self.short.entry(k).or_insert(next)
+        } else {
+            match self.long.get(id) {
+                Some(i) => *i,
+                None => *self.long.entry(id.to_string()).or_insert(next),
+            }
+        };
+        if i == next {
+            self.names.push(id.to_string());
+        }
+        self.events.push((i, ts));
+    }
+
+    fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// The times of host i are `flat[at[i]..at[i + 1]]` (a counting sort
+    /// of the events).
+    fn times(&self) -> (Vec<usize>, Vec<i64>) {
+        let mut at = vec![0usize; self.names.len() + 1];
+        self.events.iter().for_each(|(h, _)| at[*h as usize + 1] += 1);
+        for i in 1..at.len() {
+            at[i] += at[i - 1];
+        }
+        let mut next = at.clone();
+        let mut flat = vec![0i64; self.events.len()];
+        for (h, t) in &self.events {
+            flat[next[*h as usize]] = *t;
+            next[*h as usize] += 1;
+        }
+        (at, flat)
+    }
+}
+
 /// Hosts with `maxretry` failures within `findtime` (Fail2Ban's counting).
-fn would_ban(per_host: &mut HashMap<String, Vec<i64>, rustc_hash::FxBuildHasher>, maxretry: u32, findtime: Duration) -> Vec<String> {
+fn would_ban(per_host: &Hosts, maxretry: u32, findtime: Duration) -> Vec<String> {
     let win = findtime.as_secs() as i64;
     let maxretry = maxretry.max(1) as usize;
+    let (at, mut flat) = per_host.times();
     let mut out: Vec<String> = per_host
-        .iter_mut()
-        .filter_map(|(h, ts)| {
+        .names
+        .iter()
+        .enumerate()
+        .filter_map(|(i, h)| {
+            let ts = &mut flat[at[i]..at[i + 1]];
             ts.sort_unstable();
             (ts.len() >= maxretry && ts.windows(maxretry).any(|w| w[maxretry - 1] - w[0] <= win)).then(|| h.clone())
         })
