@@ -303,9 +303,10 @@ pub(crate) struct HeadSplit {
     pub rest: Part,
     pub group: u16,
     group_name: String,
-    /// `(?-u)` dense DFAs of `x` and `rest` for ASCII lines (built on first
+    /// `(?-u)` dense DFAs of `x` and `rest` for ASCII lines, and the first
+    /// bytes on which `rest` matches only the empty string (built on first
     /// use; `None` inside if too big).
-    dense: std::sync::OnceLock<Option<(DenseDfa, DenseDfa)>>,
+    dense: std::sync::OnceLock<Option<(DenseDfa, DenseDfa, Box<[bool; 256]>)>>,
 }
 
 type DenseDfa = regex_automata::dfa::dense::DFA<Vec<u32>>;
@@ -316,7 +317,7 @@ impl HeadSplit {
     pub fn ends_ascii(&self, buf: &[u8]) -> Option<Option<(usize, usize)>> {
         use regex_automata::dfa::{Automaton, StartKind, dense};
         use regex_automata::{Anchored, Input, MatchKind, nfa::thompson, util::syntax};
-        let (x, rest) = self
+        let (x, rest, rest_empty) = self
             .dense
             .get_or_init(|| {
                 let build = |p: &Part| {
@@ -333,11 +334,23 @@ impl HeadSplit {
                         .build(p.uni.as_str())
                         .ok()
                 };
-                Some((build(&self.x)?, build(&self.rest)?))
+                let (x, rest) = (build(&self.x)?, build(&self.rest)?);
+                // after byte b: a (delayed) match of the empty string that
+                // every next byte ends
+                let start = rest.start_state_forward(&Input::new("").anchored(Anchored::Yes)).ok()?;
+                let mut empty = Box::new([false; 256]);
+                for b in 0..=255u8 {
+                    let s1 = rest.next_state(start, b);
+                    empty[b as usize] = rest.is_match_state(s1) && (0..=255u8).all(|c| rest.is_dead_state(rest.next_state(s1, c)));
+                }
+                Some((x, rest, empty))
             })
             .as_ref()?;
         let Ok(m) = x.try_search_fwd(&Input::new(buf).anchored(Anchored::Yes)) else { return None };
         let Some(e1) = m.map(|m| m.offset()) else { return Some(None) };
+        if buf.get(e1).is_some_and(|b| rest_empty[*b as usize]) {
+            return Some(Some((e1, e1)));
+        }
         let Ok(m) = rest.try_search_fwd(&Input::new(&buf[e1..]).anchored(Anchored::Yes)) else { return None };
         Some(m.map(|m| (e1, e1 + m.offset())))
     }

@@ -124,8 +124,7 @@ pub fn filter_test(
     let start = Instant::now();
     loop {
         raw.clear();
-        let n = input.read_until(b'\n', &mut raw).map_err(|e| FilterError::Io { path: "<input>".into(), source: e })?;
-        if n == 0 {
+        if read_line(&mut input, &mut raw).map_err(|e| FilterError::Io { path: "<input>".into(), source: e })? == 0 {
             break;
         }
         lines += 1;
@@ -212,6 +211,29 @@ pub fn filter_test(
         write_report(&summary, &filter, out).map_err(werr)?;
     }
     Ok(summary)
+}
+
+/// `read_until(b'\n')` with the memchr crate's (vectorized) search.
+fn read_line(input: &mut impl BufRead, raw: &mut Vec<u8>) -> std::io::Result<usize> {
+    loop {
+        let buf = match input.fill_buf() {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if buf.is_empty() {
+            return Ok(raw.len());
+        }
+        let (n, done) = match memchr::memchr(b'\n', buf) {
+            Some(i) => (i + 1, true),
+            None => (buf.len(), false),
+        };
+        raw.extend_from_slice(&buf[..n]);
+        input.consume(n);
+        if done {
+            return Ok(raw.len());
+        }
+    }
 }
 
 /// Failure times per host. Short ids are keys inside the table (no
