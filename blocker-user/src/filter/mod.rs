@@ -328,6 +328,8 @@ impl HeadSplit {
                             dense::Config::new()
                                 .match_kind(MatchKind::LeftmostFirst)
                                 .start_kind(StartKind::Anchored)
+                                // scans are short: stepping beats memchr
+                                .accelerate(false)
                                 .dfa_size_limit(Some(4 << 20))
                                 .determinize_size_limit(Some(4 << 20)),
                         )

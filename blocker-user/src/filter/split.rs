@@ -615,9 +615,9 @@ fn first_exact(d: &Dfa, hay: &[u8], s: usize, e: usize) -> Result<usize, Ambiguo
     }
 }
 
-/// Ends q in `p..=e` where the (single-pattern) DFA matches exactly `[p, q]`,
-/// ascending, into `out`.
-fn scan_ends(d: &Dfa, hay: &[u8], p: usize, e: usize, out: &mut Vec<usize>) -> Result<(), Ambiguous> {
+/// Ends q in `p..=e` where the (single-pattern) DFA matches exactly `[p, q]`
+/// and `keep(q)`, ascending, into `out`.
+fn scan_ends(d: &Dfa, hay: &[u8], p: usize, e: usize, out: &mut Vec<usize>, keep: impl Fn(usize) -> bool) -> Result<(), Ambiguous> {
     out.clear();
     let d = d.get()?;
     let input = Input::new(hay).range(p..e).anchored(Anchored::Yes);
@@ -626,7 +626,9 @@ fn scan_ends(d: &Dfa, hay: &[u8], p: usize, e: usize, out: &mut Vec<usize>) -> R
         sid = d.next_state(sid, b);
         if d.is_special_state(sid) {
             if d.is_match_state(sid) {
-                out.push(p + i);
+                if keep(p + i) {
+                    out.push(p + i);
+                }
             } else if d.is_dead_state(sid) {
                 return Ok(());
             } else if d.is_quit_state(sid) {
@@ -635,7 +637,7 @@ fn scan_ends(d: &Dfa, hay: &[u8], p: usize, e: usize, out: &mut Vec<usize>) -> R
         }
     }
     sid = if e < hay.len() { d.next_state(sid, hay[e]) } else { d.next_eoi_state(sid) };
-    if d.is_match_state(sid) {
+    if d.is_match_state(sid) && keep(e) {
         out.push(e);
     }
     Ok(())
@@ -783,8 +785,7 @@ impl Span {
                         return Ok(q);
                     }
                 }
-                scan_ends(all, hay, p, q0, ends)?;
-                ends.retain(|&q| k.may_allow(hay, q, q0));
+                scan_ends(all, hay, p, q0, ends, |q| k.may_allow(hay, q, q0))?;
                 match order {
                     Order::Longest => ends.reverse(),
                     Order::Shortest => {}
