@@ -236,10 +236,32 @@ fn read_line(input: &mut impl BufRead, raw: &mut Vec<u8>) -> std::io::Result<usi
     }
 }
 
-/// Failure times per host. Short ids are keys inside the table (no
-/// pointer to follow per lookup); times go to one list, grouped at the end.
+/// The number of an IPv4 address written canonically (four decimal octets
+/// ≤ 255 without leading zeros), which then determines the text.
+fn ipv4_key(s: &str) -> Option<u32> {
+    let mut v = 0u32;
+    let mut parts = 0;
+    for p in s.split('.') {
+        let b = p.as_bytes();
+        if b.is_empty() || b.len() > 3 || (b.len() > 1 && b[0] == b'0') || !b.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let n = b.iter().fold(0u32, |a, d| a * 10 + u32::from(d - b'0'));
+        if n > 255 || parts == 4 {
+            return None;
+        }
+        v = v << 8 | n;
+        parts += 1;
+    }
+    (parts == 4).then_some(v)
+}
+
+/// Failure times per host. IPv4 ids are keyed by their number (a small
+/// table), other short ids inside the table (no pointer to follow per
+/// lookup); times go to one list, grouped at the end.
 #[derive(Default)]
 struct Hosts {
+    v4: HashMap<u32, u32, rustc_hash::FxBuildHasher>,
     short: HashMap<[u8; 32], u32, rustc_hash::FxBuildHasher>,
     long: HashMap<String, u32, rustc_hash::FxBuildHasher>,
     names: Vec<String>,
@@ -249,7 +271,9 @@ struct Hosts {
 impl Hosts {
     fn add(&mut self, id: &str, ts: i64) {
         let next = self.names.len() as u32;
-        let i = if id.len() < 32 {
+        let i = if let Some(n) = ipv4_key(id) {
+            *self.v4.entry(n).or_insert(next)
+        } else if id.len() < 32 {
             let mut k = [0u8; 32];
             k[..id.len()].copy_from_slice(id.as_bytes());
             k[31] = id.len() as u8;
@@ -345,4 +369,18 @@ fn write_report(s: &FilterTestSummary, filter: &Filter, out: &mut impl Write) ->
         s.would_ban.iter().take(20).cloned().collect::<Vec<_>>().join(", ")
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ipv4_key;
+
+    #[test]
+    fn ipv4_keys_are_canonical_texts() {
+        assert_eq!(ipv4_key("1.2.3.4"), Some(0x01020304));
+        assert_eq!(ipv4_key("255.0.10.0"), Some(0xff000a00));
+        for s in ["01.2.3.4", "1.2.3", "1.2.3.4.5", "256.1.1.1", "1..2.3", "a.b.c.d", "", "1.2.3.4 ", "2001:db8::1"] {
+            assert_eq!(ipv4_key(s), None, "{s}");
+        }
+    }
 }
