@@ -123,16 +123,27 @@ pub fn filter_test(
     let mut json_line = String::new();
     let start = Instant::now();
     loop {
-        raw.clear();
-        if read_line(&mut input, &mut raw).map_err(|e| FilterError::Io { path: "<input>".into(), source: e })? == 0 {
-            break;
-        }
+        // a line whole in the reader's buffer is used in place
+        let whole = match input.fill_buf() {
+            Ok(b) => memchr::memchr(b'\n', b).map(|i| i + 1),
+            Err(_) => None,
+        };
+        let line: &[u8] = match whole {
+            Some(n) => &input.fill_buf().map_err(|e| FilterError::Io { path: "<input>".into(), source: e })?[..n],
+            None => {
+                raw.clear();
+                if read_line(&mut input, &mut raw).map_err(|e| FilterError::Io { path: "<input>".into(), source: e })? == 0 {
+                    break;
+                }
+                &raw
+            }
+        };
         lines += 1;
-        let text = match std::str::from_utf8(&raw) {
+        let text = match std::str::from_utf8(line) {
             Ok(s) => std::borrow::Cow::Borrowed(s),
             Err(_) => {
                 invalid += 1;
-                String::from_utf8_lossy(&raw)
+                String::from_utf8_lossy(line)
             }
         };
         let outcome = m.feed(&text);
@@ -173,6 +184,9 @@ pub fn filter_test(
             json_line.push_str(&v.to_string());
             json_line.push('\n');
             out.write_all(json_line.as_bytes()).map_err(werr)?;
+        }
+        if let Some(n) = whole {
+            input.consume(n);
         }
     }
     let elapsed = start.elapsed();
