@@ -30,8 +30,9 @@ pub(crate) type Spans = Vec<(u16, Option<(usize, usize)>)>;
 pub(crate) struct FastPath {
     /// When every failregex is anchored at the start of the text it
     /// searches: the literals one of which starts every match, and their
-    /// first bytes. Text that starts with none holds no failure.
-    lits: Option<(Box<[bool; 256]>, Vec<Vec<u8>>)>,
+    /// ranges in that sorted list by first byte. Text that starts with none
+    /// holds no failure.
+    lits: Option<(Box<[(u16, u16); 256]>, Vec<Vec<u8>>)>,
     winner: hybrid::dfa::DFA,
     /// Winner pattern → (failregex, top-level branch when the failregex is
     /// split into branches).
@@ -137,8 +138,15 @@ impl FastPath {
             .build_many(&pats)
             .ok()?;
         let lits = prefix_literals(failregex).map(|l| {
-            let mut first = Box::new([false; 256]);
-            l.iter().for_each(|x| first[x[0] as usize] = true);
+            // `l` is sorted: the literals with one first byte are a range
+            let mut first = Box::new([(0u16, 0u16); 256]);
+            for (i, x) in l.iter().enumerate() {
+                let r = &mut first[x[0] as usize];
+                if r.0 == r.1 {
+                    r.0 = i as u16;
+                }
+                r.1 = i as u16 + 1;
+            }
             (first, l)
         });
         Some(FastPath { lits, winner, patterns, regexes })
@@ -153,7 +161,9 @@ impl FastPath {
     /// starts with a prefix literal of some failregex.
     pub(crate) fn may_match(&self, text: &[u8]) -> bool {
         self.lits.as_ref().is_none_or(|(first, lits)| {
-            text.first().is_some_and(|b| first[*b as usize]) && lits.iter().any(|l| text.starts_with(l))
+            let Some(b) = text.first() else { return false };
+            let (s, e) = first[*b as usize];
+            lits[s as usize..e as usize].iter().any(|l| text.get(..l.len()) == Some(l.as_slice()))
         })
     }
 

@@ -94,7 +94,13 @@ fn membership() -> &'static dense::DFA<Vec<u32>> {
 /// Which of IP4 / IP6 / DNS match all of `t`.
 fn kinds(t: &[u8]) -> u64 {
     let d = membership();
-    let Ok(mut sid) = d.start_state_forward(&Input::new(t).anchored(Anchored::Yes)) else { return 0 };
+    let mut sid = match d.universal_start_state(Anchored::Yes) {
+        Some(sid) => sid,
+        None => match d.start_state_forward(&Input::new(t).anchored(Anchored::Yes)) {
+            Ok(sid) => sid,
+            Err(_) => return 0,
+        },
+    };
     for &b in t {
         sid = d.next_state(sid, b);
         if d.is_dead_state(sid) {

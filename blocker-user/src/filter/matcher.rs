@@ -250,10 +250,11 @@ impl<'f> Matcher<'f> {
         if let Some(n) = self.now {
             return n;
         }
-        // the local clock, refreshed at most once per second
-        let secs = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        // the local clock, refreshed at most once per second (the coarse
+        // clock is enough to notice a new second, and cheaper)
+        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: clock_gettime only writes the timespec we pass
+        let secs = if unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut ts) } == 0 { ts.tv_sec as u64 } else { 0 };
         let (at, cached) = self.now_cache.get();
         if at == secs && secs != 0 {
             return cached;
@@ -852,7 +853,8 @@ impl Locs {
 
     fn part(p: &Part) -> Locs {
         Locs {
-            uni: Some(p.uni.capture_locations()),
+            // the Unicode slots are made when first needed
+            uni: None,
             ascii: p.ascii.as_ref().map(|a| a.capture_locations()),
             parts: vec![],
         }
@@ -871,8 +873,9 @@ fn run_part(p: &Part, text: &str, locs: &mut Locs, ascii: bool, out: &mut Spans)
         }
         return Some((m.start(), m.end()));
     }
-    let l = locs.uni.as_mut()?;
-    let m = p.uni.captures_read(l, text)?;
+    let uni = p.uni.get()?;
+    let l = locs.uni.get_or_insert_with(|| uni.capture_locations());
+    let m = uni.captures_read(l, text)?;
     for (i, id) in &p.ids {
         put(out, *id, l.get(*i));
     }

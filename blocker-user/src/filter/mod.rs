@@ -216,10 +216,45 @@ fn anchored_prefixes(translated: &str) -> Option<Vec<Vec<u8>>> {
     Some(lits.iter().map(|l| l.as_bytes().to_vec()).collect())
 }
 
-/// A separately compiled piece of a linear regex.
+/// A Unicode regex or set built on first use: ASCII text (most logs) uses
+/// the `(?-u)` twin, so most are never built. `None` inside: it does not
+/// compile (callers then fall back to something safe).
+#[derive(Debug)]
+pub(crate) struct Lazy<T> {
+    pats: Vec<String>,
+    val: std::sync::OnceLock<Option<T>>,
+    build: fn(&[String]) -> Option<T>,
+}
+
+impl<T> Lazy<T> {
+    fn new(pats: Vec<String>, build: fn(&[String]) -> Option<T>) -> Self {
+        Lazy { pats, val: std::sync::OnceLock::new(), build }
+    }
+
+    pub fn get(&self) -> Option<&T> {
+        self.val.get_or_init(|| (self.build)(&self.pats)).as_ref()
+    }
+
+    /// The (first) pattern.
+    pub fn as_str(&self) -> &str {
+        &self.pats[0]
+    }
+}
+
+fn uni_regex(p: &[String]) -> Option<regex::Regex> {
+    regex::RegexBuilder::new(&p[0]).size_limit(1 << 26).dfa_size_limit(1 << 24).build().ok()
+}
+
+fn uni_set(p: &[String]) -> Option<regex::RegexSet> {
+    regex::RegexSetBuilder::new(p).size_limit(1 << 26).dfa_size_limit(1 << 24).build().ok()
+}
+
+/// A separately compiled piece of a linear regex. Its Unicode form is
+/// built on first use: a piece is smaller than the regex it comes from,
+/// which compiled.
 #[derive(Debug)]
 pub(crate) struct Part {
-    pub uni: regex::Regex,
+    pub uni: Lazy<regex::Regex>,
     pub ascii: Option<regex::bytes::Regex>,
     pub names: Vec<(usize, String)>,
     pub ids: Vec<(usize, u16)>,
@@ -227,19 +262,25 @@ pub(crate) struct Part {
 
 impl Part {
     fn new(pattern: &str) -> Option<Part> {
-        let uni = regex::RegexBuilder::new(pattern).size_limit(1 << 26).dfa_size_limit(1 << 24).build().ok()?;
-        let names = uni
-            .capture_names()
+        let uni = Lazy::new(vec![pattern.to_string()], uni_regex);
+        let ascii = ascii_twin(pattern);
+        let names: Vec<_> = match &ascii {
+            // the twin has the same groups
+            Some(a) => a.capture_names().map(|n| n.map(str::to_string)).collect(),
+            None => uni.get()?.capture_names().map(|n| n.map(str::to_string)).collect(),
+        };
+        let names = names
+            .iter()
             .enumerate()
-            .filter_map(|(i, n)| n.map(|n| (i, pyre::base_group_name(n).to_string())))
+            .filter_map(|(i, n)| n.as_ref().map(|n| (i, pyre::base_group_name(n).to_string())))
             .collect();
-        Some(Part { ascii: ascii_twin(pattern), uni, names, ids: vec![] })
+        Some(Part { ascii, uni, names, ids: vec![] })
     }
 
     pub fn is_match(&self, text: &str, ascii: bool) -> bool {
         match (&self.ascii, ascii) {
             (Some(a), true) => a.is_match(text.as_bytes()),
-            _ => self.uni.is_match(text),
+            _ => self.uni.get().is_some_and(|r| r.is_match(text)),
         }
     }
 
@@ -247,7 +288,7 @@ impl Part {
     pub fn find(&self, text: &str, ascii: bool) -> Option<(usize, usize)> {
         match (&self.ascii, ascii) {
             (Some(a), true) => a.find(text.as_bytes()).map(|m| (m.start(), m.end())),
-            _ => self.uni.find(text).map(|m| (m.start(), m.end())),
+            _ => self.uni.get()?.find(text).map(|m| (m.start(), m.end())),
         }
     }
 }
@@ -262,9 +303,10 @@ pub(crate) struct HeadSplit {
     pub rest: Part,
     pub group: u16,
     group_name: String,
-    /// `(?-u)` dense DFAs of `x` and `rest` for ASCII lines (built on first
+    /// `(?-u)` dense DFAs of `x` and `rest` for ASCII lines, and the first
+    /// bytes on which `rest` matches only the empty string (built on first
     /// use; `None` inside if too big).
-    dense: std::sync::OnceLock<Option<(DenseDfa, DenseDfa)>>,
+    dense: std::sync::OnceLock<Option<(DenseDfa, DenseDfa, Box<[bool; 256]>)>>,
 }
 
 type DenseDfa = regex_automata::dfa::dense::DFA<Vec<u32>>;
@@ -275,7 +317,7 @@ impl HeadSplit {
     pub fn ends_ascii(&self, buf: &[u8]) -> Option<Option<(usize, usize)>> {
         use regex_automata::dfa::{Automaton, StartKind, dense};
         use regex_automata::{Anchored, Input, MatchKind, nfa::thompson, util::syntax};
-        let (x, rest) = self
+        let (x, rest, rest_empty) = self
             .dense
             .get_or_init(|| {
                 let build = |p: &Part| {
@@ -286,17 +328,31 @@ impl HeadSplit {
                             dense::Config::new()
                                 .match_kind(MatchKind::LeftmostFirst)
                                 .start_kind(StartKind::Anchored)
+                                // scans are short: stepping beats memchr
+                                .accelerate(false)
                                 .dfa_size_limit(Some(4 << 20))
                                 .determinize_size_limit(Some(4 << 20)),
                         )
                         .build(p.uni.as_str())
                         .ok()
                 };
-                Some((build(&self.x)?, build(&self.rest)?))
+                let (x, rest) = (build(&self.x)?, build(&self.rest)?);
+                // after byte b: a (delayed) match of the empty string that
+                // every next byte ends
+                let start = rest.start_state_forward(&Input::new("").anchored(Anchored::Yes)).ok()?;
+                let mut empty = Box::new([false; 256]);
+                for b in 0..=255u8 {
+                    let s1 = rest.next_state(start, b);
+                    empty[b as usize] = rest.is_match_state(s1) && (0..=255u8).all(|c| rest.is_dead_state(rest.next_state(s1, c)));
+                }
+                Some((x, rest, empty))
             })
             .as_ref()?;
         let Ok(m) = x.try_search_fwd(&Input::new(buf).anchored(Anchored::Yes)) else { return None };
         let Some(e1) = m.map(|m| m.offset()) else { return Some(None) };
+        if buf.get(e1).is_some_and(|b| rest_empty[*b as usize]) {
+            return Some(Some((e1, e1)));
+        }
         let Ok(m) = rest.try_search_fwd(&Input::new(&buf[e1..]).anchored(Anchored::Yes)) else { return None };
         Some(m.map(|m| (e1, e1 + m.offset())))
     }
@@ -342,7 +398,7 @@ fn head_split(head: &[pyre::Node], flags: &str) -> Option<HeadSplit> {
     };
     let x = render((**x).clone())?;
     let rest = render(Node::Group(Box::new(rest), GroupKind::NonCapture))?;
-    if !rest.uni.is_match("") {
+    if !rest.is_match("", true) {
         return None; // R must be nullable
     }
     Some(HeadSplit { x, rest, group: 0, group_name: name.clone(), dense: std::sync::OnceLock::new() })
@@ -418,37 +474,48 @@ fn ascii_twin(pattern: &str) -> Option<regex::bytes::Regex> {
         .ok()
 }
 
-/// A set of relaxed regexes with its ASCII twin.
+/// A set of relaxed regexes with its ASCII twin: a candidate filter (a
+/// Unicode set that does not build admits every regex).
 #[derive(Debug)]
 pub(crate) struct DualSet {
-    pub uni: regex::RegexSet,
+    pub uni: Lazy<regex::RegexSet>,
     pub ascii: Option<regex::bytes::RegexSet>,
 }
 
 impl DualSet {
     fn new(pats: &[String]) -> Result<DualSet, regex::Error> {
-        let uni = regex::RegexSetBuilder::new(pats).size_limit(1 << 26).dfa_size_limit(1 << 24).build()?;
         let ascii = regex::bytes::RegexSetBuilder::new(pats.iter().map(|p| format!("(?-u){p}")))
             .size_limit(1 << 26)
             .dfa_size_limit(1 << 24)
             .build()
             .ok();
-        Ok(DualSet { uni, ascii })
+        if ascii.is_none() {
+            // report a bad pattern now
+            regex::RegexSetBuilder::new(pats).size_limit(1 << 26).dfa_size_limit(1 << 24).build()?;
+        }
+        Ok(DualSet { uni: Lazy::new(pats.to_vec(), uni_set), ascii })
     }
 
     /// Fill `hits`; returns whether any matched.
     pub fn matches(&self, hits: &mut [bool], text: &str, ascii: bool) -> bool {
         match (&self.ascii, ascii) {
             (Some(a), true) => a.matches_read_at(hits, text.as_bytes(), 0),
-            _ => self.uni.matches_read_at(hits, text, 0),
+            _ => match self.uni.get() {
+                Some(u) => u.matches_read_at(hits, text, 0),
+                None => {
+                    hits.fill(true);
+                    !hits.is_empty()
+                }
+            },
         }
     }
 }
 
-/// A linear regex with its ASCII twin.
+/// A linear prefilter regex with its ASCII twin (a Unicode form that does
+/// not build passes everything).
 #[derive(Debug)]
 pub(crate) struct DualRegex {
-    pub uni: regex::Regex,
+    pub uni: Lazy<regex::Regex>,
     pub ascii: Option<regex::bytes::Regex>,
 }
 
@@ -456,7 +523,7 @@ impl DualRegex {
     pub fn is_match(&self, text: &str, ascii: bool) -> bool {
         match (&self.ascii, ascii) {
             (Some(a), true) => a.is_match(text.as_bytes()),
-            _ => self.uni.is_match(text),
+            _ => self.uni.get().is_none_or(|r| r.is_match(text)),
         }
     }
 }
@@ -1010,12 +1077,14 @@ fn build_prefilter(pref: &str, fails: &[CompiledRegex], use_dns: bool) -> Result
     let ctx = pyre::RenderCtx { root: &node, strip_captures: true };
     node.render(&mut s, false, &ctx);
     let s = dollar_fix(&s, false);
-    let uni = regex::RegexBuilder::new(&s)
+    // the Unicode form is built on first use (None: pass everything)
+    let ascii = regex::bytes::RegexBuilder::new(&format!("(?-u){s}"))
         .size_limit(1 << 27)
         .dfa_size_limit(1 << 25)
         .build()
         .map_err(|e| bad(e.to_string()))?;
-    Ok(DualRegex { uni, ascii: ascii_twin(&s) })
+    let uni = Lazy::new(vec![s], |p| regex::RegexBuilder::new(&p[0]).size_limit(1 << 27).dfa_size_limit(1 << 25).build().ok());
+    Ok(DualRegex { uni, ascii: Some(ascii) })
 }
 
 /// Remove a leading `^` (at the start of every alternative). Returns whether

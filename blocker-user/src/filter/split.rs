@@ -575,11 +575,21 @@ impl SplitPlan {
     }
 }
 
+/// The anchored start state (the same everywhere unless the pattern looks
+/// behind).
+#[inline]
+fn start(d: &Dense, input: &Input<'_>) -> Result<regex_automata::util::primitives::StateID, Ambiguous> {
+    match d.universal_start_state(Anchored::Yes) {
+        Some(sid) => Ok(sid),
+        None => d.start_state_forward(input).map_err(|_| Ambiguous),
+    }
+}
+
 /// Patterns matching exactly `[s, e]`.
 fn exact_mask(d: &Dfa, hay: &[u8], s: usize, e: usize) -> Result<u64, Ambiguous> {
     let d = d.get()?;
     let input = Input::new(hay).range(s..e).anchored(Anchored::Yes);
-    let mut sid = d.start_state_forward(&input).map_err(|_| Ambiguous)?;
+    let mut sid = start(d, &input)?;
     for &b in &hay[s..e] {
         sid = d.next_state(sid, b);
         if d.is_special_state(sid) && (d.is_dead_state(sid) || d.is_quit_state(sid)) {
@@ -605,18 +615,20 @@ fn first_exact(d: &Dfa, hay: &[u8], s: usize, e: usize) -> Result<usize, Ambiguo
     }
 }
 
-/// Ends q in `p..=e` where the (single-pattern) DFA matches exactly `[p, q]`,
-/// ascending, into `out`.
-fn scan_ends(d: &Dfa, hay: &[u8], p: usize, e: usize, out: &mut Vec<usize>) -> Result<(), Ambiguous> {
+/// Ends q in `p..=e` where the (single-pattern) DFA matches exactly `[p, q]`
+/// and `keep(q)`, ascending, into `out`.
+fn scan_ends(d: &Dfa, hay: &[u8], p: usize, e: usize, out: &mut Vec<usize>, keep: impl Fn(usize) -> bool) -> Result<(), Ambiguous> {
     out.clear();
     let d = d.get()?;
     let input = Input::new(hay).range(p..e).anchored(Anchored::Yes);
-    let mut sid = d.start_state_forward(&input).map_err(|_| Ambiguous)?;
+    let mut sid = start(d, &input)?;
     for (i, &b) in hay[p..e].iter().enumerate() {
         sid = d.next_state(sid, b);
         if d.is_special_state(sid) {
             if d.is_match_state(sid) {
-                out.push(p + i);
+                if keep(p + i) {
+                    out.push(p + i);
+                }
             } else if d.is_dead_state(sid) {
                 return Ok(());
             } else if d.is_quit_state(sid) {
@@ -625,7 +637,7 @@ fn scan_ends(d: &Dfa, hay: &[u8], p: usize, e: usize, out: &mut Vec<usize>) -> R
         }
     }
     sid = if e < hay.len() { d.next_state(sid, hay[e]) } else { d.next_eoi_state(sid) };
-    if d.is_match_state(sid) {
+    if d.is_match_state(sid) && keep(e) {
         out.push(e);
     }
     Ok(())
@@ -773,8 +785,7 @@ impl Span {
                         return Ok(q);
                     }
                 }
-                scan_ends(all, hay, p, q0, ends)?;
-                ends.retain(|&q| k.may_allow(hay, q, q0));
+                scan_ends(all, hay, p, q0, ends, |q| k.may_allow(hay, q, q0))?;
                 match order {
                     Order::Longest => ends.reverse(),
                     Order::Shortest => {}

@@ -118,22 +118,32 @@ pub fn filter_test(
     let mut fail_hits = vec![0u64; filter.failregex.len()];
     let mut ign_hits = vec![0u64; filter.ignoreregex.len()];
     let (mut lines, mut matched, mut ignored, mut nofail, mut invalid) = (0u64, 0u64, 0u64, 0u64, 0u64);
-    let mut per_host: HashMap<String, Vec<i64>, rustc_hash::FxBuildHasher> = HashMap::default();
+    let mut per_host = Hosts::default();
     let mut raw = Vec::with_capacity(1024);
     let mut json_line = String::new();
     let start = Instant::now();
     loop {
-        raw.clear();
-        let n = input.read_until(b'\n', &mut raw).map_err(|e| FilterError::Io { path: "<input>".into(), source: e })?;
-        if n == 0 {
-            break;
-        }
+        // a line whole in the reader's buffer is used in place
+        let whole = match input.fill_buf() {
+            Ok(b) => memchr::memchr(b'\n', b).map(|i| i + 1),
+            Err(_) => None,
+        };
+        let line: &[u8] = match whole {
+            Some(n) => &input.fill_buf().map_err(|e| FilterError::Io { path: "<input>".into(), source: e })?[..n],
+            None => {
+                raw.clear();
+                if read_line(&mut input, &mut raw).map_err(|e| FilterError::Io { path: "<input>".into(), source: e })? == 0 {
+                    break;
+                }
+                &raw
+            }
+        };
         lines += 1;
-        let text = match std::str::from_utf8(&raw) {
+        let text = match std::str::from_utf8(line) {
             Ok(s) => std::borrow::Cow::Borrowed(s),
             Err(_) => {
                 invalid += 1;
-                String::from_utf8_lossy(&raw)
+                String::from_utf8_lossy(line)
             }
         };
         let outcome = m.feed(&text);
@@ -142,12 +152,7 @@ pub fn filter_test(
                 matched += 1;
                 fail_hits[f.regex_index] += 1;
                 let ts = f.time.map_or(lines as i64, |t| t.timestamp());
-                match per_host.get_mut(f.id) {
-                    Some(v) => v.push(ts),
-                    None => {
-                        per_host.insert(f.id.to_string(), vec![ts]);
-                    }
-                }
+                per_host.add(f.id, ts);
                 if opts.json {
                     (true, Some(f.id.to_string()), f.time.map(|t| t.local()))
                 } else {
@@ -180,10 +185,13 @@ pub fn filter_test(
             json_line.push('\n');
             out.write_all(json_line.as_bytes()).map_err(werr)?;
         }
+        if let Some(n) = whole {
+            input.consume(n);
+        }
     }
     let elapsed = start.elapsed();
     let lines_per_sec = if elapsed.as_secs_f64() > 0.0 { lines as f64 / elapsed.as_secs_f64() } else { 0.0 };
-    let would_ban = would_ban(&mut per_host, opts.maxretry, opts.findtime);
+    let would_ban = would_ban(&per_host, opts.maxretry, opts.findtime);
     let engines = filter.engines();
     let summary = FilterTestSummary {
         filter: filter.name().to_string(),
@@ -219,13 +227,116 @@ pub fn filter_test(
     Ok(summary)
 }
 
+/// `read_until(b'\n')` with the memchr crate's (vectorized) search.
+fn read_line(input: &mut impl BufRead, raw: &mut Vec<u8>) -> std::io::Result<usize> {
+    loop {
+        let buf = match input.fill_buf() {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if buf.is_empty() {
+            return Ok(raw.len());
+        }
+        let (n, done) = match memchr::memchr(b'\n', buf) {
+            Some(i) => (i + 1, true),
+            None => (buf.len(), false),
+        };
+        raw.extend_from_slice(&buf[..n]);
+        input.consume(n);
+        if done {
+            return Ok(raw.len());
+        }
+    }
+}
+
+/// The number of an IPv4 address written canonically (four decimal octets
+/// ≤ 255 without leading zeros), which then determines the text.
+fn ipv4_key(s: &str) -> Option<u32> {
+    let mut v = 0u32;
+    let mut parts = 0;
+    for p in s.split('.') {
+        let b = p.as_bytes();
+        if b.is_empty() || b.len() > 3 || (b.len() > 1 && b[0] == b'0') || !b.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let n = b.iter().fold(0u32, |a, d| a * 10 + u32::from(d - b'0'));
+        if n > 255 || parts == 4 {
+            return None;
+        }
+        v = v << 8 | n;
+        parts += 1;
+    }
+    (parts == 4).then_some(v)
+}
+
+/// Failure times per host. IPv4 ids are keyed by their number (a small
+/// table), other short ids inside the table (no pointer to follow per
+/// lookup); times go to one list, grouped at the end.
+#[derive(Default)]
+struct Hosts {
+    v4: HashMap<u32, u32, rustc_hash::FxBuildHasher>,
+    short: HashMap<[u8; 32], u32, rustc_hash::FxBuildHasher>,
+    long: HashMap<String, u32, rustc_hash::FxBuildHasher>,
+    names: Vec<String>,
+    events: Vec<(u32, i64)>,
+}
+
+impl Hosts {
+    fn add(&mut self, id: &str, ts: i64) {
+        let next = self.names.len() as u32;
+        let i = if let Some(n) = ipv4_key(id) {
+            *self.v4.entry(n).or_insert(next)
+        } else if id.len() < 32 {
+            let mut k = [0u8; 32];
+            k[..id.len()].copy_from_slice(id.as_bytes());
+            k[31] = id.len() as u8;
+            *self.short.entry(k).or_insert(next)
+        } else {
+            match self.long.get(id) {
+                Some(i) => *i,
+                None => *self.long.entry(id.to_string()).or_insert(next),
+            }
+        };
+        if i == next {
+            self.names.push(id.to_string());
+        }
+        self.events.push((i, ts));
+    }
+
+    fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// The times of host i are `flat[at[i]..at[i + 1]]` (a counting sort
+    /// of the events).
+    fn times(&self) -> (Vec<usize>, Vec<i64>) {
+        let mut at = vec![0usize; self.names.len() + 1];
+        self.events.iter().for_each(|(h, _)| at[*h as usize + 1] += 1);
+        for i in 1..at.len() {
+            at[i] += at[i - 1];
+        }
+        let mut next = at.clone();
+        let mut flat = vec![0i64; self.events.len()];
+        for (h, t) in &self.events {
+            flat[next[*h as usize]] = *t;
+            next[*h as usize] += 1;
+        }
+        (at, flat)
+    }
+}
+
 /// Hosts with `maxretry` failures within `findtime` (Fail2Ban's counting).
-fn would_ban(per_host: &mut HashMap<String, Vec<i64>, rustc_hash::FxBuildHasher>, maxretry: u32, findtime: Duration) -> Vec<String> {
+fn would_ban(per_host: &Hosts, maxretry: u32, findtime: Duration) -> Vec<String> {
     let win = findtime.as_secs() as i64;
     let maxretry = maxretry.max(1) as usize;
+    let (at, mut flat) = per_host.times();
     let mut out: Vec<String> = per_host
-        .iter_mut()
-        .filter_map(|(h, ts)| {
+        .names
+        .iter()
+        .enumerate()
+        .filter_map(|(i, h)| {
+            let ts = &mut flat[at[i]..at[i + 1]];
             ts.sort_unstable();
             (ts.len() >= maxretry && ts.windows(maxretry).any(|w| w[maxretry - 1] - w[0] <= win)).then(|| h.clone())
         })
@@ -272,4 +383,18 @@ fn write_report(s: &FilterTestSummary, filter: &Filter, out: &mut impl Write) ->
         s.would_ban.iter().take(20).cloned().collect::<Vec<_>>().join(", ")
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ipv4_key;
+
+    #[test]
+    fn ipv4_keys_are_canonical_texts() {
+        assert_eq!(ipv4_key("1.2.3.4"), Some(0x01020304));
+        assert_eq!(ipv4_key("255.0.10.0"), Some(0xff000a00));
+        for s in ["01.2.3.4", "1.2.3", "1.2.3.4.5", "256.1.1.1", "1..2.3", "a.b.c.d", "", "1.2.3.4 ", "2001:db8::1"] {
+            assert_eq!(ipv4_key(s), None, "{s}");
+        }
+    }
 }
