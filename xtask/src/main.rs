@@ -115,7 +115,13 @@ fn bench(args: &[String]) -> anyhow::Result<()> {
     require_root("cargo xtask bench")?;
     setup::run()?;
     build()?;
-    let mut cmd = std::process::Command::new(root().join("target/release/blocker-bench"));
-    cmd.args(args).env("BLOCKER_BIN", root().join("target/release/blocker"));
-    run(&mut cmd)
+    // One process per benchmark: a child's peak RSS (wait4) starts from its
+    // parent's, so a small parent keeps the detect figures honest.
+    let all = ["datapath", "detect", "latency", "state"].map(String::from);
+    for name in if args.is_empty() { &all[..] } else { args } {
+        let mut cmd = std::process::Command::new(root().join("target/release/blocker-bench"));
+        cmd.arg(name).env("BLOCKER_BIN", root().join("target/release/blocker"));
+        run(&mut cmd)?;
+    }
+    Ok(())
 }
