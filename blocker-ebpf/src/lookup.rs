@@ -7,8 +7,7 @@ use aya_ebpf::{helpers::bpf_jiffies64, maps::lpm_trie::Key};
 use blocker_common::{BanEntry, RangeKeyV4, RangeKeyV6, SETTING_WIDE_V6_RANGES, Settings, summary};
 
 use crate::maps::{
-    ALLOW_V4, ALLOW_V6, BAN_V4, BAN_V6, BLOOM_V4, BLOOM_V6, RANGE_V4, RANGE_V6, SUMMARY_V4, SUMMARY_V6,
-    has_bit,
+    ALLOW_V4, ALLOW_V6, BAN_V4, BAN_V6, BLOOM_V4, BLOOM_V6, RANGE_V4, RANGE_V6, SUMMARY_V4, SUMMARY_V6, has_bit,
 };
 
 pub enum Verdict {
@@ -85,10 +84,7 @@ fn range_v4(ip: u32, mut lengths: u64) -> Option<*mut BanEntry> {
         }
         let len = 63 - lengths.leading_zeros();
         lengths &= !(1u64 << len);
-        let key = RangeKeyV4 {
-            prefix_len: len,
-            addr: (ip & mask32(len)).to_be_bytes(),
-        };
+        let key = RangeKeyV4 { prefix_len: len, addr: (ip & mask32(len)).to_be_bytes() };
         if let Some(e) = live(RANGE_V4.get_ptr_mut(key)) {
             return Some(e);
         }
@@ -116,10 +112,7 @@ fn range_v6(hi: u64, lo: u64, prefixes: &[u64; 3]) -> Option<*mut BanEntry> {
         let bit = 63 - lengths.leading_zeros();
         lengths &= !(1u64 << bit);
         let len = base + bit;
-        let key = RangeKeyV6 {
-            prefix_len: len,
-            addr: masked_v6(hi, lo, len),
-        };
+        let key = RangeKeyV6 { prefix_len: len, addr: masked_v6(hi, lo, len) };
         if let Some(e) = live(RANGE_V6.get_ptr_mut(key)) {
             return Some(e);
         }

@@ -6,8 +6,7 @@ use aya_ebpf::{
 };
 use blocker_common::{
     BanEntry, Counters, DEFAULT_ALLOW_CAPACITY, DEFAULT_BAN_V4_CAPACITY, DEFAULT_BAN_V6_CAPACITY,
-    DEFAULT_RANGE_CAPACITY, JailName, MAX_IFINDEX, MAX_JAILS, RangeKeyV4, RangeKeyV6, Settings,
-    summary,
+    DEFAULT_RANGE_CAPACITY, JailName, MAX_IFINDEX, MAX_JAILS, RangeKeyV4, RangeKeyV6, Settings, summary,
 };
 
 const NO_PREALLOC: u32 = aya_ebpf::bindings::BPF_F_NO_PREALLOC;

@@ -102,8 +102,6 @@ fn ipv6_source(ctx: &XdpContext, offset: usize) -> Source {
 
 #[inline(always)]
 fn is_v4_mapped(addr: &[u8; 16]) -> bool {
-    let head = u64::from_ne_bytes([
-        addr[0], addr[1], addr[2], addr[3], addr[4], addr[5], addr[6], addr[7],
-    ]);
+    let head = u64::from_ne_bytes([addr[0], addr[1], addr[2], addr[3], addr[4], addr[5], addr[6], addr[7]]);
     head == 0 && addr[8] == 0 && addr[9] == 0 && addr[10] == 0xff && addr[11] == 0xff
 }

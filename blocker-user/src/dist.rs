@@ -67,7 +67,14 @@ mod tests {
         let files = generate(dir.path()).unwrap();
         let names: Vec<String> =
             files.iter().map(|p| p.strip_prefix(dir.path()).unwrap().display().to_string()).collect();
-        for want in ["completions/blocker.bash", "completions/_blocker", "completions/blocker.fish", "man/blocker.8", "man/blocker-ban.8", "man/blocker-filter-test.8"] {
+        for want in [
+            "completions/blocker.bash",
+            "completions/_blocker",
+            "completions/blocker.fish",
+            "man/blocker.8",
+            "man/blocker-ban.8",
+            "man/blocker-filter-test.8",
+        ] {
             assert!(names.iter().any(|n| n == want), "{want} missing from {names:?}");
         }
         let bash = std::fs::read_to_string(dir.path().join("completions/blocker.bash")).unwrap();

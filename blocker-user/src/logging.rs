@@ -30,7 +30,8 @@ use crate::config::ConfigError;
 /// definitions carry a DATASEC the kernel rejects. The program needs no BTF,
 /// so that one module is held to errors.
 pub fn init(level: &str) -> anyhow::Result<()> {
-    let filter = EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new(format!("{level},aya::bpf=error")))?;
+    let filter =
+        EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new(format!("{level},aya::bpf=error")))?;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -99,7 +100,6 @@ const FACILITIES: &[(&str, u8)] = &[
     ("local7", 23),
 ];
 
-
 /// Checks `[log]` (read from `text`, the file at `path`).
 pub fn validate(raw: RawLog, text: &str, path: Option<&Path>) -> Result<LogConfig, ConfigError> {
     let file = path.map_or_else(|| "built-in config".to_owned(), |p| p.display().to_string());
@@ -121,7 +121,8 @@ pub fn validate(raw: RawLog, text: &str, path: Option<&Path>) -> Result<LogConfi
         },
     };
     let kind = raw.target.as_ref().map_or("stderr", |t| t.get_ref().as_str());
-    let socket = |default: &str| raw.socket.as_ref().map_or_else(|| PathBuf::from(default), |s| PathBuf::from(s.get_ref()));
+    let socket =
+        |default: &str| raw.socket.as_ref().map_or_else(|| PathBuf::from(default), |s| PathBuf::from(s.get_ref()));
     let target = match kind {
         "stderr" => LogTarget::Stderr,
         "file" => match &raw.file {
@@ -205,7 +206,9 @@ pub fn subscriber(cfg: &LogConfig) -> Result<(Box<dyn Subscriber + Send + Sync>,
             Sink::Syslog { sock: datagram("syslog")?, path: socket.clone(), facility: *facility },
             LogHandle::default(),
         ),
-        LogTarget::Journal { socket } => (Sink::Journal { sock: datagram("journal")?, path: socket.clone() }, LogHandle::default()),
+        LogTarget::Journal { socket } => {
+            (Sink::Journal { sock: datagram("journal")?, path: socket.clone() }, LogHandle::default())
+        }
     };
     let sub = Registry::default().with(SinkLayer { sink, pid }.with_filter(f));
     Ok((Box::new(sub), handle))
@@ -332,7 +335,8 @@ impl<S: Subscriber> Layer<S> for SinkLayer {
             Sink::File(file) => {
                 let now = chrono::Local::now().format("%Y-%m-%d %H:%M:%S,%3f");
                 let logger = meta.target().replace("::", ".");
-                let line = format!("{now} {logger}[{}]: {:<7} {}\n", self.pid, severity_name(sev, meta.level()), f.line());
+                let line =
+                    format!("{now} {logger}[{}]: {:<7} {}\n", self.pid, severity_name(sev, meta.level()), f.line());
                 let mut g = file.file.lock().unwrap_or_else(|p| p.into_inner());
                 let _ = g.write_all(line.as_bytes());
             }
@@ -373,7 +377,8 @@ impl<S: Subscriber> Layer<S> for SinkLayer {
 /// A journal field name: upper case letters, digits and `_`, not
 /// starting with `_` (reserved for trusted fields) or a digit.
 fn journal_name(k: &str) -> String {
-    let mut n: String = k.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect();
+    let mut n: String =
+        k.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect();
     if n.is_empty() || n.starts_with(|c: char| c == '_' || c.is_ascii_digit()) {
         n.insert(0, 'F');
         if !n[1..].starts_with('_') {

@@ -171,8 +171,11 @@ fn run_filter(name: &str, filter_path: &Path, logs: &Path) -> Result<Stats, Stri
                                 ignore_block = !eval_cond(c, name, &opts);
                             }
                             if !ignore_block {
-                                let flt_opts: BTreeMap<String, String> =
-                                    opts.iter().filter(|(k, _)| !k.starts_with("test.")).map(|(k, v)| (k.clone(), v.clone())).collect();
+                                let flt_opts: BTreeMap<String, String> = opts
+                                    .iter()
+                                    .filter(|(k, _)| !k.starts_with("test."))
+                                    .map(|(k, v)| (k.clone(), v.clone()))
+                                    .collect();
                                 let key = format!("{flt_opts:?}");
                                 let idx = match filters.get(&key) {
                                     Some(i) => *i,
@@ -255,7 +258,9 @@ fn run_filter(name: &str, filter_path: &Path, logs: &Path) -> Result<Stats, Stri
                 } else {
                     stats.failures.push(format!(
                         "{fname}:{} [{:?}] want match={want_match} host={want_host:?}, got {:?}\n    {line}",
-                        i, run.opts, outcome.as_ref().map(|o| &o.0)
+                        i,
+                        run.opts,
+                        outcome.as_ref().map(|o| &o.0)
                     ));
                 }
                 if let (Some((_, Some(t))), Some(want_t)) = (&outcome, faildata.get("time").and_then(Value::as_str))
@@ -293,7 +298,9 @@ fn fail2ban_sample_logs_agree() {
     );
     // Filters as samplestestcase.py enumerates them.
     let mut filters: Vec<(String, PathBuf)> = Vec::new();
-    for (dir, test_only) in [(PathBuf::from(FILTER_DIR), false), (PathBuf::from(F2B_TESTS).join("config/filter.d"), true)] {
+    for (dir, test_only) in
+        [(PathBuf::from(FILTER_DIR), false), (PathBuf::from(F2B_TESTS).join("config/filter.d"), true)]
+    {
         let Ok(rd) = std::fs::read_dir(&dir) else { continue };
         for e in rd.flatten() {
             let f = e.file_name().to_string_lossy().into_owned();
@@ -364,9 +371,7 @@ fn fail2ban_sample_logs_agree() {
         }
     }
     let pct = 100.0 * agree as f64 / total.max(1) as f64;
-    report.push_str(&format!(
-        "OVERALL: {agree}/{total} annotated checks agree ({pct:.2}%); time {tagree}/{tchecks}\n"
-    ));
+    report.push_str(&format!("OVERALL: {agree}/{total} annotated checks agree ({pct:.2}%); time {tagree}/{tchecks}\n"));
     println!("{report}");
     assert!(total > 500, "too few annotated lines found ({total})");
     assert!(must_fail.is_empty(), "filters that must agree on every line do not:\n{}", must_fail.join("\n"));
@@ -406,8 +411,8 @@ fn all_samples_through_all_filters_without_panic() {
     let start = std::time::Instant::now();
     let mut failures = 0usize;
     for n in &names {
-        let f = Filter::load(n.trim_end_matches(".conf"), &FilterOptions::default())
-            .unwrap_or_else(|e| panic!("{n}: {e}"));
+        let f =
+            Filter::load(n.trim_end_matches(".conf"), &FilterOptions::default()).unwrap_or_else(|e| panic!("{n}: {e}"));
         let mut m = f.matcher();
         for l in &lines {
             if m.feed(l).is_failure() {

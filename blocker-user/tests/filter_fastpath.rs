@@ -68,7 +68,17 @@ fn tricky_lines() -> Vec<String> {
         "cafe",
         "192.0.2.7x",
     ];
-    let users = ["root", "x from 198.51.100.1", "a b", "from", "x from 198.51.100.1 port 22", "", "Üser", "user:colon", "[preauth]"];
+    let users = [
+        "root",
+        "x from 198.51.100.1",
+        "a b",
+        "from",
+        "x from 198.51.100.1 port 22",
+        "",
+        "Üser",
+        "user:colon",
+        "[preauth]",
+    ];
     let mut out = Vec::new();
     let pre = "Aug 14 11:59:59 host sshd[1234]: ";
     for h in hosts {
@@ -79,7 +89,9 @@ fn tricky_lines() -> Vec<String> {
             out.push(format!("{pre}Failed password for {u} from {h} port 22 ssh2 from 203.0.113.9 port 1"));
             out.push(format!("{pre}Invalid user {u} from {h} port 22"));
             out.push(format!("{pre}Invalid user {u} from {h}"));
-            out.push(format!("{pre}error: maximum authentication attempts exceeded for {u} from {h} port 22 ssh2 [preauth]"));
+            out.push(format!(
+                "{pre}error: maximum authentication attempts exceeded for {u} from {h} port 22 ssh2 [preauth]"
+            ));
             out.push(format!("{pre}Connection closed by invalid user {u} {h} port 22 [preauth]"));
             out.push(format!("{pre}Disconnected from authenticating user {u} {h} port 22 [preauth]"));
             out.push(format!("{pre}User {u} from {h} not allowed because not listed in AllowUsers"));
@@ -91,7 +103,9 @@ fn tricky_lines() -> Vec<String> {
             out.push(format!("{pre}Connection from {h} port 22 on 10.0.0.1 port 22"));
             out.push(format!("{pre}Unable to negotiate with {h} port 22: no matching key exchange method found."));
             out.push(format!("Aug 14 11:59:59 host dovecot: auth: pam(user,{h}): unknown user"));
-            out.push(format!("Aug 14 11:59:59 host postfix/smtpd[1]: warning: unknown[{h}]: SASL LOGIN authentication failed: x"));
+            out.push(format!(
+                "Aug 14 11:59:59 host postfix/smtpd[1]: warning: unknown[{h}]: SASL LOGIN authentication failed: x"
+            ));
             out.push(format!("{h} - {u} [14/Aug/2025:11:59:59 +0000] \"GET / HTTP/1.1\" 401 0"));
         }
     }

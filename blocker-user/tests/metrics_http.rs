@@ -222,8 +222,12 @@ async fn scrape_shows_the_snapshot_and_the_latency_histogram() {
 
     // Every sample has HELP and TYPE.
     for name in s.keys().map(|(n, _)| n) {
-        let family = ["_bucket", "_sum", "_count"].iter().fold(name.as_str(), |n, suf| n.strip_suffix(suf).unwrap_or(n));
-        assert!(text.contains(&format!("# HELP {family} ")) || text.contains(&format!("# HELP {name} ")), "no HELP for {name}");
+        let family =
+            ["_bucket", "_sum", "_count"].iter().fold(name.as_str(), |n, suf| n.strip_suffix(suf).unwrap_or(n));
+        assert!(
+            text.contains(&format!("# HELP {family} ")) || text.contains(&format!("# HELP {name} ")),
+            "no HELP for {name}"
+        );
     }
 
     // The next scrape sees new numbers.

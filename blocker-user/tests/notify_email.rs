@@ -79,7 +79,18 @@ async fn starttls_with_auth_and_a_private_ca() {
     let smtp = SmtpServer::start(
         &dir.path().join("mail"),
         0,
-        &["--mode", "starttls", "--cert", cert.to_str().unwrap(), "--key", key.to_str().unwrap(), "--user", "blocker", "--password", "s3cret"],
+        &[
+            "--mode",
+            "starttls",
+            "--cert",
+            cert.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+            "--user",
+            "blocker",
+            "--password",
+            "s3cret",
+        ],
     );
     let pw = dir.path().join("pw");
     std::fs::write(&pw, "s3cret\n").unwrap();
@@ -100,7 +111,10 @@ timeout = "10s"
             ca.display()
         )
     };
-    let n = start(config(&doc("blocker", &format!("password_file = \"{}\"", pw.display()))), Arc::new(MemoryOutbox::default()));
+    let n = start(
+        config(&doc("blocker", &format!("password_file = \"{}\"", pw.display()))),
+        Arc::new(MemoryOutbox::default()),
+    );
     n.send(ban("sshd", "192.0.2.9"));
     assert!(wait_until(Duration::from_secs(20), || !smtp.mails().is_empty()).await, "{:?}", n.metrics());
     let m = &smtp.mails()[0];
@@ -216,7 +230,12 @@ timeout = "1s"
     assert_eq!(n.metrics().channels[0].sent, 0);
 
     let smtp = SmtpServer::start(&dir.path().join("mail"), port, &[]);
-    assert!(wait_until(Duration::from_secs(60), || smtp.mails().len() >= 80).await, "got {} of 80; {:?}", smtp.mails().len(), n.metrics());
+    assert!(
+        wait_until(Duration::from_secs(60), || smtp.mails().len() >= 80).await,
+        "got {} of 80; {:?}",
+        smtp.mails().len(),
+        n.metrics()
+    );
     let m = n.metrics();
     assert_eq!(m.channels[0].sent, 80);
     assert_eq!(m.outbox_depth, Some(0));

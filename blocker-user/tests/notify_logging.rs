@@ -57,9 +57,8 @@ fn file_target_is_reopened_after_rotation() {
 }
 
 fn recidive() -> Filter {
-    Filter::load("recidive", &FilterOptions::default()).unwrap_or_else(|e| {
-        panic!("the stock recidive filter is needed (apt-get install fail2ban): {e}")
-    })
+    Filter::load("recidive", &FilterOptions::default())
+        .unwrap_or_else(|e| panic!("the stock recidive filter is needed (apt-get install fail2ban): {e}"))
 }
 
 #[test]
@@ -131,7 +130,9 @@ fn journal_target_speaks_the_native_protocol() {
     let first = parse_journal(&buf[..n]);
     let n = server.recv(&mut buf).unwrap();
     let second = parse_journal(&buf[..n]);
-    let get = |m: &Vec<(String, Vec<u8>)>, k: &str| m.iter().find(|(n, _)| n == k).map(|(_, v)| String::from_utf8_lossy(v).into_owned());
+    let get = |m: &Vec<(String, Vec<u8>)>, k: &str| {
+        m.iter().find(|(n, _)| n == k).map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+    };
     assert_eq!(get(&first, "MESSAGE").as_deref(), Some("[sshd] Ban 192.0.2.7"));
     assert_eq!(get(&first, "PRIORITY").as_deref(), Some("5"));
     assert_eq!(get(&first, "SYSLOG_IDENTIFIER").as_deref(), Some("blocker"));

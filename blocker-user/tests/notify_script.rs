@@ -23,7 +23,10 @@ async fn hook_gets_placeholders_as_arguments_and_environment() {
     let out = dir.path().join("out");
     let hook = script(
         &dir.path().join("hook"),
-        &format!("#!/bin/sh\nprintf '%s\\n' \"$@\" > {0}.argv\nenv | grep '^BLOCKER_' | sort > {0}.env\necho note >&2\n", out.display()),
+        &format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$@\" > {0}.argv\nenv | grep '^BLOCKER_' | sort > {0}.env\necho note >&2\n",
+            out.display()
+        ),
     );
     let n = start(&format!(
         "[[notify.script]]\ncommand = [\"{}\", \"{{event}}\", \"<name>\", \"{{ip}}\", \"{{failures}} failures\", \"$(touch {}/pwned)\"]\nevents = [\"ban\", \"unban\"]\n",
@@ -70,7 +73,9 @@ async fn hook_past_its_timeout_is_killed_with_its_process_group() {
     let d = dir.path().display();
     let hook = script(
         &dir.path().join("hook"),
-        &format!("#!/bin/sh\nsleep 60 &\necho $! > {d}/bg.tmp && mv {d}/bg.tmp {d}/bg\necho $$ > {d}/pid.tmp && mv {d}/pid.tmp {d}/pid\nsleep 60\n"),
+        &format!(
+            "#!/bin/sh\nsleep 60 &\necho $! > {d}/bg.tmp && mv {d}/bg.tmp {d}/bg\necho $$ > {d}/pid.tmp && mv {d}/pid.tmp {d}/pid\nsleep 60\n"
+        ),
     );
     let n = start(&format!("[[notify.script]]\ncommand = [\"{}\"]\ntimeout = \"1s\"\n", hook.display()));
     let t = Instant::now();
@@ -84,7 +89,10 @@ async fn hook_past_its_timeout_is_killed_with_its_process_group() {
     assert!(wait_until(Duration::from_secs(5), || n.metrics().channels[0].failed == 1).await, "{:?}", n.metrics());
     let elapsed = t.elapsed();
     assert!(elapsed < Duration::from_secs(3), "killed after {elapsed:?}");
-    assert!(wait_until(Duration::from_secs(2), || !alive(pid) && !alive(bg)).await, "hook {pid} or its child {bg} survived");
+    assert!(
+        wait_until(Duration::from_secs(2), || !alive(pid) && !alive(bg)).await,
+        "hook {pid} or its child {bg} survived"
+    );
     let m = n.metrics();
     assert_eq!((m.channels[0].sent, m.channels[0].dropped), (0, 1), "no retry unless asked");
     n.shutdown(Duration::from_secs(1)).await;
@@ -96,7 +104,10 @@ async fn concurrent_hooks_are_bounded() {
     let log = dir.path().join("log");
     let hook = script(
         &dir.path().join("hook"),
-        &format!("#!/bin/sh\necho \"start $(date +%s.%N)\" >> {0}\nsleep 0.4\necho \"end $(date +%s.%N)\" >> {0}\n", log.display()),
+        &format!(
+            "#!/bin/sh\necho \"start $(date +%s.%N)\" >> {0}\nsleep 0.4\necho \"end $(date +%s.%N)\" >> {0}\n",
+            log.display()
+        ),
     );
     let n = start(&format!("[notify.limits]\nhooks = 2\n[[notify.script]]\ncommand = [\"{}\"]\n", hook.display()));
     for i in 0..6 {

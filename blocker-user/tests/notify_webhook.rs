@@ -81,7 +81,9 @@ body = {{ source = "blocker", ip = "{{ip}}", n = "{{failures}}", lines = "{{matc
     let mut e = ban("sshd", "192.0.2.7");
     e.matches = vec!["quote \" and \\ backslash".into()];
     n.send(e);
-    assert!(wait_until(Duration::from_secs(10), || slack.count() == 1 && discord.count() == 1 && custom.count() == 1).await);
+    assert!(
+        wait_until(Duration::from_secs(10), || slack.count() == 1 && discord.count() == 1 && custom.count() == 1).await
+    );
     assert_eq!(slack.get(0).json(), json!({ "text": ":no_entry: sshd: banned 192.0.2.7 after 5 failures" }));
     let d = discord.get(0).json();
     assert!(d["content"].as_str().unwrap().contains("banned 192.0.2.7 (sshd"), "{d}");

@@ -113,7 +113,8 @@ async fn refuses_without_the_token_or_from_other_peers() {
     let again = post(Some(&format!("Bearer {TOKEN}"))).await.unwrap();
     assert_eq!(again.json::<serde_json::Value>().await.unwrap()["result"], "already banned");
     // bad bodies: 400, nothing banned
-    let bad = http.post(&url).header("authorization", format!("Bearer {TOKEN}")).body("{not json").send().await.unwrap();
+    let bad =
+        http.post(&url).header("authorization", format!("Bearer {TOKEN}")).body("{not json").send().await.unwrap();
     assert_eq!(bad.status(), 400);
     let no_addr = http
         .post(&url)
@@ -123,7 +124,13 @@ async fn refuses_without_the_token_or_from_other_peers() {
         .await
         .unwrap();
     assert_eq!(no_addr.status(), 400);
-    let big = http.post(&url).header("authorization", format!("Bearer {TOKEN}")).body(vec![b' '; 70_000]).send().await.unwrap();
+    let big = http
+        .post(&url)
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .body(vec![b' '; 70_000])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(big.status(), 400);
     assert_eq!(http.get(&url).send().await.unwrap().status(), 405);
     assert_eq!(rec.bans.lock().unwrap().len(), 1);

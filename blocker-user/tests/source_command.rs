@@ -4,8 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use blocker::source::{
-    CommandConfig, LogLine, MemoryCheckpoints, Position, SourceConfig, SourceContext, SourceHandle,
-    spawn,
+    CommandConfig, LogLine, MemoryCheckpoints, Position, SourceConfig, SourceContext, SourceHandle, spawn,
 };
 use tokio::sync::mpsc;
 
@@ -19,24 +18,19 @@ fn start(config: CommandConfig) -> (mpsc::Receiver<LogLine>, SourceHandle, Sourc
 }
 
 async fn next(rx: &mut mpsc::Receiver<LogLine>) -> LogLine {
-    tokio::time::timeout(WAIT, rx.recv())
-        .await
-        .expect("a line in time")
-        .expect("source alive")
+    tokio::time::timeout(WAIT, rx.recv()).await.expect("a line in time").expect("source alive")
 }
 
 async fn stop(handle: SourceHandle, ctx: &SourceContext) {
     ctx.cancel.cancel();
-    tokio::time::timeout(WAIT, handle.join())
-        .await
-        .expect("source stops when cancelled");
+    tokio::time::timeout(WAIT, handle.join()).await.expect("source stops when cancelled");
 }
 
 #[tokio::test]
 async fn output_lines_arrive_and_bad_lines_are_counted() {
     let script = r#"printf 'one\ntwo\n'; echo oops >&2; printf 'bad \377\nthree\nlast'"#;
-    let config = CommandConfig::new(["sh", "-c", script])
-        .restart_delay(Duration::from_secs(30), Duration::from_secs(60));
+    let config =
+        CommandConfig::new(["sh", "-c", script]).restart_delay(Duration::from_secs(30), Duration::from_secs(60));
     let (mut rx, handle, ctx) = start(config);
     let mut got = Vec::new();
     for _ in 0..4 {
@@ -49,11 +43,7 @@ async fn output_lines_arrive_and_bad_lines_are_counted() {
     assert_eq!(got, ["one", "two", "three", "last"]);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let stats = handle.stats().snapshot();
-    assert_eq!(
-        (stats.lines, stats.skipped_utf8, stats.restarts),
-        (4, 1, 1),
-        "{stats:?}"
-    );
+    assert_eq!((stats.lines, stats.skipped_utf8, stats.restarts), (4, 1, 1), "{stats:?}");
     // Cancelling during the restart delay stops at once.
     let t = Instant::now();
     stop(handle, &ctx).await;
@@ -84,12 +74,7 @@ async fn exiting_command_is_restarted_with_growing_capped_delay() {
 fn alive(pid: u32) -> bool {
     // A zombie waiting for a reaper counts as dead.
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !matches!(
-            stat.rsplit(')')
-                .next()
-                .and_then(|s| s.split_whitespace().next()),
-            Some("Z" | "X")
-        ),
+        Ok(stat) => !matches!(stat.rsplit(')').next().and_then(|s| s.split_whitespace().next()), Some("Z" | "X")),
         Err(_) => false,
     }
 }
@@ -130,20 +115,12 @@ async fn missing_program_is_an_error_not_a_crash() {
 async fn empty_argv_is_refused() {
     let (tx, _rx) = mpsc::channel(1);
     let ctx = SourceContext::new(tx, Arc::new(MemoryCheckpoints::new()));
-    assert!(
-        spawn(
-            SourceConfig::command("x", CommandConfig::new(Vec::<String>::new())),
-            ctx
-        )
-        .is_err()
-    );
+    assert!(spawn(SourceConfig::command("x", CommandConfig::new(Vec::<String>::new())), ctx).is_err());
 }
 
 #[tokio::test]
 async fn source_ends_when_receiver_is_dropped() {
     let (rx, handle, _ctx) = start(CommandConfig::new(["sleep", "300"]));
     drop(rx);
-    tokio::time::timeout(WAIT, handle.join())
-        .await
-        .expect("ends without cancel");
+    tokio::time::timeout(WAIT, handle.join()).await.expect("ends without cancel");
 }

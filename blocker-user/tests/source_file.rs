@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use blocker::source::{
-    Checkpoints, FileCheckpoints, FileConfig, LogLine, MemoryCheckpoints, SourceConfig,
-    SourceContext, SourceHandle, StartAt, WatchMode, spawn,
+    Checkpoints, FileCheckpoints, FileConfig, LogLine, MemoryCheckpoints, SourceConfig, SourceContext, SourceHandle,
+    StartAt, WatchMode, spawn,
 };
 use tokio::sync::mpsc;
 
@@ -53,28 +53,20 @@ impl Running {
 
     /// Asserts that nothing more arrives for a while.
     async fn quiet(&mut self) {
-        if let Ok(Some(line)) =
-            tokio::time::timeout(Duration::from_millis(700), self.rx.recv()).await
-        {
+        if let Ok(Some(line)) = tokio::time::timeout(Duration::from_millis(700), self.rx.recv()).await {
             panic!("unexpected line {:?}", line.text);
         }
     }
 
     async fn stop(self) -> mpsc::Receiver<LogLine> {
         self.ctx.cancel.cancel();
-        tokio::time::timeout(WAIT, self.handle.join())
-            .await
-            .expect("source stops when cancelled");
+        tokio::time::timeout(WAIT, self.handle.join()).await.expect("source stops when cancelled");
         self.rx
     }
 }
 
 fn append(path: &Path, lines: &[String]) {
-    let mut f = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap();
+    let mut f = OpenOptions::new().create(true).append(true).open(path).unwrap();
     let mut buf = String::new();
     for l in lines {
         buf.push_str(l);
@@ -103,10 +95,7 @@ async fn rotation_mid_stream(rotate: impl FnOnce(&Path) + Send + 'static, watch:
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("app.log");
     File::create(&path).unwrap();
-    let mut src = start(
-        config(&[&path]).watch(watch),
-        Arc::new(MemoryCheckpoints::new()),
-    );
+    let mut src = start(config(&[&path]).watch(watch), Arc::new(MemoryCheckpoints::new()));
     src.quiet().await; // started, at the end of the empty file
     let p = path.clone();
     let writer = std::thread::spawn(move || {
@@ -137,20 +126,12 @@ async fn rotation_mid_stream(rotate: impl FnOnce(&Path) + Send + 'static, watch:
 
 #[tokio::test]
 async fn rename_and_create_mid_stream() {
-    rotation_mid_stream(
-        |p| fs::rename(p, p.with_extension("log.1")).unwrap(),
-        WatchMode::Auto,
-    )
-    .await;
+    rotation_mid_stream(|p| fs::rename(p, p.with_extension("log.1")).unwrap(), WatchMode::Auto).await;
 }
 
 #[tokio::test]
 async fn rename_and_create_mid_stream_polling() {
-    rotation_mid_stream(
-        |p| fs::rename(p, p.with_extension("log.1")).unwrap(),
-        WatchMode::Poll,
-    )
-    .await;
+    rotation_mid_stream(|p| fs::rename(p, p.with_extension("log.1")).unwrap(), WatchMode::Poll).await;
 }
 
 #[tokio::test]
@@ -158,12 +139,7 @@ async fn copytruncate_mid_stream() {
     rotation_mid_stream(
         |p| {
             fs::copy(p, p.with_extension("log.1")).unwrap();
-            OpenOptions::new()
-                .write(true)
-                .open(p)
-                .unwrap()
-                .set_len(0)
-                .unwrap();
+            OpenOptions::new().write(true).open(p).unwrap().set_len(0).unwrap();
         },
         WatchMode::Auto,
     )
@@ -181,15 +157,8 @@ async fn delete_and_recreate_mid_stream() {
 async fn rotated_file_still_written_is_drained_first() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("app.log");
-    let mut old = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .unwrap();
-    let mut src = start(
-        config(&[&path]).watch(WatchMode::Poll),
-        Arc::new(MemoryCheckpoints::new()),
-    );
+    let mut old = OpenOptions::new().create(true).append(true).open(&path).unwrap();
+    let mut src = start(config(&[&path]).watch(WatchMode::Poll), Arc::new(MemoryCheckpoints::new()));
     src.quiet().await;
     old.write_all(b"old 0\nold 1\n").unwrap();
     fs::rename(&path, dir.path().join("app.log.1")).unwrap();
@@ -199,23 +168,12 @@ async fn rotated_file_still_written_is_drained_first() {
     let got = src.lines(6).await;
     // Lines of each file in order; the old file's lines that were there
     // when the new file was seen come first.
-    let olds: Vec<_> = got
-        .iter()
-        .filter(|l| l.starts_with("old"))
-        .cloned()
-        .collect();
-    let news: Vec<_> = got
-        .iter()
-        .filter(|l| l.starts_with("new"))
-        .cloned()
-        .collect();
+    let olds: Vec<_> = got.iter().filter(|l| l.starts_with("old")).cloned().collect();
+    let news: Vec<_> = got.iter().filter(|l| l.starts_with("new")).cloned().collect();
     assert_eq!(olds, numbered("old", 0..4));
     assert_eq!(news, numbered("new", 0..2));
     let first_new = got.iter().position(|l| l.starts_with("new")).unwrap();
-    assert!(
-        got[..first_new].starts_with(&numbered("old", 0..3)),
-        "{got:?}"
-    );
+    assert!(got[..first_new].starts_with(&numbered("old", 0..3)), "{got:?}");
     // Writes to the old file within rotate_wait still arrive.
     old.write_all(b"old 4\n").unwrap();
     assert_eq!(src.lines(1).await, ["old 4"]);
@@ -274,30 +232,14 @@ async fn start_at_end_skips_old_lines_and_beginning_reads_them() {
     let path = dir.path().join("app.log");
     append(&path, &numbered("old", 0..3));
     // A line being written when we start is read whole.
-    OpenOptions::new()
-        .append(true)
-        .open(&path)
-        .unwrap()
-        .write_all(b"par")
-        .unwrap();
+    OpenOptions::new().append(true).open(&path).unwrap().write_all(b"par").unwrap();
 
     let mut end = start(config(&[&path]), Arc::new(MemoryCheckpoints::new()));
-    let mut beginning = start(
-        config(&[&path]).start_at(StartAt::Beginning),
-        Arc::new(MemoryCheckpoints::new()),
-    );
+    let mut beginning = start(config(&[&path]).start_at(StartAt::Beginning), Arc::new(MemoryCheckpoints::new()));
     end.quiet().await;
-    OpenOptions::new()
-        .append(true)
-        .open(&path)
-        .unwrap()
-        .write_all(b"tial\nnew\n")
-        .unwrap();
+    OpenOptions::new().append(true).open(&path).unwrap().write_all(b"tial\nnew\n").unwrap();
     assert_eq!(end.lines(2).await, ["partial", "new"]);
-    assert_eq!(
-        beginning.lines(5).await,
-        ["old 0", "old 1", "old 2", "partial", "new"]
-    );
+    assert_eq!(beginning.lines(5).await, ["old 0", "old 1", "old 2", "partial", "new"]);
     end.quiet().await;
     end.stop().await;
     beginning.stop().await;
@@ -335,10 +277,7 @@ async fn long_lines_and_invalid_utf8_are_skipped_and_counted() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("app.log");
     File::create(&path).unwrap();
-    let mut src = start(
-        config(&[&path]).max_line_bytes(100),
-        Arc::new(MemoryCheckpoints::new()),
-    );
+    let mut src = start(config(&[&path]).max_line_bytes(100), Arc::new(MemoryCheckpoints::new()));
     src.quiet().await;
     let mut data = Vec::new();
     data.extend_from_slice(b"ok 1\n");
@@ -347,29 +286,12 @@ async fn long_lines_and_invalid_utf8_are_skipped_and_counted() {
     data.extend_from_slice(&[b'y'; 250_000]);
     data.extend_from_slice(b"\nok 2\n");
     data.extend_from_slice(b"bad \xff\xfe utf8\nok 3\r\n");
-    OpenOptions::new()
-        .append(true)
-        .open(&path)
-        .unwrap()
-        .write_all(&data)
-        .unwrap();
+    OpenOptions::new().append(true).open(&path).unwrap().write_all(&data).unwrap();
     let got = src.lines(4).await;
-    assert_eq!(
-        got,
-        [
-            "ok 1".to_owned(),
-            "x".repeat(100),
-            "ok 2".into(),
-            "ok 3".into()
-        ]
-    );
+    assert_eq!(got, ["ok 1".to_owned(), "x".repeat(100), "ok 2".into(), "ok 3".into()]);
     src.quiet().await;
     let stats = src.handle.stats().snapshot();
-    assert_eq!(
-        (stats.skipped_long, stats.skipped_utf8, stats.lines),
-        (1, 1, 4),
-        "{stats:?}"
-    );
+    assert_eq!((stats.skipped_long, stats.skipped_utf8, stats.lines), (1, 1, 4), "{stats:?}");
     let key = format!("test:{}", path.display());
     match &stats.positions[&key] {
         blocker::source::Position::File(p) => assert_eq!(p.offset, data.len() as u64),
@@ -396,21 +318,11 @@ async fn backpressure_waits_instead_of_dropping() {
     append(&path, &numbered("line", 0..5000));
     let (tx, mut rx) = mpsc::channel(4);
     let ctx = SourceContext::new(tx, Arc::new(MemoryCheckpoints::new()));
-    let handle = spawn(
-        SourceConfig::file("bp", config(&[&path]).start_at(StartAt::Beginning)),
-        ctx.clone(),
-    )
-    .unwrap();
+    let handle = spawn(SourceConfig::file("bp", config(&[&path]).start_at(StartAt::Beginning)), ctx.clone()).unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await; // the source is blocked on a full channel
     let mut got = Vec::new();
     while got.len() < 5000 {
-        got.push(
-            tokio::time::timeout(WAIT, rx.recv())
-                .await
-                .unwrap()
-                .unwrap()
-                .text,
-        );
+        got.push(tokio::time::timeout(WAIT, rx.recv()).await.unwrap().unwrap().text);
     }
     assert_eq!(got, numbered("line", 0..5000));
     // Cancelling a source blocked on a full channel stops it.
@@ -424,29 +336,10 @@ async fn backpressure_waits_instead_of_dropping() {
 async fn bad_configuration_is_refused() {
     let (tx, _rx) = mpsc::channel(1);
     let ctx = SourceContext::new(tx, Arc::new(MemoryCheckpoints::new()));
-    assert!(
-        spawn(
-            SourceConfig::file("x", FileConfig::new(Vec::<String>::new())),
-            ctx.clone()
-        )
-        .is_err()
-    );
-    assert!(
-        spawn(
-            SourceConfig::file("x", FileConfig::new(["relative.log"])),
-            ctx.clone()
-        )
-        .is_err()
-    );
-    assert!(
-        spawn(
-            SourceConfig::file("x", FileConfig::new(["/var/log/[.log"])),
-            ctx
-        )
-        .is_err()
-    );
+    assert!(spawn(SourceConfig::file("x", FileConfig::new(Vec::<String>::new())), ctx.clone()).is_err());
+    assert!(spawn(SourceConfig::file("x", FileConfig::new(["relative.log"])), ctx.clone()).is_err());
+    assert!(spawn(SourceConfig::file("x", FileConfig::new(["/var/log/[.log"])), ctx).is_err());
 }
-
 
 /// Regression: a file source blocked on nothing must still end once its
 /// receiver is dropped (a blocking task would keep the runtime from
@@ -458,9 +351,7 @@ async fn source_ends_when_receiver_is_dropped() {
     File::create(&path).unwrap();
     let src = start(config(&[&path]), Arc::new(MemoryCheckpoints::new()));
     drop(src.rx);
-    tokio::time::timeout(WAIT, src.handle.join())
-        .await
-        .expect("ends without cancel");
+    tokio::time::timeout(WAIT, src.handle.join()).await.expect("ends without cancel");
 }
 
 /// Regression: with a lagging consumer (nothing committed yet), a path that

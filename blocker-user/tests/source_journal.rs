@@ -10,8 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use blocker::source::{
-    Checkpoints, JournalConfig, LogLine, MemoryCheckpoints, Position, SourceConfig, SourceContext,
-    SourceHandle, spawn,
+    Checkpoints, JournalConfig, LogLine, MemoryCheckpoints, Position, SourceConfig, SourceContext, SourceHandle, spawn,
 };
 use tokio::sync::mpsc;
 
@@ -54,10 +53,7 @@ fn entry_at(unit: &str, ident: &str, pid: u32, message: &[u8]) -> (Vec<u8>, Syst
 
 /// Appends entries to `dir/remote.journal` with systemd-journal-remote.
 fn append(dir: &Path, entries: &[Vec<u8>]) {
-    assert!(
-        Path::new(REMOTE).exists(),
-        "{REMOTE} is missing: install the Debian package systemd-journal-remote"
-    );
+    assert!(Path::new(REMOTE).exists(), "{REMOTE} is missing: install the Debian package systemd-journal-remote");
     let mut child = Command::new(REMOTE)
         .arg(format!("--output={}", dir.join("remote.journal").display()))
         .arg("-")
@@ -72,11 +68,7 @@ fn append(dir: &Path, entries: &[Vec<u8>]) {
     }
     drop(stdin);
     let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "journal-remote failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "journal-remote failed: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 struct Running {
@@ -109,18 +101,14 @@ impl Running {
     }
 
     async fn quiet(&mut self) {
-        if let Ok(Some(line)) =
-            tokio::time::timeout(Duration::from_millis(1500), self.rx.recv()).await
-        {
+        if let Ok(Some(line)) = tokio::time::timeout(Duration::from_millis(1500), self.rx.recv()).await {
             panic!("unexpected line {:?}", line.text);
         }
     }
 
     async fn stop(self) {
         self.ctx.cancel.cancel();
-        tokio::time::timeout(WAIT, self.handle.join())
-            .await
-            .expect("source stops");
+        tokio::time::timeout(WAIT, self.handle.join()).await.expect("source stops");
     }
 }
 
@@ -146,30 +134,19 @@ async fn matches_filter_first_start_is_from_now_and_cursor_resumes() {
     let dir = tempfile::tempdir().unwrap();
     append(
         dir.path(),
-        &[
-            entry("sshd.service", "sshd", 42, b"old sshd"),
-            entry("cron.service", "cron", 7, b"old cron"),
-        ],
+        &[entry("sshd.service", "sshd", 42, b"old sshd"), entry("cron.service", "cron", 7, b"old cron")],
     );
     let checkpoints = Arc::new(MemoryCheckpoints::new());
     let mut src = start(sshd_config(dir.path()), checkpoints.clone());
     wait_for_cursor(&checkpoints).await;
-    let (e1, t1) = entry_at(
-        "sshd.service",
-        "sshd",
-        42,
-        b"Failed password for root from 192.0.2.1 port 22 ssh2",
-    );
+    let (e1, t1) = entry_at("sshd.service", "sshd", 42, b"Failed password for root from 192.0.2.1 port 22 ssh2");
     let e2 = entry("cron.service", "cron", 7, b"not for us");
     let (e3, t3) = entry_at("sshd.service", "sshd", 43, b"bad \xff byte");
     append(dir.path(), &[e1, e2, e3]);
     let got = src.lines(2).await;
     assert_eq!(
         texts(&got),
-        [
-            "host1 sshd[42]: Failed password for root from 192.0.2.1 port 22 ssh2",
-            "host1 sshd[43]: bad \u{fffd} byte"
-        ]
+        ["host1 sshd[42]: Failed password for root from 192.0.2.1 port 22 ssh2", "host1 sshd[43]: bad \u{fffd} byte"]
     );
     // The entry's own time is passed along.
     assert_eq!(got[0].timestamp, Some(t1));
@@ -181,19 +158,10 @@ async fn matches_filter_first_start_is_from_now_and_cursor_resumes() {
     // Entries written while stopped come after a restart, exactly once.
     append(
         dir.path(),
-        &[
-            entry("sshd.service", "sshd", 44, b"while stopped 1"),
-            entry("sshd.service", "sshd", 44, b"while stopped 2"),
-        ],
+        &[entry("sshd.service", "sshd", 44, b"while stopped 1"), entry("sshd.service", "sshd", 44, b"while stopped 2")],
     );
     let mut src = start(sshd_config(dir.path()), checkpoints.clone());
-    assert_eq!(
-        texts(&src.lines(2).await),
-        [
-            "host1 sshd[44]: while stopped 1",
-            "host1 sshd[44]: while stopped 2"
-        ]
-    );
+    assert_eq!(texts(&src.lines(2).await), ["host1 sshd[44]: while stopped 1", "host1 sshd[44]: while stopped 2"]);
     src.quiet().await;
     src.stop().await;
 }
@@ -203,8 +171,8 @@ async fn plus_separates_alternatives() {
     let dir = tempfile::tempdir().unwrap();
     append(dir.path(), &[entry("other.service", "x", 1, b"seed")]);
     let checkpoints = Arc::new(MemoryCheckpoints::new());
-    let config = JournalConfig::new(["_SYSTEMD_UNIT=sshd.service", "+", "SYSLOG_IDENTIFIER=cron"])
-        .directory(dir.path());
+    let config =
+        JournalConfig::new(["_SYSTEMD_UNIT=sshd.service", "+", "SYSLOG_IDENTIFIER=cron"]).directory(dir.path());
     let mut src = start(config, checkpoints.clone());
     wait_for_cursor(&checkpoints).await;
     append(
@@ -215,10 +183,7 @@ async fn plus_separates_alternatives() {
             entry("cron.service", "cron", 3, b"c"),
         ],
     );
-    assert_eq!(
-        texts(&src.lines(2).await),
-        ["host1 sshd[1]: a", "host1 cron[3]: c"]
-    );
+    assert_eq!(texts(&src.lines(2).await), ["host1 sshd[1]: a", "host1 cron[3]: c"]);
     src.quiet().await;
     src.stop().await;
 }
@@ -229,10 +194,7 @@ async fn empty_journal_at_first_start_delivers_everything_that_comes() {
     let checkpoints = Arc::new(MemoryCheckpoints::new());
     let mut src = start(sshd_config(dir.path()), checkpoints.clone());
     tokio::time::sleep(Duration::from_millis(500)).await;
-    append(
-        dir.path(),
-        &[entry("sshd.service", "sshd", 5, b"first ever")],
-    );
+    append(dir.path(), &[entry("sshd.service", "sshd", 5, b"first ever")]);
     assert_eq!(texts(&src.lines(1).await), ["host1 sshd[5]: first ever"]);
     src.stop().await;
 }
@@ -251,18 +213,14 @@ async fn journalctl_exit_is_restarted_without_loss_or_repeat() {
     std::fs::create_dir(&journal_dir).unwrap();
     append(&journal_dir, &[entry("sshd.service", "sshd", 1, b"seed")]);
     let checkpoints = Arc::new(MemoryCheckpoints::new());
-    let mut config = sshd_config(&journal_dir)
-        .restart_delay(Duration::from_millis(100), Duration::from_millis(200));
+    let mut config = sshd_config(&journal_dir).restart_delay(Duration::from_millis(100), Duration::from_millis(200));
     config.journalctl = wrapper;
     let mut src = start(config, checkpoints.clone());
     wait_for_cursor(&checkpoints).await;
     let mut want = Vec::new();
     for round in 0..3 {
         let msg = format!("round {round}");
-        append(
-            &journal_dir,
-            &[entry("sshd.service", "sshd", 9, msg.as_bytes())],
-        );
+        append(&journal_dir, &[entry("sshd.service", "sshd", 9, msg.as_bytes())]);
         want.push(format!("host1 sshd[9]: {msg}"));
         tokio::time::sleep(Duration::from_millis(1300)).await;
     }
@@ -278,20 +236,8 @@ async fn journalctl_exit_is_restarted_without_loss_or_repeat() {
 async fn option_like_matches_are_refused() {
     let (tx, _rx) = mpsc::channel(1);
     let ctx = SourceContext::new(tx, Arc::new(MemoryCheckpoints::new()));
-    assert!(
-        spawn(
-            SourceConfig::journal("j", JournalConfig::new(["--since=yesterday"])),
-            ctx.clone()
-        )
-        .is_err()
-    );
-    assert!(
-        spawn(
-            SourceConfig::journal("j", JournalConfig::new(["lower=case"])),
-            ctx
-        )
-        .is_err()
-    );
+    assert!(spawn(SourceConfig::journal("j", JournalConfig::new(["--since=yesterday"])), ctx.clone()).is_err());
+    assert!(spawn(SourceConfig::journal("j", JournalConfig::new(["lower=case"])), ctx).is_err());
 }
 
 /// A saved cursor journalctl rejects must not wedge the source: after a

@@ -28,10 +28,7 @@ fn target(run: u32, k: u32, j: u32) -> Target {
     // Odd runs use IPv4 /32s and /24s for their first 2^16 bans (one first
     // octet per run keeps them unique).
     if run % 2 == 1 && run < 200 && k < 256 && j < 256 {
-        return Target::from_v4(
-            [10 + (run / 2) as u8, k as u8, j as u8, 0],
-            if j.is_multiple_of(2) { 32 } else { 24 },
-        );
+        return Target::from_v4([10 + (run / 2) as u8, k as u8, j as u8, 0], if j.is_multiple_of(2) { 32 } else { 24 });
     }
     Target::from_v6(o, 128)
 }
@@ -94,20 +91,11 @@ fn bans_acknowledged_before_sigkill_survive() {
     if std::env::var_os(CHILD_ENV).is_some() {
         return;
     }
-    let iterations: u32 = std::env::var("BLOCKER_CRASH_ITERATIONS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(120);
+    let iterations: u32 = std::env::var("BLOCKER_CRASH_ITERATIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(120);
     let seed: u64 = std::env::var("BLOCKER_CRASH_SEED")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| {
-            SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-                | 1
-        });
+        .unwrap_or_else(|| SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1);
     eprintln!("crash test: {iterations} iterations, BLOCKER_CRASH_SEED={seed}");
     let mut rng = Rng(seed);
     let dir = tempfile::tempdir().unwrap();
@@ -115,20 +103,13 @@ fn bans_acknowledged_before_sigkill_survive() {
     let exe = std::env::current_exe().unwrap();
     let started = Instant::now();
     let mut expected: HashSet<Target> = HashSet::new();
-    let (mut acked_total, mut in_flight_kept, mut in_flight_lost, mut killed_in_open) =
-        (0usize, 0, 0, 0);
+    let (mut acked_total, mut in_flight_kept, mut in_flight_lost, mut killed_in_open) = (0usize, 0, 0, 0);
 
     let (mut t_child, mut t_check) = (Duration::ZERO, Duration::ZERO);
     for run in 0..iterations {
         let mut ready = false;
         let mut child = Command::new(&exe)
-            .args([
-                "--exact",
-                "crash_child",
-                "--nocapture",
-                "--test-threads=1",
-                "--quiet",
-            ])
+            .args(["--exact", "crash_child", "--nocapture", "--test-threads=1", "--quiet"])
             .env(CHILD_ENV, format!("{}|{run}", path.display()))
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -194,33 +175,21 @@ fn bans_acknowledged_before_sigkill_survive() {
             acked_total += n as usize;
         }
 
-        let db = StateDb::open(&path, StateOptions::default())
-            .unwrap_or_else(|e| panic!("run {run}: reopen: {e}"));
-        assert_eq!(
-            db.recovered_from(),
-            None,
-            "run {run}: the database was found corrupt"
-        );
-        db.verify()
-            .unwrap_or_else(|e| panic!("run {run}: quick_check: {e}"));
+        let db = StateDb::open(&path, StateOptions::default()).unwrap_or_else(|e| panic!("run {run}: reopen: {e}"));
+        assert_eq!(db.recovered_from(), None, "run {run}: the database was found corrupt");
+        db.verify().unwrap_or_else(|e| panic!("run {run}: quick_check: {e}"));
         // This run's acknowledged bans are there...
         let has = |t: &Target| db.ban(t).unwrap().is_some();
         for &(k, n) in &acked {
             for j in 0..n {
                 let t = target(run, k, j);
-                assert!(
-                    has(&t),
-                    "run {run} (seed {seed}): acknowledged ban {t} (batch {k}) lost"
-                );
+                assert!(has(&t), "run {run} (seed {seed}): acknowledged ban {t} (batch {k}) lost");
             }
         }
         // ...the batch in flight is there entirely or not at all...
         if let Some((k, n)) = tried {
             let there = (0..n).filter(|&j| has(&target(run, k, j))).count() as u32;
-            assert!(
-                there == 0 || there == n,
-                "run {run}: batch {k} half stored ({there} of {n})"
-            );
+            assert!(there == 0 || there == n, "run {run}: batch {k} half stored ({there} of {n})");
             if there == n {
                 in_flight_kept += 1;
                 expected.extend((0..n).map(|j| target(run, k, j)));
@@ -230,29 +199,14 @@ fn bans_acknowledged_before_sigkill_survive() {
         }
         // ...nothing else appeared or went (the count every run; the whole
         // set now and then and at the end, as that costs a full load).
-        assert_eq!(
-            db.ban_count().unwrap(),
-            expected.len(),
-            "run {run}: row count"
-        );
+        assert_eq!(db.ban_count().unwrap(), expected.len(), "run {run}: row count");
         if run % 40 == 39 || run + 1 == iterations {
-            let present: HashSet<Target> = db
-                .active_bans()
-                .unwrap()
-                .into_iter()
-                .map(|r| r.target)
-                .collect();
-            assert!(
-                present == expected,
-                "run {run} (seed {seed}): stored bans differ from the acknowledged ones"
-            );
+            let present: HashSet<Target> = db.active_bans().unwrap().into_iter().map(|r| r.target).collect();
+            assert!(present == expected, "run {run} (seed {seed}): stored bans differ from the acknowledged ones");
         }
         if let Some((k, _)) = acked.last() {
             let t = target(run, *k, 0);
-            assert!(
-                db.ban(&t).unwrap().unwrap().matches[0]
-                    .starts_with(&format!("run {run} batch {k}"))
-            );
+            assert!(db.ban(&t).unwrap().unwrap().matches[0].starts_with(&format!("run {run} batch {k}")));
         }
         t_check += t1.elapsed();
     }

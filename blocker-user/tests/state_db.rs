@@ -50,27 +50,14 @@ fn sorted(mut v: Vec<BanRow>) -> Vec<BanRow> {
 fn bans_round_trip_ipv4_ipv6_and_cidr_across_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let mut rows = vec![
-        row(
-            "192.0.2.7",
-            "sshd",
-            1_700_000_000_123,
-            Some(1_700_000_600_456),
-        ),
+        row("192.0.2.7", "sshd", 1_700_000_000_123, Some(1_700_000_600_456)),
         row("2001:db8::1", "sshd", 1_700_000_000_000, None),
-        row(
-            "198.51.100.0/24",
-            "recidive",
-            1_700_000_000_000,
-            Some(1_800_000_000_000),
-        ),
+        row("198.51.100.0/24", "recidive", 1_700_000_000_000, Some(1_800_000_000_000)),
         row("2001:db8:1:2::/64", "nginx", 1_700_000_000_000, None),
         row("::ffff:203.0.113.9", "sshd", 1_700_000_000_000, None),
     ];
     rows[0].ban_count = 3;
-    rows[0].matches = vec![
-        "Failed password for root from 192.0.2.7".into(),
-        "again".into(),
-    ];
+    rows[0].matches = vec!["Failed password for root from 192.0.2.7".into(), "again".into()];
     {
         let db = open(dir.path());
         db.upsert_bans(&rows).unwrap();
@@ -114,11 +101,7 @@ fn a_reban_replaces_the_row_and_its_lines() {
 #[test]
 fn matched_lines_are_bounded() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = StateOptions {
-        max_matches: 3,
-        max_match_len: 5,
-        ..StateOptions::default()
-    };
+    let opts = StateOptions { max_matches: 3, max_match_len: 5, ..StateOptions::default() };
     let db = StateDb::open_in(dir.path(), opts).unwrap();
     let mut r = row("192.0.2.7", "sshd", 1000, None);
     r.matches = (0..10).map(|i| format!("line {i} and more")).collect();
@@ -144,31 +127,18 @@ fn removal_one_many_by_jail_all_and_expired() {
     assert!(db.remove_ban(&t("192.0.2.1")).unwrap());
     assert!(!db.remove_ban(&t("192.0.2.1")).unwrap());
 
-    let expired: Vec<String> = db
-        .expired_before(at(300))
-        .unwrap()
-        .iter()
-        .map(|r| r.target.to_string())
-        .collect();
+    let expired: Vec<String> = db.expired_before(at(300)).unwrap().iter().map(|r| r.target.to_string()).collect();
     assert_eq!(sorted_strings(expired), ["192.0.2.2/32", "192.0.2.3/32"]);
     assert_eq!(db.remove_expired(at(300)).unwrap(), 2);
     // Permanent bans never expire.
     assert_eq!(db.remove_expired(at(u64::MAX / 4)).unwrap(), 2);
     assert_eq!(db.ban_count().unwrap(), 1);
 
-    db.upsert_bans(&[
-        row("192.0.2.7", "sshd", 0, None),
-        row("192.0.2.8", "nginx", 0, None),
-    ])
-    .unwrap();
-    assert_eq!(
-        db.remove_bans(&[t("192.0.2.7"), t("192.0.2.9")]).unwrap(),
-        1
-    );
+    db.upsert_bans(&[row("192.0.2.7", "sshd", 0, None), row("192.0.2.8", "nginx", 0, None)]).unwrap();
+    assert_eq!(db.remove_bans(&[t("192.0.2.7"), t("192.0.2.9")]).unwrap(), 1);
     assert_eq!(db.remove_bans_where(Some("nginx")).unwrap(), 2);
     assert_eq!(db.remove_bans_where(Some("nginx")).unwrap(), 0);
-    db.upsert_bans(&[row("192.0.2.7", "sshd", 0, None)])
-        .unwrap();
+    db.upsert_bans(&[row("192.0.2.7", "sshd", 0, None)]).unwrap();
     assert_eq!(db.remove_bans_where(None).unwrap(), 1);
     assert!(db.active_bans().unwrap().is_empty());
 }
@@ -210,32 +180,16 @@ fn history_answers_like_the_memory_history() {
     }
     assert_eq!(
         db.past(&a, Some("sshd"), at(0)).unwrap(),
-        PastBans {
-            count: 3,
-            last_banned_at: Some(at(9000)),
-            last_bantime: Some(Duration::from_secs(2400))
-        }
+        PastBans { count: 3, last_banned_at: Some(at(9000)), last_bantime: Some(Duration::from_secs(2400)) }
     );
     // The last ban in any jail; a permanent one has no bantime.
-    assert_eq!(
-        db.past(&a, None, at(6000)).unwrap().last_bantime,
-        Some(Duration::from_secs(2400))
-    );
-    assert_eq!(
-        db.past(&a, Some("recidive"), at(0)).unwrap().last_bantime,
-        None
-    );
+    assert_eq!(db.past(&a, None, at(6000)).unwrap().last_bantime, Some(Duration::from_secs(2400)));
+    assert_eq!(db.past(&a, Some("recidive"), at(0)).unwrap().last_bantime, None);
     // Survives a restart (these 1970 times are older than the default
     // history_max_age, which open applies).
     drop(db);
-    let db = StateDb::open_in(
-        dir.path(),
-        StateOptions {
-            history_max_age: Duration::MAX,
-            ..StateOptions::default()
-        },
-    )
-    .unwrap();
+    let db = StateDb::open_in(dir.path(), StateOptions { history_max_age: Duration::MAX, ..StateOptions::default() })
+        .unwrap();
     assert_eq!(db.past(&a, None, at(0)).unwrap().count, 4);
 }
 
@@ -243,10 +197,7 @@ fn history_answers_like_the_memory_history() {
 fn history_is_purged_by_age() {
     let dir = tempfile::tempdir().unwrap();
     let day = Duration::from_secs(86_400);
-    let opts = StateOptions {
-        history_max_age: 10 * day,
-        ..StateOptions::default()
-    };
+    let opts = StateOptions { history_max_age: 10 * day, ..StateOptions::default() };
     let db = StateDb::open_in(dir.path(), opts.clone()).unwrap();
     let now = SystemTime::now();
     let a = t("192.0.2.7");
@@ -267,18 +218,14 @@ fn history_is_purged_by_age() {
 #[test]
 fn history_is_bounded_in_rows_oldest_first() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = StateOptions {
-        history_max_rows: 100,
-        ..StateOptions::default()
-    };
+    let opts = StateOptions { history_max_rows: 100, ..StateOptions::default() };
     let db = StateDb::open_in(dir.path(), opts).unwrap();
     let now = SystemTime::now();
     // Record far more than the bound (and the insert-time slack): the table
     // never exceeds bound + slack, and maintenance brings it to the bound.
     for i in 0..3000u64 {
         let target = Target::from_v4([10, 0, (i >> 8) as u8, i as u8], 32);
-        db.record(&target, "sshd", now - Duration::from_secs(3000 - i), None)
-            .unwrap();
+        db.record(&target, "sshd", now - Duration::from_secs(3000 - i), None).unwrap();
         assert!(db.history_len() <= 100 + 1024 + 1);
     }
     db.maintain(now).unwrap();
@@ -296,15 +243,10 @@ fn checkpoints_round_trip_and_survive_reopen_after_flush() {
     let file = Position::File(FilePosition {
         dev: 1,
         ino: u64::MAX,
-        fingerprint: Fingerprint {
-            len: 3,
-            hash: u64::MAX - 1,
-        },
+        fingerprint: Fingerprint { len: 3, hash: u64::MAX - 1 },
         offset: 5,
     });
-    let journal = Position::Journal {
-        cursor: "s=abc;i=1".into(),
-    };
+    let journal = Position::Journal { cursor: "s=abc;i=1".into() };
     {
         let db = open(dir.path());
         assert_eq!(db.load("file:/var/log/auth.log").unwrap(), None);
@@ -327,33 +269,19 @@ fn checkpoints_round_trip_and_survive_reopen_after_flush() {
 #[test]
 fn checkpoints_are_imported_from_the_json_file_once() {
     let dir = tempfile::tempdir().unwrap();
-    let journal = Position::Journal {
-        cursor: "s=old".into(),
-    };
+    let journal = Position::Journal { cursor: "s=old".into() };
     {
         let file = blocker::source::FileCheckpoints::open(dir.path()).unwrap();
         file.store("journal", &journal).unwrap();
-        file.store("sshd:/var/log/auth.log", &Position::None)
-            .unwrap();
+        file.store("sshd:/var/log/auth.log", &Position::None).unwrap();
         file.flush().unwrap();
     }
     let db = open(dir.path());
     // A key the database already has keeps its own position.
-    db.store(
-        "sshd:/var/log/auth.log",
-        &Position::Journal {
-            cursor: "newer".into(),
-        },
-    )
-    .unwrap();
+    db.store("sshd:/var/log/auth.log", &Position::Journal { cursor: "newer".into() }).unwrap();
     assert_eq!(db.import_file_checkpoints(dir.path()).unwrap(), 1);
     assert_eq!(db.load("journal").unwrap(), Some(journal.clone()));
-    assert_eq!(
-        db.load("sshd:/var/log/auth.log").unwrap(),
-        Some(Position::Journal {
-            cursor: "newer".into()
-        })
-    );
+    assert_eq!(db.load("sshd:/var/log/auth.log").unwrap(), Some(Position::Journal { cursor: "newer".into() }));
     assert!(dir.path().join("source-checkpoints.json.imported").exists());
     assert_eq!(db.import_file_checkpoints(dir.path()).unwrap(), 0);
     drop(db);
@@ -372,24 +300,10 @@ fn outbox_due_retry_and_expiry_ordering() {
     // Due: created at or before now, oldest first, limited.
     let due: Vec<_> = db.due(at(2500), 10).unwrap().iter().map(|e| e.id).collect();
     assert_eq!(due, [a, b]);
-    assert_eq!(
-        db.due(at(5000), 2)
-            .unwrap()
-            .iter()
-            .map(|e| e.id)
-            .collect::<Vec<_>>(),
-        [a, b]
-    );
+    assert_eq!(db.due(at(5000), 2).unwrap().iter().map(|e| e.id).collect::<Vec<_>>(), [a, b]);
     // a failed: not due until 10000.
     db.retry_at(a, 1, at(10_000)).unwrap();
-    assert_eq!(
-        db.due(at(5000), 10)
-            .unwrap()
-            .iter()
-            .map(|e| e.id)
-            .collect::<Vec<_>>(),
-        [b, c]
-    );
+    assert_eq!(db.due(at(5000), 10).unwrap().iter().map(|e| e.id).collect::<Vec<_>>(), [b, c]);
     db.delivered(b).unwrap();
     let later = db.due(at(10_000), 10).unwrap();
     assert_eq!(later.iter().map(|e| e.id).collect::<Vec<_>>(), [a, c]);
@@ -413,14 +327,9 @@ fn outbox_due_retry_and_expiry_ordering() {
 #[test]
 fn outbox_is_bounded_oldest_first() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = StateOptions {
-        outbox_max_rows: 5,
-        ..StateOptions::default()
-    };
+    let opts = StateOptions { outbox_max_rows: 5, ..StateOptions::default() };
     let db = StateDb::open_in(dir.path(), opts).unwrap();
-    let ids: Vec<_> = (0..8)
-        .map(|i| db.push("email", "{}", at(i)).unwrap())
-        .collect();
+    let ids: Vec<_> = (0..8).map(|i| db.push("email", "{}", at(i)).unwrap()).collect();
     assert_eq!(db.len().unwrap(), 5);
     let kept: Vec<_> = db.due(at(100), 100).unwrap().iter().map(|e| e.id).collect();
     assert_eq!(kept, ids[3..]);
@@ -449,13 +358,7 @@ fn files_are_private_and_shared_handles_work_from_threads() {
                         matches: vec![],
                     }])
                     .unwrap();
-                    db.record(
-                        &Target::from_v4([10, n, 0, i], 32),
-                        "sshd",
-                        SystemTime::now(),
-                        None,
-                    )
-                    .unwrap();
+                    db.record(&Target::from_v4([10, n, 0, i], 32), "sshd", SystemTime::now(), None).unwrap();
                 }
             })
         })
@@ -474,8 +377,7 @@ fn a_database_from_a_newer_blocker_is_refused_and_left_alone() {
     drop(StateDb::open(&path, StateOptions::default()).unwrap());
     {
         let conn = rusqlite::Connection::open(&path).unwrap();
-        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
-            .unwrap();
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1).unwrap();
     }
     let before = fs::read(&path).unwrap();
     match StateDb::open(&path, StateOptions::default()) {
@@ -487,39 +389,22 @@ fn a_database_from_a_newer_blocker_is_refused_and_left_alone() {
         other => panic!("expected TooNew, got {other:?}"),
     }
     assert_eq!(fs::read(&path).unwrap(), before);
-    let names: Vec<_> = fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
-    assert!(
-        !names
-            .iter()
-            .any(|n| n.to_string_lossy().contains("corrupt")),
-        "{names:?}"
-    );
+    let names: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(!names.iter().any(|n| n.to_string_lossy().contains("corrupt")), "{names:?}");
 }
 
 #[test]
 fn a_garbage_file_is_moved_aside_and_replaced() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("blocker.db");
-    let garbage: Vec<u8> = (0..20_000u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-        .collect();
+    let garbage: Vec<u8> = (0..20_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
     fs::write(&path, &garbage).unwrap();
     let db = StateDb::open(&path, StateOptions::default()).unwrap();
     let aside = db.recovered_from().expect("recovered").to_owned();
-    assert!(
-        aside
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .starts_with("blocker.db.corrupt-")
-    );
+    assert!(aside.file_name().unwrap().to_string_lossy().starts_with("blocker.db.corrupt-"));
     assert_eq!(fs::read(&aside).unwrap(), garbage);
     // The fresh database works.
-    db.upsert_bans(&[row("192.0.2.7", "sshd", 0, None)])
-        .unwrap();
+    db.upsert_bans(&[row("192.0.2.7", "sshd", 0, None)]).unwrap();
     assert_eq!(db.ban_count().unwrap(), 1);
     drop(db);
     let db = StateDb::open(&path, StateOptions::default()).unwrap();
@@ -558,14 +443,7 @@ fn damaged_db(dir: &Path) -> std::path::PathBuf {
 fn a_corrupt_page_found_by_check_on_open_is_moved_aside() {
     let dir = tempfile::tempdir().unwrap();
     let path = damaged_db(dir.path());
-    let db = StateDb::open(
-        &path,
-        StateOptions {
-            check_on_open: true,
-            ..StateOptions::default()
-        },
-    )
-    .unwrap();
+    let db = StateDb::open(&path, StateOptions { check_on_open: true, ..StateOptions::default() }).unwrap();
     assert!(db.recovered_from().is_some());
     assert_eq!(db.ban_count().unwrap(), 0);
 }
@@ -596,10 +474,7 @@ fn a_corrupt_page_met_later_is_reported_and_recovered_at_the_next_open() {
 fn corrupt_copies_are_bounded() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("blocker.db");
-    let opts = StateOptions {
-        keep_corrupt: 2,
-        ..StateOptions::default()
-    };
+    let opts = StateOptions { keep_corrupt: 2, ..StateOptions::default() };
     for i in 0..5u8 {
         fs::write(&path, vec![i; 8192]).unwrap();
         let db = StateDb::open(&path, opts.clone()).unwrap();
@@ -607,13 +482,7 @@ fn corrupt_copies_are_bounded() {
     }
     let copies = fs::read_dir(dir.path())
         .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .contains(".corrupt-")
-        })
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().contains(".corrupt-"))
         .count();
     assert_eq!(copies, 2);
 }

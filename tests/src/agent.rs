@@ -52,8 +52,7 @@ impl Agent {
         );
         std::fs::write(&config, text).expect("writing config");
         let log = dir.path().join("agent.log");
-        let mut agent =
-            Agent { child: None, netns: netns.to_owned(), dir, config, socket, pin_dir, log, starts: 0 };
+        let mut agent = Agent { child: None, netns: netns.to_owned(), dir, config, socket, pin_dir, log, starts: 0 };
         agent.spawn();
         agent
     }
@@ -74,9 +73,8 @@ impl Agent {
             .expect("starting blocker run");
         self.child = Some(child);
         self.starts += 1;
-        let ready = wait_for(Duration::from_secs(20), || {
-            self.cli(&["stats", "--json"]).status.success() || self.exited()
-        });
+        let ready =
+            wait_for(Duration::from_secs(20), || self.cli(&["stats", "--json"]).status.success() || self.exited());
         assert!(ready && !self.exited(), "agent did not become ready:\n{}", self.log());
     }
 

@@ -41,13 +41,22 @@ impl NetPair {
         ip(&["netns", "add", &pair.agent_ns]);
         ip(&["netns", "add", &pair.peer_ns]);
         ip(&[
-            "link", "add", &pair.agent_if, "netns", &pair.agent_ns, "type", "veth", "peer", "name", &pair.peer_if,
-            "netns", &pair.peer_ns,
+            "link",
+            "add",
+            &pair.agent_if,
+            "netns",
+            &pair.agent_ns,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &pair.peer_if,
+            "netns",
+            &pair.peer_ns,
         ]);
-        for (ns, dev, v4, v6) in [
-            (&pair.agent_ns, &pair.agent_if, AGENT_V4, AGENT_V6),
-            (&pair.peer_ns, &pair.peer_if, PEER_V4, PEER_V6),
-        ] {
+        for (ns, dev, v4, v6) in
+            [(&pair.agent_ns, &pair.agent_if, AGENT_V4, AGENT_V6), (&pair.peer_ns, &pair.peer_if, PEER_V4, PEER_V6)]
+        {
             ip(&["-n", ns, "addr", "add", &format!("{v4}/16"), "dev", dev]);
             ip(&["-n", ns, "addr", "add", &format!("{v6}/48"), "dev", dev, "nodad"]);
             ip(&["-n", ns, "link", "set", dev, "up"]);
@@ -73,9 +82,7 @@ impl NetPair {
         let ns = format!("/run/netns/{}", self.peer_ns);
         let dev = self.peer_if.clone();
         let frame = frame.to_vec();
-        std::thread::spawn(move || send_raw_in(&ns, &dev, &frame, count))
-            .join()
-            .expect("raw sender thread");
+        std::thread::spawn(move || send_raw_in(&ns, &dev, &frame, count)).join().expect("raw sender thread");
     }
 
     /// `GET path` on `addr` (host:port) from inside the agent's namespace;

@@ -12,7 +12,8 @@ use std::{
 /// or any python3 that has aiosmtpd.
 fn python() -> &'static str {
     for py in ["/usr/bin/python3", "python3"] {
-        let ok = Command::new(py).args(["-c", "import aiosmtpd"]).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
+        let ok =
+            Command::new(py).args(["-c", "import aiosmtpd"]).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
         if ok {
             return py;
         }
@@ -46,7 +47,11 @@ impl SmtpServer {
             let _ = tx.send(line);
         });
         let line = rx.recv_timeout(Duration::from_secs(30)).expect("SMTP server did not start in 30 s");
-        let port = line.trim().strip_prefix("READY ").and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("SMTP server: {line:?}"));
+        let port = line
+            .trim()
+            .strip_prefix("READY ")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("SMTP server: {line:?}"));
         SmtpServer { child, port, out: out.to_owned() }
     }
 

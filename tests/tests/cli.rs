@@ -7,7 +7,8 @@ use blocker_tests::blocker_bin;
 #[test]
 fn commands_without_an_agent_fail_with_one_line_naming_the_socket() {
     for args in [&["list"][..], &["stats", "--json"], &["ban", "192.0.2.1"], &["unban", "--all"]] {
-        let out = Command::new(blocker_bin()).args(["--socket", "/nonexistent/blocker.sock"]).args(args).output().unwrap();
+        let out =
+            Command::new(blocker_bin()).args(["--socket", "/nonexistent/blocker.sock"]).args(args).output().unwrap();
         assert!(!out.status.success(), "{args:?} must fail");
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");

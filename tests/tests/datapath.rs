@@ -170,7 +170,10 @@ fn vlan_tagged_frames_from_a_banned_source_are_dropped() {
         let v6_before = dropped("fd00:b10d::2/128");
         let passed_before = counter(&agent, "passed");
         net.send_raw(&broadcast(ipv4_frame(tags, [10, 211, 0, 2])), n as usize);
-        net.send_raw(&broadcast(ipv6_frame(tags, "fd00:b10d::2".parse::<std::net::Ipv6Addr>().unwrap().octets())), n as usize);
+        net.send_raw(
+            &broadcast(ipv6_frame(tags, "fd00:b10d::2".parse::<std::net::Ipv6Addr>().unwrap().octets())),
+            n as usize,
+        );
         net.send_raw(&broadcast(ipv4_frame(tags, [10, 211, 0, 3])), n as usize);
         assert!(
             wait_for(Duration::from_secs(3), || dropped("10.211.0.2/32") == v4_before + n),

@@ -63,9 +63,16 @@ fn kill9_during_ban_churn_loses_no_acknowledged_ban() {
     assert!(acked.len() > ITERATIONS, "churn made {} bans", acked.len());
     let check = |agent: &Agent, when: &str| {
         let list = agent.json(&["list", "--json"]);
-        let have: std::collections::HashSet<&str> = list.as_array().unwrap().iter().map(|r| r["addr"].as_str().unwrap()).collect();
+        let have: std::collections::HashSet<&str> =
+            list.as_array().unwrap().iter().map(|r| r["addr"].as_str().unwrap()).collect();
         let lost: Vec<&String> = acked.iter().filter(|a| !have.contains(a.as_str())).collect();
-        assert!(lost.is_empty(), "{when}: {} of {} acknowledged bans lost, e.g. {:?}", lost.len(), acked.len(), &lost[..lost.len().min(5)]);
+        assert!(
+            lost.is_empty(),
+            "{when}: {} of {} acknowledged bans lost, e.g. {:?}",
+            lost.len(),
+            acked.len(),
+            &lost[..lost.len().min(5)]
+        );
     };
     check(&agent, "after 100 kill -9");
     // And they are all in the database too: a reboot loses the maps.
@@ -103,7 +110,10 @@ fn a_reboot_restores_bans_before_any_jail_line() {
     agent.spawn();
     let after = agent.ban_row("10.210.0.2/32").expect("restored from the database");
     assert_eq!(after["expires_at"], before["expires_at"], "original expiry");
-    assert_eq!(after["banned_at"], before["banned_at"], "restored before the jail saw the line (or it would be a new ban)");
+    assert_eq!(
+        after["banned_at"], before["banned_at"],
+        "restored before the jail saw the line (or it would be a new ban)"
+    );
     assert!(agent.ban_row("2001:db8::/64").is_some());
     assert!(wait_for(Duration::from_secs(3), || agent.json(&["status", "--json"])["jails"][0]["matched"] == 1));
     assert_eq!(agent.json(&["status", "--json"])["jails"][0]["banned_total"], 0, "already banned: no new ban");

@@ -78,7 +78,11 @@ fn rotation_mid_sequence_loses_no_line() {
     // logrotate's default: rename, then a new file at the same path.
     std::fs::rename(&log, logs.path().join("auth.log.1")).unwrap();
     append(&log, &failure_line(PEER_V4, 22));
-    assert!(wait_for(Duration::from_secs(5), || banned(&agent, PEER_V4)), "failures on both sides of the rotation count\n{}", agent.log());
+    assert!(
+        wait_for(Duration::from_secs(5), || banned(&agent, PEER_V4)),
+        "failures on both sides of the rotation count\n{}",
+        agent.log()
+    );
     let j = &agent.json(&["status", "--json"])["jails"][0];
     assert_eq!(j["matched"], 3);
     assert!(net.ping_blocked(PEER_V4, AGENT_V4));
@@ -91,7 +95,8 @@ fn ignoreip_and_allowlist_are_never_banned() {
     let logs = tempfile::tempdir().unwrap();
     let log = logs.path().join("auth.log");
     std::fs::write(&log, "").unwrap();
-    let agent = Agent::start(&net, &format!("allow = [\"10.210.0.77\"]\n{}", jail_config(&log, "ignoreip = \"10.210.0.2\"\n")));
+    let agent =
+        Agent::start(&net, &format!("allow = [\"10.210.0.77\"]\n{}", jail_config(&log, "ignoreip = \"10.210.0.2\"\n")));
     for i in 0..6 {
         append(&log, &failure_line(PEER_V4, 30 + i));
         append(&log, &failure_line("10.210.0.77", 40 + i));
@@ -115,7 +120,12 @@ fn a_forged_user_name_does_not_ban_the_address_inside_it() {
     let now = chrono_like_syslog_now();
     // The attacker (198.51.100.66) picks a user name that names the victim.
     append(&log, &format!("{now} host sshd[60]: Invalid user x from {PEER_V4} from 198.51.100.66 port 22\n"));
-    append(&log, &format!("{now} host sshd[61]: Failed password for invalid user x from {PEER_V4} port 1 ssh2 from 198.51.100.66 port 22 ssh2\n"));
+    append(
+        &log,
+        &format!(
+            "{now} host sshd[61]: Failed password for invalid user x from {PEER_V4} port 1 ssh2 from 198.51.100.66 port 22 ssh2\n"
+        ),
+    );
     std::thread::sleep(Duration::from_secs(1));
     assert!(!banned(&agent, PEER_V4), "the victim named in the user name is not banned\n{}", agent.log());
     assert!(net.ping_passes(PEER_V4, AGENT_V4, Duration::from_secs(5)));

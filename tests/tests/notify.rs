@@ -71,7 +71,10 @@ fn a_jail_ban_is_mailed_and_hooked_without_waiting_for_either() {
     let data = mail["data"].as_str().unwrap();
     let subject = data.lines().find(|l| l.starts_with("Subject:")).unwrap_or_default();
     assert!(subject.contains(PEER_V4) && subject.contains("sshd"), "{subject}");
-    assert!(data.contains("Failed password for root") && data.contains("Failed password for admin"), "matched lines in the body:\n{data}");
+    assert!(
+        data.contains("Failed password for root") && data.contains("Failed password for admin"),
+        "matched lines in the body:\n{data}"
+    );
 
     assert!(wait_for(Duration::from_secs(5), || std::fs::read_to_string(&record).is_ok_and(|s| s.lines().count() == 2)));
     let got = std::fs::read_to_string(&record).unwrap();
@@ -109,7 +112,10 @@ fn mails_for_bans_made_while_smtp_is_down_arrive_after_a_restart() {
     let start = Instant::now();
     let n = 20u32;
     for i in 0..n {
-        append(&log, &format!("{now} host sshd[{i}]: Failed password for root from 198.51.100.{} port 22 ssh2\n", i + 1));
+        append(
+            &log,
+            &format!("{now} host sshd[{i}]: Failed password for root from 198.51.100.{} port 22 ssh2\n", i + 1),
+        );
     }
     assert!(
         wait_for(Duration::from_secs(5), || agent.stats()["bans_active"] == n),

@@ -20,7 +20,10 @@ fn fail(log: &Path, addr: &str, pid: u32) {
 }
 
 fn jail(log: &Path, maxretry: u32) -> String {
-    format!("[jail.sshd]\nfilter = \"sshd\"\nlogpath = {:?}\nmaxretry = {maxretry}\nbantime = \"1h\"\n", log.display().to_string())
+    format!(
+        "[jail.sshd]\nfilter = \"sshd\"\nlogpath = {:?}\nmaxretry = {maxretry}\nbantime = \"1h\"\n",
+        log.display().to_string()
+    )
 }
 
 #[test]
@@ -66,7 +69,12 @@ fn every_client_command_answers_json() {
     assert_eq!(check["ok"], true);
     assert_eq!(check["jails"][0]["name"], "sshd");
     // filter-test --json: one object per line.
-    let out = std::process::Command::new(blocker_tests::blocker_bin()).args(["filter-test", "--json"]).arg(&log).arg("sshd").output().unwrap();
+    let out = std::process::Command::new(blocker_tests::blocker_bin())
+        .args(["filter-test", "--json"])
+        .arg(&log)
+        .arg("sshd")
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let bad = agent.cli(&["get", "nojail", "maxretry"]);
     assert!(!bad.status.success());
@@ -119,7 +127,10 @@ fn reload_applies_a_valid_config_and_refuses_a_broken_one_without_losing_a_ban()
     assert!(err.contains(&format!("{}:", agent.config.display())) && err.contains("bogus_key"), "{err}");
     assert_eq!(agent.json(&["get", "sshd", "maxretry", "--json"])["value"], 4, "running config kept");
     // SIGHUP with the broken file: same, and the agent keeps running.
-    let pid = std::process::Command::new("pgrep").args(["-f", &format!("run --config {}", agent.config.display())]).output().unwrap();
+    let pid = std::process::Command::new("pgrep")
+        .args(["-f", &format!("run --config {}", agent.config.display())])
+        .output()
+        .unwrap();
     let pid: i32 = String::from_utf8_lossy(&pid.stdout).lines().next().unwrap().trim().parse().unwrap();
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGHUP).unwrap();
     std::thread::sleep(Duration::from_millis(500));

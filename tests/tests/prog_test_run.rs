@@ -34,7 +34,12 @@ fn ban(f: &mut Fixture, targets: &[&str], expires_in: Option<Duration>) {
     let now = SystemTime::now();
     let bans: Vec<Ban> = targets
         .iter()
-        .map(|t| Ban { target: t.parse().unwrap(), jail: "test".into(), banned_at: now, expires_at: expires_in.map(|d| now + d) })
+        .map(|t| Ban {
+            target: t.parse().unwrap(),
+            jail: "test".into(),
+            banned_at: now,
+            expires_at: expires_in.map(|d| now + d),
+        })
         .collect();
     f.maps.ban(&bans).unwrap();
 }
@@ -90,7 +95,11 @@ fn exact_and_range_bans_through_every_encapsulation() {
 #[test]
 fn many_prefix_lengths_are_all_checked() {
     let mut f = fixture("lengths");
-    ban(&mut f, &["10.0.0.0/8", "172.16.5.0/26", "192.0.2.128/25", "2001:db8::/32", "2001:db9:0:5::/63", "2001:dba::1:0/112"], None);
+    ban(
+        &mut f,
+        &["10.0.0.0/8", "172.16.5.0/26", "192.0.2.128/25", "2001:db8::/32", "2001:db9:0:5::/63", "2001:dba::1:0/112"],
+        None,
+    );
     assert_eq!(run(&mut f, &ipv4_frame(&[], v4("10.255.255.255"))), XDP_DROP);
     assert_eq!(run(&mut f, &ipv4_frame(&[], v4("172.16.5.63"))), XDP_DROP);
     assert_eq!(run(&mut f, &ipv4_frame(&[], v4("172.16.5.64"))), XDP_PASS);

@@ -194,7 +194,13 @@ mod tests {
         let binary = scratch.join("build/blocker");
         write(&binary, "#!/bin/sh\necho fake blocker\n");
         let generated = scratch.join("generated");
-        for f in ["completions/blocker.bash", "completions/_blocker", "completions/blocker.fish", "man/blocker.8", "man/blocker-ban.8"] {
+        for f in [
+            "completions/blocker.bash",
+            "completions/_blocker",
+            "completions/blocker.fish",
+            "man/blocker.8",
+            "man/blocker-ban.8",
+        ] {
             write(&generated.join(f), f);
         }
         Sources { binary, generated, repo: root() }

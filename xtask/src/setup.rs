@@ -10,18 +10,18 @@ use crate::util::{output, run as exec};
 
 /// Debian packages used by the build, the tests and the benchmarks.
 const APT_PACKAGES: &[&str] = &[
-    "iproute2",        // ip netns, veth, vlan
-    "iputils-ping",    // real packets in the datapath tests
-    "util-linux",      // nsenter
-    "procps",          // pkill in tests
-    "iptables",        // benchmark anchor (one process per rule, like Fail2Ban)
-    "nftables",        // benchmark anchor
-    "fail2ban",        // stock filter.d and annotated sample logs; fail2ban-regex anchor
-    "systemd",         // journalctl, systemd-analyze
+    "iproute2",               // ip netns, veth, vlan
+    "iputils-ping",           // real packets in the datapath tests
+    "util-linux",             // nsenter
+    "procps",                 // pkill in tests
+    "iptables",               // benchmark anchor (one process per rule, like Fail2Ban)
+    "nftables",               // benchmark anchor
+    "fail2ban",               // stock filter.d and annotated sample logs; fail2ban-regex anchor
+    "systemd",                // journalctl, systemd-analyze
     "systemd-journal-remote", // builds real journal files for the journal source tests
-    "python3-aiosmtpd", // a real SMTP server for the notification tests
-    "openssl",          // test certificates (STARTTLS, SMTPS)
-    "whois",            // whois enrichment of notifications
+    "python3-aiosmtpd",       // a real SMTP server for the notification tests
+    "openssl",                // test certificates (STARTTLS, SMTPS)
+    "whois",                  // whois enrichment of notifications
 ];
 
 /// bpf-linker release known to work with the nightly's LLVM 22.
@@ -94,10 +94,12 @@ fn bpf_linker() -> anyhow::Result<()> {
         std::os::unix::fs::symlink(&libllvm, &link)?;
     }
     println!("setup: building bpf-linker {BPF_LINKER_VERSION} against {} (LLVM {major})", libllvm.display());
-    exec(Command::new("cargo")
-        .args(["install", "bpf-linker", "--force", "--version", BPF_LINKER_VERSION, "--no-default-features"])
-        .args(["--features", &format!("llvm-{major}")])
-        .env("LLVM_PREFIX", &prefix))
+    exec(
+        Command::new("cargo")
+            .args(["install", "bpf-linker", "--force", "--version", BPF_LINKER_VERSION, "--no-default-features"])
+            .args(["--features", &format!("llvm-{major}")])
+            .env("LLVM_PREFIX", &prefix),
+    )
 }
 
 fn home() -> PathBuf {
@@ -112,10 +114,7 @@ fn apt() -> anyhow::Result<()> {
     println!("setup: installing Debian packages: {}", missing.join(" "));
     let env = [("DEBIAN_FRONTEND", "noninteractive")];
     exec(Command::new("apt-get").args(["update", "-q"]).envs(env))?;
-    exec(Command::new("apt-get")
-        .args(["install", "-y", "-q", "--no-install-recommends"])
-        .args(&missing)
-        .envs(env))
+    exec(Command::new("apt-get").args(["install", "-y", "-q", "--no-install-recommends"]).args(&missing).envs(env))
 }
 
 fn installed(package: &str) -> bool {

@@ -44,7 +44,13 @@ impl Activity {
     }
 
     /// Counts for [since, until]; `active` is bans in force per jail now.
-    pub fn report(&self, since: SystemTime, until: SystemTime, active: &HashMap<String, u64>, dropped_now: u64) -> ReportData {
+    pub fn report(
+        &self,
+        since: SystemTime,
+        until: SystemTime,
+        active: &HashMap<String, u64>,
+        dropped_now: u64,
+    ) -> ReportData {
         let mut jails: BTreeMap<&str, JailCounts> = BTreeMap::new();
         let mut offenders: HashMap<Target, (u64, Vec<String>)> = HashMap::new();
         for (at, ban, jail, target) in &self.events {
@@ -71,7 +77,11 @@ impl Activity {
         top.sort_by(|a, b| b.bans.cmp(&a.bans).then_with(|| a.addr.cmp(&b.addr)));
         top.truncate(100);
         let at_since = self.dropped.iter().rev().find(|(t, _)| *t <= since).or(self.dropped.front()).map_or(0, |s| s.1);
-        ReportData { jails: jails.into_values().collect(), top_offenders: top, packets_dropped: dropped_now.saturating_sub(at_since) }
+        ReportData {
+            jails: jails.into_values().collect(),
+            top_offenders: top,
+            packets_dropped: dropped_now.saturating_sub(at_since),
+        }
     }
 }
 

@@ -84,7 +84,11 @@ impl Agent {
             s.jails.iter().flat_map(|j| j.sources.iter().map(move |src| (j.name.clone(), src.snapshot()))).collect()
         };
         for (jail, snap) in snapshots {
-            let (errors, when) = watch.seen.get(&snap.source).copied().unwrap_or((0, std::time::Instant::now() - std::time::Duration::from_secs(3600)));
+            let (errors, when) = watch
+                .seen
+                .get(&snap.source)
+                .copied()
+                .unwrap_or((0, std::time::Instant::now() - std::time::Duration::from_secs(3600)));
             if snap.errors > errors && when.elapsed() >= std::time::Duration::from_secs(60) {
                 let what = snap.last_error.clone().unwrap_or_else(|| "error".into());
                 let mut e = self.event(EventKind::Error, Some(format!("source {}: {what}", snap.source)));

@@ -17,7 +17,11 @@ impl Service for Agent {
     fn handle(&self, request: Request) -> Response {
         let large = matches!(
             request,
-            Request::Ban { .. } | Request::UnbanAll { .. } | Request::List { .. } | Request::Status { .. } | Request::Banned { .. }
+            Request::Ban { .. }
+                | Request::UnbanAll { .. }
+                | Request::List { .. }
+                | Request::Status { .. }
+                | Request::Banned { .. }
         );
         let response = self.dispatch(request);
         if large {
@@ -103,13 +107,20 @@ fn parse_part<T>(text: &str, f: &impl Fn(Target) -> T, capacity: usize) -> (Vec<
 /// no notification per address.
 const BULK: usize = 1000;
 
-fn ban(agent: &Agent, mut s: MutexGuard<'_, State>, targets: &TargetList, duration_secs: Option<u64>, jail: Option<String>) -> Response {
+fn ban(
+    agent: &Agent,
+    mut s: MutexGuard<'_, State>,
+    targets: &TargetList,
+    duration_secs: Option<u64>,
+    jail: Option<String>,
+) -> Response {
     let (started, cpu) = (std::time::Instant::now(), super::cpu_time());
     let jail = jail.unwrap_or_else(|| MANUAL_JAIL.to_owned());
     let now = SystemTime::now();
     let expires_at = duration_secs.map(|d| now + Duration::from_secs(d));
     let shared_jail: std::sync::Arc<str> = jail.as_str().into();
-    let bans = match parse_all(targets, |target| Ban { target, jail: shared_jail.clone(), banned_at: now, expires_at }) {
+    let bans = match parse_all(targets, |target| Ban { target, jail: shared_jail.clone(), banned_at: now, expires_at })
+    {
         Ok(b) => b,
         Err(r) => return r,
     };
@@ -226,7 +237,9 @@ fn banned(s: &State, addr: &str) -> Response {
     };
     let rows: Vec<ListEntry> = bans.into_iter().filter(|b| b.target.contains(ip)).map(ListEntry::from).collect();
     let allowlisted = s.allow.iter().any(|a| a.contains(ip));
-    Response::ok(serde_json::json!({ "addr": Target::from_addr(ip).to_string(), "allowlisted": allowlisted, "bans": rows }))
+    Response::ok(
+        serde_json::json!({ "addr": Target::from_addr(ip).to_string(), "allowlisted": allowlisted, "bans": rows }),
+    )
 }
 
 /// One row of `blocker list --json`.
@@ -403,7 +416,11 @@ mod tests {
     #[test]
     fn unban_all_by_jail() {
         let a = agent();
-        a.handle(Request::Ban { targets: ["192.0.2.1"].into_iter().collect(), duration_secs: None, jail: Some("sshd".into()) });
+        a.handle(Request::Ban {
+            targets: ["192.0.2.1"].into_iter().collect(),
+            duration_secs: None,
+            jail: Some("sshd".into()),
+        });
         a.handle(ban_req(&["192.0.2.2"], None));
         let r = a.handle(Request::UnbanAll { jail: Some("sshd".into()) });
         assert_eq!(r.data["removed"], 1);

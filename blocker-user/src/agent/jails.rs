@@ -101,7 +101,8 @@ pub fn start(agent: &Arc<Agent>, jc: &JailConfig, env: &JailEnv) -> Result<JailI
             }
         }
     }
-    let task = runtime::run(jail, jc.filter.clone(), jc.usedns, rx, control_rx, env.checkpoints.clone(), cancel.clone());
+    let task =
+        runtime::run(jail, jc.filter.clone(), jc.usedns, rx, control_rx, env.checkpoints.clone(), cancel.clone());
     tokio::spawn(task);
     tracing::info!(jail = %jc.name, filter = %jc.filter_name, sources = sources.len(), "jail started");
     Ok(JailInfo {

@@ -21,7 +21,11 @@ impl MetricsSource for Agent {
     fn snapshot(&self) -> Snapshot {
         let s = self.lock();
         let jails = s.jails.iter().map(|j| JailMetrics::new(&j.name, &j.stats.snapshot())).collect();
-        let sources = s.jails.iter().flat_map(|j| j.sources.iter().map(|src| SourceMetrics::new(&j.name, &src.snapshot()))).collect();
+        let sources = s
+            .jails
+            .iter()
+            .flat_map(|j| j.sources.iter().map(|src| SourceMetrics::new(&j.name, &src.snapshot())))
+            .collect();
         let infos = s.enforcer.interfaces();
         let ifindexes: Vec<u32> = infos.iter().map(|i| i.ifindex).collect();
         let counters = s.enforcer.counters(&ifindexes).unwrap_or_default();

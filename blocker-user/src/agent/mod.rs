@@ -7,17 +7,17 @@ mod jails;
 mod metrics;
 mod params;
 mod persist;
-mod share;
 mod reload;
 mod run;
+mod share;
 
 use std::{
     sync::{Arc, Mutex, MutexGuard, OnceLock},
     time::SystemTime,
 };
 
-pub use jails::{JailInfo, JailParams, JailStatus};
 pub use events::SourceWatch;
+pub use jails::{JailInfo, JailParams, JailStatus};
 pub use persist::{Reconciled, reconcile};
 pub use run::run;
 

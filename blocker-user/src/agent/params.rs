@@ -38,9 +38,13 @@ fn parse(param: &str, value: &str) -> Result<JailControl, String> {
     let duration = |allow_permanent: bool| -> Result<JailControl, String> {
         let text = format!("v = {}", toml_value(value));
         if allow_permanent {
-            toml::from_str::<One<BanDuration>>(&text).map(|o| JailControl::BanTime(o.v.0)).map_err(|e| e.message().to_owned())
+            toml::from_str::<One<BanDuration>>(&text)
+                .map(|o| JailControl::BanTime(o.v.0))
+                .map_err(|e| e.message().to_owned())
         } else {
-            toml::from_str::<One<Seconds>>(&text).map(|o| JailControl::FindTime(o.v.0)).map_err(|e| e.message().to_owned())
+            toml::from_str::<One<Seconds>>(&text)
+                .map(|o| JailControl::FindTime(o.v.0))
+                .map_err(|e| e.message().to_owned())
         }
     };
     match param {

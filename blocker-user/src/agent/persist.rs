@@ -57,7 +57,12 @@ pub fn reconcile(db: &StateDb, enforcer: &mut dyn Enforcer) -> Result<Reconciled
                 }
                 live += 1;
                 if empty || !enforcer.contains(&row.target) {
-                    missing.push(Ban { target: row.target, jail: row.jail, banned_at: row.banned_at, expires_at: row.expires_at });
+                    missing.push(Ban {
+                        target: row.target,
+                        jail: row.jail,
+                        banned_at: row.banned_at,
+                        expires_at: row.expires_at,
+                    });
                 }
             }
             r.restored += missing.len();
@@ -82,7 +87,8 @@ pub fn reconcile(db: &StateDb, enforcer: &mut dyn Enforcer) -> Result<Reconciled
     }
     // Every live row is in the maps now; anything more came from the maps alone.
     if enforcer.active() > live {
-        let in_db: HashSet<Target> = db.active_bans().map_err(|e| e.to_string())?.iter().map(|row| row.target).collect();
+        let in_db: HashSet<Target> =
+            db.active_bans().map_err(|e| e.to_string())?.iter().map(|row| row.target).collect();
         let extra: Vec<BanRow> = enforcer
             .bans()
             .map_err(|e| e.to_string())?
@@ -141,7 +147,9 @@ impl Agent {
             let rows: Vec<BanRow> = bans.iter().map(|b| ban_row(b, 1, Vec::new())).collect();
             drop(bans);
             match db.upsert_bans(&rows) {
-                Ok(()) => tracing::debug!(count = rows.len(), ms = started.elapsed().as_millis() as u64, "bulk ban recorded"),
+                Ok(()) => {
+                    tracing::debug!(count = rows.len(), ms = started.elapsed().as_millis() as u64, "bulk ban recorded")
+                }
                 Err(e) => tracing::error!(error = %e, "cannot record bulk ban in the state database"),
             }
             drop(rows);

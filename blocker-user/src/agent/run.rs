@@ -11,12 +11,12 @@ use crate::{
     control::server::{self, SocketGuard},
     enforce::{Enforcer, Target, XdpMaps},
     jail::BanHistory,
-    state::{StateDb, StateOptions},
     logging::LogHandle,
     metrics::MetricsServer,
-    service,
     notify::{EventKind, Notifier, Outbox},
+    service,
     source::{CancellationToken, Checkpoints},
+    state::{StateDb, StateOptions},
 };
 
 /// The allowlist in force: the config's entries plus, unless disabled,
@@ -62,7 +62,8 @@ pub async fn run(config: Config, log: LogHandle) -> anyhow::Result<()> {
     if expired > 0 {
         tracing::info!(count = expired, "removed bans that expired while the agent was down");
     }
-    let db = Arc::new(StateDb::open_in(&config.state_dir, StateOptions::default()).context("opening the state database")?);
+    let db =
+        Arc::new(StateDb::open_in(&config.state_dir, StateOptions::default()).context("opening the state database")?);
     if let Some(bad) = db.recovered_from() {
         tracing::error!(moved_to = %bad.display(), "state database was corrupt and was replaced; bans are re-adopted from the kernel maps");
     }
@@ -113,7 +114,9 @@ pub async fn run(config: Config, log: LogHandle) -> anyhow::Result<()> {
     let checkpoints: Arc<dyn Checkpoints> = db.clone();
     let history: Arc<dyn BanHistory> = db.clone();
     let outbox: Arc<dyn Outbox> = db.clone();
-    let notifier = Arc::new(Notifier::start(config.notify.clone(), outbox.clone(), agent.clone()).context("starting notifications")?);
+    let notifier = Arc::new(
+        Notifier::start(config.notify.clone(), outbox.clone(), agent.clone()).context("starting notifications")?,
+    );
     agent.set_notifier(notifier);
     let env = JailEnv {
         history,

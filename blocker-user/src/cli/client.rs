@@ -1,6 +1,9 @@
 //! Client commands: build the request, call the agent, print the answer.
 
-use std::{io::Read as _, path::{Path, PathBuf}};
+use std::{
+    io::Read as _,
+    path::{Path, PathBuf},
+};
 
 use anyhow::{Context as _, bail};
 
@@ -49,7 +52,9 @@ impl Cli {
             Command::Reload(a) => (Request::Reload { jail: a.jail.clone() }, a.json),
             Command::Banned(a) => (Request::Banned { addr: a.addr.clone() }, a.json),
             Command::Get(a) => (Request::Get { jail: a.jail.clone(), param: a.param.clone() }, a.json),
-            Command::Set(a) => (Request::Set { jail: a.jail.clone(), param: a.param.clone(), value: a.value.clone() }, false),
+            Command::Set(a) => {
+                (Request::Set { jail: a.jail.clone(), param: a.param.clone(), value: a.value.clone() }, false)
+            }
             Command::Version(a) => return version(&socket, a.json),
             Command::FilterTest(_) | Command::CheckConfig(_) | Command::GenerateDist { .. } => {
                 unreachable!("runs locally")
@@ -106,10 +111,10 @@ fn target_lines(text: &str) -> impl Iterator<Item = &str> {
     text.lines().map(str::trim).filter(|t| !t.is_empty() && !t.starts_with('#'))
 }
 
-
 /// `blocker version`: the CLI's version, and the agent's if one answers.
 fn version(socket: &Path, json: bool) -> anyhow::Result<i32> {
-    let agent = client::call(socket, &Request::Version).ok().and_then(|r| r.data["version"].as_str().map(str::to_owned));
+    let agent =
+        client::call(socket, &Request::Version).ok().and_then(|r| r.data["version"].as_str().map(str::to_owned));
     let cli = env!("CARGO_PKG_VERSION");
     if json {
         println!("{}", serde_json::json!({ "cli": cli, "agent": agent }));

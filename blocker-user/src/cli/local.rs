@@ -1,6 +1,9 @@
 //! Commands that run in the CLI process: filter-test, check-config.
 
-use std::{io::{BufRead, Write}, path::Path};
+use std::{
+    io::{BufRead, Write},
+    path::Path,
+};
 
 use anyhow::Context as _;
 
@@ -62,7 +65,12 @@ pub fn check_config(cli: &Cli, json: bool) -> anyhow::Result<i32> {
         })
         .collect();
     if json {
-        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "ok": true, "config": config.describe_source(), "jails": jails }))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({ "ok": true, "config": config.describe_source(), "jails": jails })
+            )?
+        );
     } else {
         println!("{}: OK", config.describe_source());
         for j in &jails {
@@ -79,4 +87,3 @@ pub fn check_config(cli: &Cli, json: bool) -> anyhow::Result<i32> {
     }
     Ok(0)
 }
-

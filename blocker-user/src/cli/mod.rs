@@ -171,7 +171,8 @@ pub struct JsonArg {
 }
 
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(s.trim()).map_err(|e| format!("invalid duration {s:?} ({e}); e.g. 90s, 10m, 1h, 7d"))?;
+    let d = humantime::parse_duration(s.trim())
+        .map_err(|e| format!("invalid duration {s:?} ({e}); e.g. 90s, 10m, 1h, 7d"))?;
     if d.is_zero() {
         return Err("duration must be more than 0".into());
     }
@@ -202,6 +203,4 @@ mod tests {
         assert!(Cli::try_parse_from(["blocker", "unban"]).is_err());
         assert!(Cli::try_parse_from(["blocker", "unban", "--all", "--jail", "sshd"]).is_ok());
     }
-
 }
-

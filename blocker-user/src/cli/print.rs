@@ -31,7 +31,13 @@ pub(super) fn print_response(command: &Command, r: &Response, json: bool) -> any
         Command::Reload(_) => print_reload(&mut out, &r.data)?,
         Command::Banned(_) => print_banned(&mut out, &r.data)?,
         Command::Get(_) => writeln!(out, "{}", r.data["value"])?,
-        Command::Set(_) => writeln!(out, "{} {} = {}", r.data["jail"].as_str().unwrap_or("?"), r.data["param"].as_str().unwrap_or("?"), r.data["value"].as_str().unwrap_or("?"))?,
+        Command::Set(_) => writeln!(
+            out,
+            "{} {} = {}",
+            r.data["jail"].as_str().unwrap_or("?"),
+            r.data["param"].as_str().unwrap_or("?"),
+            r.data["value"].as_str().unwrap_or("?")
+        )?,
         Command::Version(_) => {}
         Command::Report(_) => writeln!(out, "{}", r.data["text"].as_str().unwrap_or(&r.data.to_string()))?,
         Command::Run | Command::FilterTest(_) | Command::CheckConfig(_) | Command::GenerateDist { .. } => {}
@@ -100,7 +106,12 @@ fn print_status(out: &mut impl Write, d: &serde_json::Value) -> std::io::Result<
 
 fn print_stats(out: &mut impl Write, d: &serde_json::Value) -> std::io::Result<()> {
     writeln!(out, "config:      {}", d["config"].as_str().unwrap_or("?"))?;
-    writeln!(out, "bans active: {}{}", d["bans_active"], if d["monitor"] == true { " (monitor mode: nothing dropped)" } else { "" })?;
+    writeln!(
+        out,
+        "bans active: {}{}",
+        d["bans_active"],
+        if d["monitor"] == true { " (monitor mode: nothing dropped)" } else { "" }
+    )?;
     for k in ["passed", "dropped", "allowlisted", "malformed", "monitored"] {
         writeln!(out, "{k:<12} {}", d[k])?;
     }
@@ -118,17 +129,21 @@ fn print_stats(out: &mut impl Write, d: &serde_json::Value) -> std::io::Result<(
     Ok(())
 }
 
-
 fn print_reload(out: &mut impl Write, d: &serde_json::Value) -> std::io::Result<()> {
     writeln!(out, "reloaded")?;
     for k in ["started", "restarted", "stopped", "unchanged"] {
-        let names: Vec<&str> = d[k].as_array().map(|a| a.iter().filter_map(|v| v.as_str()).collect()).unwrap_or_default();
+        let names: Vec<&str> =
+            d[k].as_array().map(|a| a.iter().filter_map(|v| v.as_str()).collect()).unwrap_or_default();
         if !names.is_empty() {
             writeln!(out, "  jails {k}: {}", names.join(", "))?;
         }
     }
     if let Some(list) = d["need_restart"].as_array().filter(|a| !a.is_empty()) {
-        writeln!(out, "  changed, effective at the next start: {}", list.iter().filter_map(|v| v.as_str()).collect::<Vec<_>>().join(", "))?;
+        writeln!(
+            out,
+            "  changed, effective at the next start: {}",
+            list.iter().filter_map(|v| v.as_str()).collect::<Vec<_>>().join(", ")
+        )?;
     }
     Ok(())
 }

@@ -109,9 +109,28 @@ impl RawJail {
             ($($f:ident),*) => { RawJail { $($f: self.$f.or_else(|| d.$f.clone()),)* } };
         }
         pick!(
-            enabled, filter, logpath, journalmatch, backend, command, failregex, ignoreregex, datepattern, maxlines,
-            maxretry, findtime, bantime, ignoreip, ignoreself, usedns, monitor, maxmatches, from_start,
-            bantime_increment, ipv6_subnet, ipv6_subnet_threshold
+            enabled,
+            filter,
+            logpath,
+            journalmatch,
+            backend,
+            command,
+            failregex,
+            ignoreregex,
+            datepattern,
+            maxlines,
+            maxretry,
+            findtime,
+            bantime,
+            ignoreip,
+            ignoreself,
+            usedns,
+            monitor,
+            maxmatches,
+            from_start,
+            bantime_increment,
+            ipv6_subnet,
+            ipv6_subnet_threshold
         )
     }
 }
@@ -124,7 +143,11 @@ pub struct Locator<'a> {
 
 impl Locator<'_> {
     fn at(&self, span: std::ops::Range<usize>, reason: impl Into<String>) -> ConfigError {
-        ConfigError { file: self.file.to_owned(), position: Some(line_col(self.text, span.start)), reason: reason.into() }
+        ConfigError {
+            file: self.file.to_owned(),
+            position: Some(line_col(self.text, span.start)),
+            reason: reason.into(),
+        }
     }
 
     fn general(&self, reason: impl Into<String>) -> ConfigError {
@@ -161,7 +184,12 @@ fn fingerprint(doc: &toml::Table, name: &str, dirs: &[PathBuf], filter: &Filter)
     h.finish()
 }
 
-fn validate_jail(name: &str, j: RawJail, filter_dirs: &[PathBuf], loc: &Locator<'_>) -> Result<JailConfig, ConfigError> {
+fn validate_jail(
+    name: &str,
+    j: RawJail,
+    filter_dirs: &[PathBuf],
+    loc: &Locator<'_>,
+) -> Result<JailConfig, ConfigError> {
     let ctx = |reason: String| format!("jail {name}: {reason}");
     if name.is_empty() || name.len() > 31 || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
         return Err(loc.general(ctx("a jail name is 1 to 31 letters, digits, '-', '_' or '.'".into())));
@@ -177,7 +205,10 @@ fn validate_jail(name: &str, j: RawJail, filter_dirs: &[PathBuf], loc: &Locator<
     if let Some(list) = &j.ignoreip {
         for w in &list.get_ref().0 {
             let t: Target = w.parse().map_err(|e: crate::enforce::ParseTargetError| {
-                loc.at(list.span(), ctx(format!("ignoreip: {e} (host names are not accepted: resolution could be spoofed)")))
+                loc.at(
+                    list.span(),
+                    ctx(format!("ignoreip: {e} (host names are not accepted: resolution could be spoofed)")),
+                )
             })?;
             ignoreip.push(t);
         }
@@ -367,7 +398,10 @@ mod tests {
         let c = parse("[jail.sshd]\nfilter = \"sshd[mode=aggressive]\"\nlogpath = \"/var/log/auth.log\"\n").unwrap();
         assert_eq!(c.jails[0].filter_name, "sshd[mode=aggressive]");
         let c = parse("[jail.sshd]\nbackend = \"systemd\"\n").unwrap();
-        assert!(matches!(c.jails[0].sources[0].kind, crate::source::SourceKind::Journal(_)), "journalmatch from the filter");
+        assert!(
+            matches!(c.jails[0].sources[0].kind, crate::source::SourceKind::Journal(_)),
+            "journalmatch from the filter"
+        );
     }
 
     #[test]
@@ -387,13 +421,15 @@ mod tests {
         assert!(e.reason.contains("frobnicate"), "{e}");
         let e = parse("[jail.x]\nfailregex = [\"^x <HOST>$\"]\n").unwrap_err();
         assert!(e.reason.contains("no source"), "{e}");
-        let e = parse(&format!("[jail.x]\n{INLINE}[jail.x.bantime_increment]\nformula = \"bantime * zz\"\n")).unwrap_err();
+        let e =
+            parse(&format!("[jail.x]\n{INLINE}[jail.x.bantime_increment]\nformula = \"bantime * zz\"\n")).unwrap_err();
         assert!(e.reason.contains("formula"), "{e}");
     }
 
     #[test]
     fn builtin_sshd_regexes_are_valid_and_anchored() {
-        let regexes: Vec<String> = crate::config::defaults::BUILTIN_SSHD_FAILREGEX.iter().map(|s| s.to_string()).collect();
+        let regexes: Vec<String> =
+            crate::config::defaults::BUILTIN_SSHD_FAILREGEX.iter().map(|s| s.to_string()).collect();
         let f = crate::filter::Filter::inline(&regexes, &[], None, None).unwrap();
         let mut m = f.matcher();
         let hit = "Nov 25 10:00:00 host sshd[12]: Failed password for root from 198.51.100.7 port 2222 ssh2";

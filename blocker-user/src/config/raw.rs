@@ -11,8 +11,8 @@ use super::{
     jail::{Locator, RawJail, validate_jails},
     line_col,
 };
-use crate::filter::FilterOptions;
 use crate::enforce::{MapCapacities, Target, XdpModeSetting};
+use crate::filter::FilterOptions;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -60,9 +60,7 @@ fn yes() -> bool {
 fn interfaces<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
     let list = Vec::<String>::deserialize(d)?;
     if list.is_empty() {
-        return Err(D::Error::custom(
-            "interfaces is empty; leave it out to use the default route's interface",
-        ));
+        return Err(D::Error::custom("interfaces is empty; leave it out to use the default route's interface"));
     }
     if let Some(bad) = list.iter().find(|i| i.is_empty() || i.len() > 15 || i.contains(['/', ' '])) {
         return Err(D::Error::custom(format!("invalid interface name {bad:?}")));
@@ -102,7 +100,10 @@ impl RawConfig {
         let share = self.share.map(|r| crate::share::validate(r, text, path.as_deref())).transpose()?;
         let mut allow = Vec::with_capacity(self.allow.len());
         for entry in &self.allow {
-            let t: Target = entry.get_ref().parse().map_err(|e: crate::enforce::ParseTargetError| at(entry.span(), e.to_string()))?;
+            let t: Target = entry
+                .get_ref()
+                .parse()
+                .map_err(|e: crate::enforce::ParseTargetError| at(entry.span(), e.to_string()))?;
             allow.push(t);
         }
         Ok(Config {

@@ -139,7 +139,11 @@ mod tests {
 
     #[test]
     fn requests_round_trip_as_tagged_json() {
-        let r = Request::Ban { targets: ["192.0.2.1", "2001:db8::/64"].into_iter().collect(), duration_secs: Some(90), jail: None };
+        let r = Request::Ban {
+            targets: ["192.0.2.1", "2001:db8::/64"].into_iter().collect(),
+            duration_secs: Some(90),
+            jail: None,
+        };
         let text = serde_json::to_string(&r).unwrap();
         assert_eq!(text, r#"{"cmd":"ban","targets":"192.0.2.1\n2001:db8::/64\n","duration_secs":90,"jail":null}"#);
         assert_eq!(serde_json::from_str::<Request>(&text).unwrap(), r);

@@ -144,7 +144,9 @@ impl Attachments {
                     return Ok(Attachment { ifname: ifname.to_owned(), ifindex, mode, adopted: true, link, pin });
                 }
                 Ok(None) => {}
-                Err(e) => tracing::warn!(pin = %pin.display(), error = %e, "cannot adopt pinned link; attaching afresh"),
+                Err(e) => {
+                    tracing::warn!(pin = %pin.display(), error = %e, "cannot adopt pinned link; attaching afresh")
+                }
             }
         }
         let modes: &[AttachMode] = match setting {
@@ -158,14 +160,23 @@ impl Attachments {
                 Ok(id) => {
                     let link = FdLink::try_from(prog.take_link(id)?).map_err(|e| EnforceError::Interface {
                         ifname: ifname.to_owned(),
-                        reason: format!("kernel gave no bpf_link ({e}); cannot keep the program attached across restarts"),
+                        reason: format!(
+                            "kernel gave no bpf_link ({e}); cannot keep the program attached across restarts"
+                        ),
                     })?;
                     let pin = self.pin_path(ifname, mode);
                     let pinned = link.pin(&pin).map_err(|e| EnforceError::Interface {
                         ifname: ifname.to_owned(),
                         reason: format!("pinning link at {}: {e}", pin.display()),
                     })?;
-                    return Ok(Attachment { ifname: ifname.to_owned(), ifindex, mode, adopted: false, link: pinned.into(), pin });
+                    return Ok(Attachment {
+                        ifname: ifname.to_owned(),
+                        ifindex,
+                        mode,
+                        adopted: false,
+                        link: pinned.into(),
+                        pin,
+                    });
                 }
                 Err(e) => {
                     last_error = format!("{mode:?} attach failed: {e}");

@@ -12,10 +12,7 @@ use super::EnforceError;
 /// Creates `dir` on bpffs. If the deepest existing ancestor is not on bpffs
 /// (e.g. /sys/fs/bpf not mounted), bpffs is mounted there first.
 pub fn ensure(dir: &Path) -> Result<(), EnforceError> {
-    let err = |path: &Path, source: io::Error| EnforceError::Bpffs {
-        path: path.display().to_string(),
-        source,
-    };
+    let err = |path: &Path, source: io::Error| EnforceError::Bpffs { path: path.display().to_string(), source };
     let mut existing = dir;
     while !existing.exists() {
         existing = existing.parent().unwrap_or(Path::new("/"));

@@ -120,9 +120,15 @@ mod tests {
         }
         let now = mono_ns();
         // 26 ticks in 100 ms: 260 Hz measured, 250 it is.
-        let c = JiffyClock::from_samples(Sample { jiffies: 0, mono_ns: now - 100_000_000 }, Sample { jiffies: 26, mono_ns: now });
+        let c = JiffyClock::from_samples(
+            Sample { jiffies: 0, mono_ns: now - 100_000_000 },
+            Sample { jiffies: 26, mono_ns: now },
+        );
         assert_eq!(c.unwrap().hz, 250);
-        assert!(JiffyClock::from_samples(Sample { jiffies: 5, mono_ns: now }, Sample { jiffies: 5, mono_ns: now }).is_none());
+        assert!(
+            JiffyClock::from_samples(Sample { jiffies: 5, mono_ns: now }, Sample { jiffies: 5, mono_ns: now })
+                .is_none()
+        );
     }
 
     #[test]

@@ -87,12 +87,8 @@ impl BanIndex {
     /// Bans whose expiry is at or before `now`, with that expiry.
     pub fn due(&self, now: u64) -> Vec<(u64, Target)> {
         let due = |e: u64| e != 0 && e <= now;
-        let mut out: Vec<(u64, Target)> = self
-            .v4
-            .iter()
-            .filter(|(_, e)| due(**e))
-            .map(|(k, e)| (*e, Target::from_v4(k.to_be_bytes(), 32)))
-            .collect();
+        let mut out: Vec<(u64, Target)> =
+            self.v4.iter().filter(|(_, e)| due(**e)).map(|(k, e)| (*e, Target::from_v4(k.to_be_bytes(), 32))).collect();
         out.extend(self.other.iter().filter(|(_, e)| due(**e)).map(|(t, e)| (*e, *t)));
         out
     }

@@ -17,7 +17,8 @@ fn err(source: aya::maps::MapError) -> EnforceError {
 impl JailNames {
     pub fn read(map: &Map) -> Result<JailNames, EnforceError> {
         let arr: Array<_, JailName> = Array::try_from(map).map_err(err)?;
-        let names = (0..MAX_JAILS).map(|i| arr.get(&i, 0).map(|raw| decode(&raw))).collect::<Result<_, _>>().map_err(err)?;
+        let names =
+            (0..MAX_JAILS).map(|i| arr.get(&i, 0).map(|raw| decode(&raw))).collect::<Result<_, _>>().map_err(err)?;
         Ok(JailNames { names })
     }
 

@@ -12,8 +12,8 @@ use aya::{
     programs::{TestRun, TestRunOptions, Xdp},
 };
 use blocker_common::{
-    BanEntry, Counters, MAX_IFINDEX, RangeKeyV4, RangeKeyV6, SETTING_MONITOR, SETTING_WIDE_V6_RANGES, Settings,
-    maps, summary,
+    BanEntry, Counters, MAX_IFINDEX, RangeKeyV4, RangeKeyV6, SETTING_MONITOR, SETTING_WIDE_V6_RANGES, Settings, maps,
+    summary,
 };
 
 use super::{
@@ -198,7 +198,8 @@ impl XdpMaps {
         insert_raw(&self.m.range_v4, maps::RANGE_V4, cap.ranges_v4, "ranges_v4", &c.range_v4)?;
         insert_raw(&self.m.range_v6, maps::RANGE_V6, cap.ranges_v6, "ranges_v6", &c.range_v6)?;
         for pin in c.old_pins {
-            std::fs::remove_file(&pin).map_err(|source| EnforceError::Io { what: pin.display().to_string(), source })?;
+            std::fs::remove_file(&pin)
+                .map_err(|source| EnforceError::Io { what: pin.display().to_string(), source })?;
         }
         Ok(())
     }
@@ -206,8 +207,10 @@ impl XdpMaps {
     fn rebuild_index(&mut self) -> Result<(), EnforceError> {
         let v4: Vec<([u8; 4], BanEntry)> = sys::lookup_all(fd(&self.m.ban_v4)).map_err(read_err(maps::BAN_V4))?;
         let v6: Vec<([u8; 16], BanEntry)> = sys::lookup_all(fd(&self.m.ban_v6)).map_err(read_err(maps::BAN_V6))?;
-        let r4: Vec<(RangeKeyV4, BanEntry)> = sys::lookup_all(fd(&self.m.range_v4)).map_err(read_err(maps::RANGE_V4))?;
-        let r6: Vec<(RangeKeyV6, BanEntry)> = sys::lookup_all(fd(&self.m.range_v6)).map_err(read_err(maps::RANGE_V6))?;
+        let r4: Vec<(RangeKeyV4, BanEntry)> =
+            sys::lookup_all(fd(&self.m.range_v4)).map_err(read_err(maps::RANGE_V4))?;
+        let r6: Vec<(RangeKeyV6, BanEntry)> =
+            sys::lookup_all(fd(&self.m.range_v6)).map_err(read_err(maps::RANGE_V6))?;
         let all = v4
             .iter()
             .map(|(k, e)| (Target::from_v4(*k, 32), e.expires_jiffies))
@@ -551,10 +554,20 @@ impl Enforcer for XdpMaps {
         out.extend(v4.iter().filter(|(_, e)| live(e)).map(|(k, e)| self.record(Target::from_v4(*k, 32), e)));
         let v6: Vec<([u8; 16], BanEntry)> = sys::lookup_all(fd(&self.m.ban_v6)).map_err(read_err(maps::BAN_V6))?;
         out.extend(v6.iter().filter(|(_, e)| live(e)).map(|(k, e)| self.record(Target::from_v6(*k, 128), e)));
-        let r4: Vec<(RangeKeyV4, BanEntry)> = sys::lookup_all(fd(&self.m.range_v4)).map_err(read_err(maps::RANGE_V4))?;
-        out.extend(r4.iter().filter(|(_, e)| live(e)).map(|(k, e)| self.record(Target::from_v4(k.addr, k.prefix_len as u8), e)));
-        let r6: Vec<(RangeKeyV6, BanEntry)> = sys::lookup_all(fd(&self.m.range_v6)).map_err(read_err(maps::RANGE_V6))?;
-        out.extend(r6.iter().filter(|(_, e)| live(e)).map(|(k, e)| self.record(Target::from_v6(k.addr, k.prefix_len as u8), e)));
+        let r4: Vec<(RangeKeyV4, BanEntry)> =
+            sys::lookup_all(fd(&self.m.range_v4)).map_err(read_err(maps::RANGE_V4))?;
+        out.extend(
+            r4.iter()
+                .filter(|(_, e)| live(e))
+                .map(|(k, e)| self.record(Target::from_v4(k.addr, k.prefix_len as u8), e)),
+        );
+        let r6: Vec<(RangeKeyV6, BanEntry)> =
+            sys::lookup_all(fd(&self.m.range_v6)).map_err(read_err(maps::RANGE_V6))?;
+        out.extend(
+            r6.iter()
+                .filter(|(_, e)| live(e))
+                .map(|(k, e)| self.record(Target::from_v6(k.addr, k.prefix_len as u8), e)),
+        );
         Ok(out)
     }
 
@@ -658,7 +671,11 @@ impl XdpMaps {
     }
 }
 
-fn sync_allow<K: aya::Pod + PartialEq>(map: &mut Map, name: &'static str, want: Vec<Key<K>>) -> Result<(), EnforceError> {
+fn sync_allow<K: aya::Pod + PartialEq>(
+    map: &mut Map,
+    name: &'static str,
+    want: Vec<Key<K>>,
+) -> Result<(), EnforceError> {
     let mut trie: LpmTrie<_, K, u8> = LpmTrie::try_from(map).map_err(map_err(name))?;
     let have: Vec<Key<K>> = trie.keys().collect::<Result<_, _>>().map_err(map_err(name))?;
     let same = |a: &Key<K>, b: &Key<K>| a.prefix_len() == b.prefix_len() && a.data() == b.data();

@@ -61,11 +61,7 @@ pub enum EnforceError {
         source: std::io::Error,
     },
     #[error("pinned map {path} does not match this build ({reason}); remove {dir} to start over")]
-    IncompatiblePin {
-        path: String,
-        dir: String,
-        reason: String,
-    },
+    IncompatiblePin { path: String, dir: String, reason: String },
     #[error("loading the XDP program: {0}")]
     Load(#[from] aya::EbpfError),
     #[error("XDP program: {0}")]
@@ -85,11 +81,7 @@ pub enum EnforceError {
         source: std::io::Error,
     },
     #[error("map {map} is full ({capacity} entries); raise [capacity] {key} in the config")]
-    Full {
-        map: &'static str,
-        capacity: u32,
-        key: &'static str,
-    },
+    Full { map: &'static str, capacity: u32, key: &'static str },
     #[error("jail name {0:?} is longer than 31 bytes")]
     JailName(String),
     #[error("too many distinct jail names (at most 255)")]

@@ -147,7 +147,9 @@ impl Summaries {
                 }
             }
         }
-        for (which, new, old) in [(Bitmap::ExactV4, &self.exact_v4, &old_v4), (Bitmap::ExactV6, &self.exact_v6, &old_v6)] {
+        for (which, new, old) in
+            [(Bitmap::ExactV4, &self.exact_v4, &old_v4), (Bitmap::ExactV6, &self.exact_v6, &old_v6)]
+        {
             for (i, (n, o)) in new.iter().zip(old).enumerate() {
                 if n != o {
                     mark(&mut self.dirty, which, i as u32);
@@ -192,7 +194,6 @@ impl Summaries {
         }
         out
     }
-
 }
 
 fn set(words: &mut [u64], dirty: &mut [Vec<u64>; 4], which: Bitmap, bit: u32) {

@@ -51,9 +51,7 @@ struct ObjAttr {
 
 fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<()> {
     // SAFETY: attr is a valid, initialised bpf_attr variant of the given size.
-    let ret = unsafe {
-        libc::syscall(libc::SYS_bpf, cmd, attr as *mut T as *mut libc::c_void, size_of::<T>())
-    };
+    let ret = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr as *mut T as *mut libc::c_void, size_of::<T>()) };
     if ret < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
 }
 
@@ -91,11 +89,7 @@ pub fn update_batch_parallel<K: Copy + Sync, V: Copy + Sync>(
 }
 
 /// Inserts or replaces `keys[i] → values[i]`, one system call per 64k entries.
-pub fn update_batch<K: Copy, V: Copy>(
-    map: BorrowedFd<'_>,
-    keys: &[K],
-    values: &[V],
-) -> Result<(), PartialUpdate> {
+pub fn update_batch<K: Copy, V: Copy>(map: BorrowedFd<'_>, keys: &[K], values: &[V]) -> Result<(), PartialUpdate> {
     assert_eq!(keys.len(), values.len());
     const CHUNK: usize = 65_536;
     let mut stored = 0;

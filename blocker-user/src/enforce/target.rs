@@ -24,9 +24,7 @@ impl Target {
     pub fn new(net: IpNet) -> Self {
         let net = match net {
             IpNet::V6(v6) if v6.prefix_len() >= 96 => match v6.addr().to_ipv4_mapped() {
-                Some(v4) => IpNet::V4(
-                    Ipv4Net::new(v4, v6.prefix_len() - 96).expect("prefix within 0..=32"),
-                ),
+                Some(v4) => IpNet::V4(Ipv4Net::new(v4, v6.prefix_len() - 96).expect("prefix within 0..=32")),
                 None => net,
             },
             _ => net,
@@ -90,15 +88,11 @@ impl Target {
     }
 
     pub fn from_v4(octets: [u8; 4], prefix: u8) -> Self {
-        Self::new(IpNet::V4(
-            Ipv4Net::new(Ipv4Addr::from(octets), prefix.min(32)).expect("clamped prefix"),
-        ))
+        Self::new(IpNet::V4(Ipv4Net::new(Ipv4Addr::from(octets), prefix.min(32)).expect("clamped prefix")))
     }
 
     pub fn from_v6(octets: [u8; 16], prefix: u8) -> Self {
-        Self::new(IpNet::V6(
-            Ipv6Net::new(Ipv6Addr::from(octets), prefix.min(128)).expect("clamped prefix"),
-        ))
+        Self::new(IpNet::V6(Ipv6Net::new(Ipv6Addr::from(octets), prefix.min(128)).expect("clamped prefix")))
     }
 }
 

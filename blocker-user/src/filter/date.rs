@@ -8,8 +8,8 @@ use std::{
 
 use chrono::{Datelike, Duration, NaiveDate, NaiveDateTime};
 
-use super::pyre::{self, GroupKind, Node};
 use super::FilterError;
+use super::pyre::{self, GroupKind, Node};
 
 /// A timestamp found in a log line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,8 +69,13 @@ enum Kind {
         /// For `{EPOCH}` patterns: group index of the epoch value.
         epoch_group: Option<(usize, bool)>,
     },
-    Epoch { line_begin: bool, long: bool },
-    Tai64n { line_begin: bool },
+    Epoch {
+        line_begin: bool,
+        long: bool,
+    },
+    Tai64n {
+        line_begin: bool,
+    },
     /// `{NONE}`: never find a date.
     None,
 }
@@ -187,7 +192,17 @@ const WEEKDAYS_FULL: &str = "wednesday|thursday|saturday|tuesday|monday|friday|s
 const MONTHS: [&str; 12] = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"];
 const MONTHS_FULL: &str = "september|february|november|december|january|october|august|april|march|july|june|may";
 const MONTHS_FULL_LIST: [&str; 12] = [
-    "january", "february", "march", "april", "may", "june", "july", "august", "september", "october", "november",
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
     "december",
 ];
 
@@ -233,8 +248,7 @@ fn directive(key: &str) -> Option<String> {
     })
 }
 
-const MULTI_KEYS: &[&str] =
-    &["ExZ", "Exz", "Exd", "Exm", "ExH", "Exk", "Exl", "ExM", "ExS", "ExY", "Exy"];
+const MULTI_KEYS: &[&str] = &["ExZ", "Exz", "Exd", "Exm", "ExH", "Exk", "Exl", "ExM", "ExS", "ExY", "Exy"];
 
 fn expand_directives(pattern: &str) -> Result<(String, bool), String> {
     let mut out = String::new();
@@ -304,11 +318,7 @@ impl Template {
         if let Some(pos) = find_ci(&regex, "{LEPOCH}").or_else(|| find_ci(&regex, "{EPOCH}")) {
             let long = regex[pos..].to_ascii_uppercase().starts_with("{LEPOCH}");
             let len = if long { 8 } else { 7 };
-            let ere = if long {
-                r"(\d{10,11}(?:\d{3}(?:\.\d{1,6}|\d{3})?)?)"
-            } else {
-                r"(\d{10,11}\b(?:\.\d{3,6})?)"
-            };
+            let ere = if long { r"(\d{10,11}(?:\d{3}(?:\.\d{1,6}|\d{3})?)?)" } else { r"(\d{10,11}\b(?:\.\d{3,6})?)" };
             regex = format!("({}{}{})", &regex[..pos], ere, &regex[pos + len..]);
             epoch_group = Some((2usize, long));
         }
@@ -549,19 +559,43 @@ fn tz_offset(z: &str) -> Option<i32> {
 /// Zone abbreviations (minutes east), a subset of Fail2Ban's `TZ_STR`.
 fn tz_abbr(a: &str) -> Option<i32> {
     const T: &[(i32, &str)] = &[
-        (-720, "Y"), (-660, "X NUT SST"), (-600, "W CKT HAST HST TAHT TKT"), (-540, "V AKST GAMT GIT HADT HNY"),
-        (-480, "U AKDT CIST HAY HNP PST PT"), (-420, "T HAP HNR MST PDT"), (-360, "S CST EAST GALT HAR HNC MDT"),
-        (-300, "R CDT COT EASST ECT EST ET HAC HNE PET"), (-240, "Q AST BOT CLT COST EDT FKT GYT HAE HNA PYT"),
-        (-180, "P ADT ART BRT CLST FKST GFT HAA PMST PYST SRT UYT WGT"), (-120, "O BRST FNT PMDT UYST WGST"),
-        (-60, "N AZOT CVT EGT"), (0, "Z EGST GMT UTC WET WT"), (60, "A CET DFT WAT WEDT WEST"),
-        (120, "B CAT CEDT CEST EET SAST WAST"), (180, "C EAT EEDT EEST IDT MSK"),
-        (240, "D AMT AZT GET GST KUYT MSD MUT RET SAMT SCT"), (300, "E AMST AQTT AZST HMT MAWT MVT PKT TFT TJT TMT UZT YEKT"),
-        (360, "F ALMT BIOT BTT IOT KGT NOVT OMST YEKST"), (420, "G CXT DAVT HOVT ICT KRAT NOVST OMSST THA WIB"),
+        (-720, "Y"),
+        (-660, "X NUT SST"),
+        (-600, "W CKT HAST HST TAHT TKT"),
+        (-540, "V AKST GAMT GIT HADT HNY"),
+        (-480, "U AKDT CIST HAY HNP PST PT"),
+        (-420, "T HAP HNR MST PDT"),
+        (-360, "S CST EAST GALT HAR HNC MDT"),
+        (-300, "R CDT COT EASST ECT EST ET HAC HNE PET"),
+        (-240, "Q AST BOT CLT COST EDT FKT GYT HAE HNA PYT"),
+        (-180, "P ADT ART BRT CLST FKST GFT HAA PMST PYST SRT UYT WGT"),
+        (-120, "O BRST FNT PMDT UYST WGST"),
+        (-60, "N AZOT CVT EGT"),
+        (0, "Z EGST GMT UTC WET WT"),
+        (60, "A CET DFT WAT WEDT WEST"),
+        (120, "B CAT CEDT CEST EET SAST WAST"),
+        (180, "C EAT EEDT EEST IDT MSK"),
+        (240, "D AMT AZT GET GST KUYT MSD MUT RET SAMT SCT"),
+        (300, "E AMST AQTT AZST HMT MAWT MVT PKT TFT TJT TMT UZT YEKT"),
+        (360, "F ALMT BIOT BTT IOT KGT NOVT OMST YEKST"),
+        (420, "G CXT DAVT HOVT ICT KRAT NOVST OMSST THA WIB"),
         (480, "H ACT AWST BDT BNT CAST HKT IRKT KRAST MYT PHT SGT ULAT WITA WST"),
-        (540, "I AWDT IRKST JST KST PWT TLT WDT WIT YAKT"), (600, "K AEST ChST PGT VLAT YAKST YAPT"),
-        (660, "L AEDT LHDT MAGT NCT PONT SBT VLAST VUT"), (720, "M ANAST ANAT FJT GILT MAGST MHT NZST PETST PETT TVT WFT"),
-        (780, "FJST NZDT"), (690, "NFT"), (630, "ACDT LHST"), (570, "ACST"), (390, "CCT MMT"), (345, "NPT"),
-        (330, "SLT"), (270, "AFT IRDT"), (210, "IRST"), (-150, "HAT NDT"), (-210, "HNT NST NT"), (-270, "HLV VET"),
+        (540, "I AWDT IRKST JST KST PWT TLT WDT WIT YAKT"),
+        (600, "K AEST ChST PGT VLAT YAKST YAPT"),
+        (660, "L AEDT LHDT MAGT NCT PONT SBT VLAST VUT"),
+        (720, "M ANAST ANAT FJT GILT MAGST MHT NZST PETST PETT TVT WFT"),
+        (780, "FJST NZDT"),
+        (690, "NFT"),
+        (630, "ACDT LHST"),
+        (570, "ACST"),
+        (390, "CCT MMT"),
+        (345, "NPT"),
+        (330, "SLT"),
+        (270, "AFT IRDT"),
+        (210, "IRST"),
+        (-150, "HAT NDT"),
+        (-210, "HNT NST NT"),
+        (-270, "HLV VET"),
         (-570, "MART MIT"),
     ];
     T.iter().find(|(_, names)| names.split(' ').any(|n| n == a)).map(|(o, _)| *o)
@@ -609,8 +643,20 @@ fn fields_from_caps(re: &regex::Regex, caps: &regex::Captures<'_>) -> Fields {
     }
     if let Some(h) = hour12 {
         f.hour = match ampm.as_deref() {
-            Some("pm") => if h != 12 { h + 12 } else { h },
-            _ => if h == 12 { 0 } else { h },
+            Some("pm") => {
+                if h != 12 {
+                    h + 12
+                } else {
+                    h
+                }
+            }
+            _ => {
+                if h == 12 {
+                    0
+                } else {
+                    h
+                }
+            }
         };
     }
     f

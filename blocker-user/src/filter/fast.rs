@@ -85,7 +85,11 @@ impl FastPath {
         for (i, c) in failregex.iter().enumerate() {
             let fast = c.fast.as_ref()?;
             if c.parts.is_empty() || !fast.anchored {
-                let pat = if fast.anchored { format!("(?:{})", c.translated) } else { format!("(?s:.*?)(?:{})", c.translated) };
+                let pat = if fast.anchored {
+                    format!("(?:{})", c.translated)
+                } else {
+                    format!("(?s:.*?)(?:{})", c.translated)
+                };
                 pats.push(pat);
                 patterns.push((i, None));
             } else {
@@ -154,7 +158,12 @@ impl FastPath {
 
     pub(crate) fn state(&self, failregex: &[CompiledRegex]) -> FastState {
         let slots = failregex.iter().map(|c| c.names.iter().map(|(i, _)| i + 1).max().unwrap_or(1)).max().unwrap_or(1);
-        FastState { stats: [0; 2], cache: self.winner.create_cache(), slots: vec![None; slots + 1], scratch: Scratch::default() }
+        FastState {
+            stats: [0; 2],
+            cache: self.winner.create_cache(),
+            slots: vec![None; slots + 1],
+            scratch: Scratch::default(),
+        }
     }
 
     /// Whether `text` (what the failregexes search) may hold a failure: it
@@ -229,7 +238,8 @@ fn prefix_literals(failregex: &[CompiledRegex]) -> Option<Vec<Vec<u8>>> {
     all.sort();
     all.dedup();
     // a literal that starts with another one adds nothing
-    let all: Vec<Vec<u8>> = all.iter().filter(|l| !all.iter().any(|o| o.len() < l.len() && l.starts_with(o))).cloned().collect();
+    let all: Vec<Vec<u8>> =
+        all.iter().filter(|l| !all.iter().any(|o| o.len() < l.len() && l.starts_with(o))).cloned().collect();
     Some(all)
 }
 

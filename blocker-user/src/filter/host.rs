@@ -135,7 +135,8 @@ impl HostGroups {
         match self.shape {
             HostShape::Addr => self.addr(hay, p, q, slots),
             HostShape::WithDns => {
-                let (a, b) = (usize::from(t.first() == Some(&b'[')), usize::from(t.len() > 1 && t.last() == Some(&b']')));
+                let (a, b) =
+                    (usize::from(t.first() == Some(&b'[')), usize::from(t.len() > 1 && t.last() == Some(&b']')));
                 if a + b <= t.len() && self.addr(hay, p + a, q - b, slots) {
                     return true;
                 }

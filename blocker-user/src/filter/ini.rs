@@ -157,8 +157,7 @@ struct Loader {
 impl Loader {
     fn load(&mut self, p: &Path) -> Result<&IniFile, FilterError> {
         if !self.cache.contains_key(p) {
-            let text = std::fs::read_to_string(p)
-                .map_err(|e| FilterError::Io { path: p.to_path_buf(), source: e })?;
+            let text = std::fs::read_to_string(p).map_err(|e| FilterError::Io { path: p.to_path_buf(), source: e })?;
             let ini = parse_ini(&text, p)?;
             self.cache.insert(p.to_path_buf(), ini);
         }
@@ -293,7 +292,12 @@ pub(crate) fn read_config(conf: &Path) -> Result<Config, FilterError> {
 impl Config {
     /// `ConfigParser.get(section, option, vars=vars)` with basic
     /// interpolation and Fail2Ban's `section/option` extension.
-    pub(crate) fn get(&self, section: &str, opt: &str, vars: &HashMap<String, String>) -> Result<Option<String>, FilterError> {
+    pub(crate) fn get(
+        &self,
+        section: &str,
+        opt: &str,
+        vars: &HashMap<String, String>,
+    ) -> Result<Option<String>, FilterError> {
         let opt = opt.to_lowercase();
         let raw = self.raw(section, &opt, vars);
         match raw {
@@ -304,7 +308,12 @@ impl Config {
 
     /// `get_ex`: like `get`, but `sec/opt` names look in that section
     /// (`known/opt` in `KNOWN/<section>`, `default/opt` in DEFAULT) first.
-    pub(crate) fn get_ex(&self, section: &str, opt: &str, vars: &HashMap<String, String>) -> Result<Option<String>, FilterError> {
+    pub(crate) fn get_ex(
+        &self,
+        section: &str,
+        opt: &str,
+        vars: &HashMap<String, String>,
+    ) -> Result<Option<String>, FilterError> {
         if let Some((sec, o)) = split_sec_opt(opt) {
             let secl = sec.to_lowercase();
             let cands: Vec<String> = if secl == "known" {
@@ -333,7 +342,12 @@ impl Config {
         self.get(section, opt, vars)
     }
 
-    fn raw(&self, section: &str, opt: &str, vars: &HashMap<String, String>) -> Option<(String, Option<(PathBuf, usize)>)> {
+    fn raw(
+        &self,
+        section: &str,
+        opt: &str,
+        vars: &HashMap<String, String>,
+    ) -> Option<(String, Option<(PathBuf, usize)>)> {
         if opt == "__name__" {
             return Some((section.to_string(), None));
         }
@@ -430,9 +444,7 @@ impl Config {
         } else {
             self.sections.get(sec).and_then(|s| s.get(&o))
         };
-        found
-            .or_else(|| self.defaults.get(&o))
-            .map(|v| (v.text.clone(), Some((v.file.clone(), v.line))))
+        found.or_else(|| self.defaults.get(&o)).map(|v| (v.text.clone(), Some((v.file.clone(), v.line))))
     }
 }
 
@@ -475,7 +487,9 @@ pub(crate) fn substitute_tags(
                 }
                 if rtag == tag || rplc.get(&rtag).copied().unwrap_or(1) > 25 {
                     return Err(FilterError::Invalid {
-                        reason: format!("properties contain self referencing definitions and cannot be resolved, fail tag: {tag}, found: {rtag}"),
+                        reason: format!(
+                            "properties contain self referencing definitions and cannot be resolved, fail tag: {tag}, found: {rtag}"
+                        ),
                     });
                 }
                 let repl = match tags.get(&rtag) {

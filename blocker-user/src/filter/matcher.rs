@@ -156,7 +156,6 @@ pub struct Matcher<'f> {
     fast_on: bool,
 }
 
-
 impl<'f> Matcher<'f> {
     pub(crate) fn new(filter: &'f Filter) -> Self {
         Matcher {
@@ -254,7 +253,11 @@ impl<'f> Matcher<'f> {
         // clock is enough to notice a new second, and cheaper)
         let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
         // SAFETY: clock_gettime only writes the timespec we pass
-        let secs = if unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut ts) } == 0 { ts.tv_sec as u64 } else { 0 };
+        let secs = if unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut ts) } == 0 {
+            ts.tv_sec as u64
+        } else {
+            0
+        };
         let (at, cached) = self.now_cache.get();
         if at == secs && secs != 0 {
             return cached;
@@ -361,20 +364,22 @@ impl<'f> Matcher<'f> {
             let found = if split.is_some() {
                 Some((0, 0))
             } else if x_failed
-                || (f.head_split.is_some() && f.pref_head.is_some() && !f.head_split.as_ref().unwrap().x.is_match(&self.buf, ascii))
+                || (f.head_split.is_some()
+                    && f.pref_head.is_some()
+                    && !f.head_split.as_ref().unwrap().x.is_match(&self.buf, ascii))
             {
                 None
             } else {
                 match &f.pref_head {
-                Some(head) => match run_part(head, &self.buf, &mut self.head_locs, ascii, &mut self.spans) {
-                    None => None,
-                    Some(sp) if sp.1 + 1 < self.buf.len() && self.buf.as_bytes()[sp.1] != b'\n' => {
-                        content = Some((sp.1, self.buf.len() - 1));
-                        Some(sp)
-                    }
-                    Some(_) => run(p, &self.buf, &mut self.pref_locs, ascii, &mut self.spans),
-                },
-                None => run(p, &self.buf, &mut self.pref_locs, ascii, &mut self.spans),
+                    Some(head) => match run_part(head, &self.buf, &mut self.head_locs, ascii, &mut self.spans) {
+                        None => None,
+                        Some(sp) if sp.1 + 1 < self.buf.len() && self.buf.as_bytes()[sp.1] != b'\n' => {
+                            content = Some((sp.1, self.buf.len() - 1));
+                            Some(sp)
+                        }
+                        Some(_) => run(p, &self.buf, &mut self.pref_locs, ascii, &mut self.spans),
+                    },
+                    None => run(p, &self.buf, &mut self.pref_locs, ascii, &mut self.spans),
                 }
             };
             if found.is_none() {
@@ -864,9 +869,7 @@ impl Locs {
 /// Captures of one separately compiled part into `out`; returns the span.
 fn run_part(p: &Part, text: &str, locs: &mut Locs, ascii: bool, out: &mut Spans) -> Option<(usize, usize)> {
     out.clear();
-    if ascii
-        && let (Some(a), Some(l)) = (&p.ascii, locs.ascii.as_mut())
-    {
+    if ascii && let (Some(a), Some(l)) = (&p.ascii, locs.ascii.as_mut()) {
         let m = a.captures_read(l, text.as_bytes())?;
         for (i, id) in &p.ids {
             put(out, *id, l.get(*i));
@@ -890,9 +893,7 @@ fn run(c: &CompiledRegex, text: &str, locs: &mut Locs, ascii: bool, out: &mut Sp
         return run_part(&c.parts[i], text, &mut locs.parts[i], ascii, out);
     }
     out.clear();
-    if ascii
-        && let (Some(a), Some(l)) = (&c.ascii, locs.ascii.as_mut())
-    {
+    if ascii && let (Some(a), Some(l)) = (&c.ascii, locs.ascii.as_mut()) {
         let m = a.captures_read(l, text.as_bytes())?;
         for (i, id) in &c.ids {
             put(out, *id, l.get(*i));
@@ -934,8 +935,25 @@ mod tests {
     #[test]
     fn ipv4_check_agrees_with_std() {
         for s in [
-            "1.2.3.4", "255.255.255.255", "0.0.0.0", "256.1.1.1", "01.2.3.4", "1.2.3", "1.2.3.4.", "1.2.3.4.5", ".1.2.3",
-            "1..2.3", "1.2.3.04", "1.2.3.0", "", "1", "1234.1.1.1", "1.2.3.4x", "a.b.c.d", "10.00.1.1", "192.168.100.200",
+            "1.2.3.4",
+            "255.255.255.255",
+            "0.0.0.0",
+            "256.1.1.1",
+            "01.2.3.4",
+            "1.2.3",
+            "1.2.3.4.",
+            "1.2.3.4.5",
+            ".1.2.3",
+            "1..2.3",
+            "1.2.3.04",
+            "1.2.3.0",
+            "",
+            "1",
+            "1234.1.1.1",
+            "1.2.3.4x",
+            "a.b.c.d",
+            "10.00.1.1",
+            "192.168.100.200",
         ] {
             assert_eq!(is_ipv4(s), s.parse::<std::net::Ipv4Addr>().is_ok(), "{s}");
         }

@@ -209,7 +209,6 @@ impl Fail {
         self.matches.copy_from(&o.matches);
         self.nofail_matches.copy_from(&o.nofail_matches);
     }
-
 }
 
 /// Add a user name to a set of names; number of distinct names.
@@ -497,7 +496,10 @@ mod tests {
         g.set(gid::IP4, Some("192.0.2.1"));
         g.set(gid::USER, Some("alice"));
         g.set(gid::FID, None);
-        assert_eq!(g.iter().collect::<Vec<_>>(), [(gid::USER, Some("alice")), (gid::IP4, Some("192.0.2.1")), (gid::FID, None)]);
+        assert_eq!(
+            g.iter().collect::<Vec<_>>(),
+            [(gid::USER, Some("alice")), (gid::IP4, Some("192.0.2.1")), (gid::FID, None)]
+        );
         assert!(g.pop_truthy(gid::USER));
         assert!(!g.pop_truthy(gid::FID));
         assert_eq!(g.iter().collect::<Vec<_>>(), [(gid::IP4, Some("192.0.2.1"))]);

@@ -343,7 +343,8 @@ impl HeadSplit {
                 let mut empty = Box::new([false; 256]);
                 for b in 0..=255u8 {
                     let s1 = rest.next_state(start, b);
-                    empty[b as usize] = rest.is_match_state(s1) && (0..=255u8).all(|c| rest.is_dead_state(rest.next_state(s1, c)));
+                    empty[b as usize] =
+                        rest.is_match_state(s1) && (0..=255u8).all(|c| rest.is_dead_state(rest.next_state(s1, c)));
                 }
                 Some((x, rest, empty))
             })
@@ -467,11 +468,7 @@ fn split_parts(parsed: &pyre::Parsed, multiline: bool) -> Vec<Part> {
 /// An ASCII-only twin of a linear regex: `(?-u)` byte regex, exactly
 /// equivalent on ASCII haystacks and much cheaper (small NFA/DFA).
 fn ascii_twin(pattern: &str) -> Option<regex::bytes::Regex> {
-    regex::bytes::RegexBuilder::new(&format!("(?-u){pattern}"))
-        .size_limit(1 << 26)
-        .dfa_size_limit(1 << 24)
-        .build()
-        .ok()
+    regex::bytes::RegexBuilder::new(&format!("(?-u){pattern}")).size_limit(1 << 26).dfa_size_limit(1 << 24).build().ok()
 }
 
 /// A set of relaxed regexes with its ASCII twin: a candidate filter (a
@@ -692,9 +689,8 @@ impl Filter {
         };
         let fail_set = relaxed(&failregex, "failregex")?;
         let ignore_set = relaxed(&ignoreregex, "ignoreregex")?;
-        let content_group = prefregex
-            .as_ref()
-            .and_then(|p| p.names.iter().find(|(_, n)| n == "content").map(|(i, _)| *i));
+        let content_group =
+            prefregex.as_ref().and_then(|p| p.names.iter().find(|(_, n)| n == "content").map(|(i, _)| *i));
         let prefilter = match (&prefregex, content_group) {
             (Some(p), Some(_)) => build_prefilter(&p.source, &failregex, use_dns).ok(),
             _ => None,
@@ -831,8 +827,21 @@ pub(crate) mod gid {
     pub const DNS: u16 = 10;
     pub const CIDR: u16 = 11;
     pub const IP: u16 = 12;
-    pub const WELL_KNOWN: [&str; 13] =
-        ["content", "mlfid", "nofail", "mlfgained", "mlfforget", "mlfpending", "user", "fid", "ip4", "ip6", "dns", "cidr", "ip"];
+    pub const WELL_KNOWN: [&str; 13] = [
+        "content",
+        "mlfid",
+        "nofail",
+        "mlfgained",
+        "mlfforget",
+        "mlfpending",
+        "user",
+        "fid",
+        "ip4",
+        "ip6",
+        "dns",
+        "cidr",
+        "ip",
+    ];
 }
 
 #[derive(Default)]
@@ -899,7 +908,13 @@ fn parse_fail2ban(source: &str, use_dns: bool) -> Result<pyre::Parsed, pyre::Par
     pyre::parse(&tagged)
 }
 
-fn compile(source: &str, loc: &str, what: &'static str, multiline: bool, use_dns: bool) -> Result<CompiledRegex, FilterError> {
+fn compile(
+    source: &str,
+    loc: &str,
+    what: &'static str,
+    multiline: bool,
+    use_dns: bool,
+) -> Result<CompiledRegex, FilterError> {
     let err = |reason: String, pattern: &str| FilterError::Regex {
         location: loc.to_string(),
         what,
@@ -966,7 +981,18 @@ fn compile(source: &str, loc: &str, what: &'static str, multiline: bool, use_dns
         }),
         _ => None,
     };
-    Ok(CompiledRegex { source: source.to_string(), translated, engine, re, ascii, names, ids: vec![], parts, prefixes, fast })
+    Ok(CompiledRegex {
+        source: source.to_string(),
+        translated,
+        engine,
+        re,
+        ascii,
+        names,
+        ids: vec![],
+        parts,
+        prefixes,
+        fast,
+    })
 }
 
 /// Python's `$` (without MULTILINE) also matches before a final newline;
@@ -1083,7 +1109,9 @@ fn build_prefilter(pref: &str, fails: &[CompiledRegex], use_dns: bool) -> Result
         .dfa_size_limit(1 << 25)
         .build()
         .map_err(|e| bad(e.to_string()))?;
-    let uni = Lazy::new(vec![s], |p| regex::RegexBuilder::new(&p[0]).size_limit(1 << 27).dfa_size_limit(1 << 25).build().ok());
+    let uni = Lazy::new(vec![s], |p| {
+        regex::RegexBuilder::new(&p[0]).size_limit(1 << 27).dfa_size_limit(1 << 25).build().ok()
+    });
     Ok(DualRegex { uni, ascii: Some(ascii) })
 }
 
@@ -1129,7 +1157,10 @@ mod tests {
                 ]
             }
         );
-        assert_eq!(FilterSpec::parse("/etc/x.conf").unwrap(), FilterSpec::Named { name: "/etc/x.conf".into(), options: vec![] });
+        assert_eq!(
+            FilterSpec::parse("/etc/x.conf").unwrap(),
+            FilterSpec::Named { name: "/etc/x.conf".into(), options: vec![] }
+        );
         assert!(FilterSpec::parse("sshd[mode").is_err());
         assert!(FilterSpec::parse("sshd[=x]").is_err());
     }

@@ -40,7 +40,10 @@ pub(crate) enum GroupKind {
     NonCapture,
     /// Scoped flags, e.g. `(?i:...)`.
     Flags(String),
-    Look { ahead: bool, negate: bool },
+    Look {
+        ahead: bool,
+        negate: bool,
+    },
     Atomic,
 }
 
@@ -94,13 +97,8 @@ struct Parser<'a> {
 }
 
 pub(crate) fn parse(pattern: &str) -> Result<Parsed, ParseError> {
-    let mut p = Parser {
-        s: pattern,
-        chars: pattern.char_indices().collect(),
-        i: 0,
-        flags: String::new(),
-        verbose: false,
-    };
+    let mut p =
+        Parser { s: pattern, chars: pattern.char_indices().collect(), i: 0, flags: String::new(), verbose: false };
     // Global verbose flag must be known before parsing.
     if let Some(rest) = pattern.strip_prefix("(?") {
         let fl: String = rest.chars().take_while(|c| c.is_ascii_alphabetic()).collect();
@@ -371,7 +369,11 @@ impl Parser<'_> {
                 loop {
                     match self.peek() {
                         Some(c) if "aiLmsux".contains(c) => {
-                            if neg { off.push(c) } else { on.push(c) }
+                            if neg {
+                                off.push(c)
+                            } else {
+                                on.push(c)
+                            }
                             self.i += 1;
                         }
                         Some('-') => {
@@ -414,11 +416,7 @@ impl Parser<'_> {
 
     /// Resolve a numeric group reference to `#N` or keep the name.
     fn group_ref(&self, name: &str) -> String {
-        if name.chars().all(|c| c.is_ascii_digit()) {
-            format!("#{name}")
-        } else {
-            name.to_string()
-        }
+        if name.chars().all(|c| c.is_ascii_digit()) { format!("#{name}") } else { name.to_string() }
     }
 
     fn parse_escape(&mut self) -> Result<Node, ParseError> {
@@ -660,10 +658,8 @@ impl Node {
                 }
             }
             Node::Repeat { node, min, max, greedy } => {
-                let needs_group = !matches!(
-                    **node,
-                    Node::Lit(_) | Node::Dot | Node::Class(_) | Node::Group(..)
-                ) || matches!(**node, Node::Group(_, GroupKind::Look { .. }) if !fancy);
+                let needs_group = !matches!(**node, Node::Lit(_) | Node::Dot | Node::Class(_) | Node::Group(..))
+                    || matches!(**node, Node::Group(_, GroupKind::Look { .. }) if !fancy);
                 if needs_group {
                     out.push_str("(?:");
                     node.render(out, fancy, ctx);
@@ -875,7 +871,6 @@ fn subst_cond(n: &mut Node, name: &str, present: bool) {
     }
 }
 
-
 fn expand_conditionals(n: Node, depth: usize) -> Option<Node> {
     if depth > 8 {
         return None;
@@ -976,7 +971,9 @@ fn tempered_literal(n: &Node) -> Option<String> {
     }
     let Node::Group(look, GroupKind::Look { ahead: true, negate: true }) = &v[0] else { return None };
     let lit: String = match &**look {
-        Node::Concat(l) => l.iter().map(|x| if let Node::Lit(c) = x { Some(*c) } else { None }).collect::<Option<_>>()?,
+        Node::Concat(l) => {
+            l.iter().map(|x| if let Node::Lit(c) = x { Some(*c) } else { None }).collect::<Option<_>>()?
+        }
         Node::Lit(c) => c.to_string(),
         _ => return None,
     };
@@ -1121,12 +1118,7 @@ fn avoid_literal(lit: &str, before_lit: bool) -> String {
         let outs: Vec<usize> = (0..n).filter(|&j| j != s && (j < s || j == f) && r[s][j].is_some()).collect();
         for &i in &ins {
             for &j in &outs {
-                let path = format!(
-                    "(?:{}{}{})",
-                    r[i][s].as_deref().unwrap(),
-                    lp,
-                    r[s][j].as_deref().unwrap()
-                );
+                let path = format!("(?:{}{}{})", r[i][s].as_deref().unwrap(), lp, r[s][j].as_deref().unwrap());
                 r[i][j] = union(r[i][j].take(), path);
             }
         }
@@ -1388,7 +1380,6 @@ mod tests {
         // <F-ID> maps to fid
         assert!(resolve_tags("<F-ID>x</F-ID>", true).contains("(?P<fid>x)"));
     }
-
 }
 
 #[cfg(test)]
@@ -1429,7 +1420,9 @@ mod linearize_tests {
     #[test]
     fn avoid_literal_languages() {
         let re = regex::Regex::new(&format!("^{}$", avoid_literal(" from ", false))).unwrap();
-        for (s, ok) in [("abc", true), ("a from b", false), ("a  fro m", true), (" from", true), ("x from ", false), ("", true)] {
+        for (s, ok) in
+            [("abc", true), ("a from b", false), ("a  fro m", true), (" from", true), ("x from ", false), ("", true)]
+        {
             assert_eq!(re.is_match(s), ok, "{s:?}");
         }
         let re = regex::Regex::new(&format!("^{}$", avoid_literal("aab", true))).unwrap();

@@ -25,14 +25,19 @@ pub(crate) struct FilterDef {
     pub files: Vec<PathBuf>,
 }
 
-const CONFIG_OPTS: &[&str] = &["usedns", "prefregex", "ignoreregex", "failregex", "maxlines", "datepattern", "journalmatch"];
+const CONFIG_OPTS: &[&str] =
+    &["usedns", "prefregex", "ignoreregex", "failregex", "maxlines", "datepattern", "journalmatch"];
 
 pub(crate) fn read_filter(path: &Path, jail_opts: &[(String, String)]) -> Result<FilterDef, FilterError> {
     let cfg = ini::read_config(path)?;
     let popts: HashMap<String, String> = jail_opts.iter().map(|(k, v)| (k.to_lowercase(), v.clone())).collect();
     let mut combined: BTreeMap<String, String> = BTreeMap::new();
     if !cfg.has_section("Definition") {
-        return Err(FilterError::Syntax { file: path.to_path_buf(), line: 1, reason: "no [Definition] section".into() });
+        return Err(FilterError::Syntax {
+            file: path.to_path_buf(),
+            line: 1,
+            reason: "no [Definition] section".into(),
+        });
     }
     for o in CONFIG_OPTS {
         if popts.contains_key(*o) {
@@ -54,16 +59,11 @@ pub(crate) fn read_filter(path: &Path, jail_opts: &[(String, String)]) -> Result
         }
     }
     combined.extend(init);
-    let ignore: HashSet<String> = combined
-        .keys()
-        .filter_map(|k| k.split_once('?').map(|(n, _)| n.to_string()))
-        .collect();
+    let ignore: HashSet<String> =
+        combined.keys().filter_map(|k| k.split_once('?').map(|(n, _)| n.to_string())).collect();
     let mut cache: HashMap<String, Option<String>> = HashMap::new();
     let mut addrepl = |name: &str| -> Option<String> {
-        cache
-            .entry(name.to_string())
-            .or_insert_with(|| cfg.get_ex("Definition", name, &popts).ok().flatten())
-            .clone()
+        cache.entry(name.to_string()).or_insert_with(|| cfg.get_ex("Definition", name, &popts).ok().flatten()).clone()
     };
     ini::substitute_tags(&mut combined, &ignore, &mut addrepl)?;
 
@@ -76,16 +76,14 @@ pub(crate) fn read_filter(path: &Path, jail_opts: &[(String, String)]) -> Result
     let list = |opt: &str| -> Vec<(String, String)> {
         let Some(v) = combined.get(opt) else { return vec![] };
         // location: line offset within a multi-line value
-        v.split('\n')
-            .enumerate()
-            .filter(|(_, r)| !r.is_empty())
-            .map(|(i, r)| (r.to_string(), loc(opt, i)))
-            .collect()
+        v.split('\n').enumerate().filter(|(_, r)| !r.is_empty()).map(|(i, r)| (r.to_string(), loc(opt, i))).collect()
     };
     let maxlines = match combined.get("maxlines") {
-        Some(v) if !v.trim().is_empty() => Some(v.trim().parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| {
-            FilterError::Invalid { reason: format!("{}: maxlines must be an integer > 0, got {v:?}", loc("maxlines", 0)) }
-        })?),
+        Some(v) if !v.trim().is_empty() => {
+            Some(v.trim().parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| FilterError::Invalid {
+                reason: format!("{}: maxlines must be an integer > 0, got {v:?}", loc("maxlines", 0)),
+            })?)
+        }
         _ => None,
     };
     let journalmatch = combined

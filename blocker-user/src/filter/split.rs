@@ -179,9 +179,18 @@ enum Inside {
     Seq(Vec<Item>),
     /// First branch (pattern of `exact`) matching the span exactly;
     /// `lits[i]`: branch i is this plain literal (compared directly).
-    Alt { exact: Dfa, lits: Vec<Option<Vec<u8>>>, branches: Vec<Inside> },
+    Alt {
+        exact: Dfa,
+        lits: Vec<Option<Vec<u8>>>,
+        branches: Vec<Inside>,
+    },
     /// `Y?` / `Y??`; `nullable`: Y can match the empty string.
-    Opt { exact: Dfa, greedy: bool, nullable: bool, inner: Box<Inside> },
+    Opt {
+        exact: Dfa,
+        greedy: bool,
+        nullable: bool,
+        inner: Box<Inside>,
+    },
     Host(HostGroups),
 }
 
@@ -617,7 +626,14 @@ fn first_exact(d: &Dfa, hay: &[u8], s: usize, e: usize) -> Result<usize, Ambiguo
 
 /// Ends q in `p..=e` where the (single-pattern) DFA matches exactly `[p, q]`
 /// and `keep(q)`, ascending, into `out`.
-fn scan_ends(d: &Dfa, hay: &[u8], p: usize, e: usize, out: &mut Vec<usize>, keep: impl Fn(usize) -> bool) -> Result<(), Ambiguous> {
+fn scan_ends(
+    d: &Dfa,
+    hay: &[u8],
+    p: usize,
+    e: usize,
+    out: &mut Vec<usize>,
+    keep: impl Fn(usize) -> bool,
+) -> Result<(), Ambiguous> {
     out.clear();
     let d = d.get()?;
     let input = Input::new(hay).range(p..e).anchored(Anchored::Yes);
@@ -652,7 +668,14 @@ fn leftmost_first(d: &Dfa, hay: &[u8], p: usize) -> Result<Option<usize>, Ambigu
 
 impl Inside {
     /// Resolve on the exact span `[p, q]`.
-    fn resolve(&self, hay: &[u8], p: usize, q: usize, slots: &mut [Option<(usize, usize)>], sc: &mut Scratch) -> Result<(), Ambiguous> {
+    fn resolve(
+        &self,
+        hay: &[u8],
+        p: usize,
+        q: usize,
+        slots: &mut [Option<(usize, usize)>],
+        sc: &mut Scratch,
+    ) -> Result<(), Ambiguous> {
         match self {
             Inside::Nothing => Ok(()),
             Inside::Group(i, inner) => {
@@ -734,7 +757,15 @@ impl Span {
         r
     }
 
-    fn end_with(&self, hay: &[u8], p: usize, q0: usize, k: &Cont, sc: &mut Scratch, ends: &mut Vec<usize>) -> Result<usize, Ambiguous> {
+    fn end_with(
+        &self,
+        hay: &[u8],
+        p: usize,
+        q0: usize,
+        k: &Cont,
+        sc: &mut Scratch,
+        ends: &mut Vec<usize>,
+    ) -> Result<usize, Ambiguous> {
         // candidate ends in priority order where priority follows length
         // (for `Other`: ascending), keeping those the literal filter admits
         let other = match self {
@@ -872,13 +903,10 @@ mod tests {
         all(r"^x(?P<o>a*)??y", &["xy", "xay"]);
         all(r"^(?:(?P<a>ab)|(?P<b>a))(?P<c>b?)c", &["abc", "ac", "abbc"]);
         all(r"^(?:(?P<nf>publickey)|\S+) for", &["publickey for", "password for", "publickeys for"]);
-        all(r"^\[?(?:(?:::f{4,6}:)?(?P<ip4>(?:\d{1,3}\.){3}\d{1,3})|(?P<ip6>[0-9a-f:]+))\]?$", &[
-            "1.2.3.4",
-            "[1.2.3.4]",
-            "::ffff:1.2.3.4",
-            "[::1]",
-            "::fffff:1.2.3.4",
-        ]);
+        all(
+            r"^\[?(?:(?:::f{4,6}:)?(?P<ip4>(?:\d{1,3}\.){3}\d{1,3})|(?P<ip6>[0-9a-f:]+))\]?$",
+            &["1.2.3.4", "[1.2.3.4]", "::ffff:1.2.3.4", "[::1]", "::fffff:1.2.3.4"],
+        );
         all(r"(?i)^A(?P<x>b+)c", &["abBc", "ABC"]);
         // the host is followed by text that could absorb its last digits:
         // priority (greedy \d{1,3}) decides
@@ -901,4 +929,3 @@ mod tests {
         assert!(SplitPlan::new(&parsed.node, "").is_none());
     }
 }
-

@@ -30,7 +30,8 @@ pub enum Mix {
 /// Number of distinct failure sources (one in five is IPv6).
 pub const SOURCES: u64 = 40_000;
 
-const USERS: &[&str] = &["root", "admin", "test", "oracle", "ubuntu", "git", "postgres", "user", "pi", "guest", "ftpuser", "deploy"];
+const USERS: &[&str] =
+    &["root", "admin", "test", "oracle", "ubuntu", "git", "postgres", "user", "pi", "guest", "ftpuser", "deploy"];
 const MONTHS: &[&str] = &["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
 
 /// xorshift64: the same lines for the same seed.
@@ -116,7 +117,9 @@ impl SyslogMix {
                     let _ = write!(out, " port {port}");
                 }
                 4 => {
-                    out.push_str("pam_unix(sshd:auth): authentication failure; logname= uid=0 euid=0 tty=ssh ruser= rhost=");
+                    out.push_str(
+                        "pam_unix(sshd:auth): authentication failure; logname= uid=0 euid=0 tty=ssh ruser= rhost=",
+                    );
                     self.addr(out);
                     let _ = write!(out, "  user={u}");
                 }
@@ -137,7 +140,8 @@ impl SyslogMix {
                 0 => {
                     let _ = write!(out, "Accepted publickey for {u} from ");
                     self.addr(out);
-                    let _ = write!(out, " port {port} ssh2: ED25519 SHA256:Xq3CLgcmvBdbPMbE0d5KQ2ZHw2Bm6ZfjVvWcbiKZdCE");
+                    let _ =
+                        write!(out, " port {port} ssh2: ED25519 SHA256:Xq3CLgcmvBdbPMbE0d5KQ2ZHw2Bm6ZfjVvWcbiKZdCE");
                 }
                 1 => {
                     let _ = write!(out, "pam_unix(sshd:session): session opened for user {u}(uid=1000) by (uid=0)");
@@ -151,7 +155,8 @@ impl SyslogMix {
         } else {
             match k6 {
                 0 => {
-                    let _ = write!(out, "CRON[{pid}]: (root) CMD (command -v debian-sa1 > /dev/null && debian-sa1 1 1)");
+                    let _ =
+                        write!(out, "CRON[{pid}]: (root) CMD (command -v debian-sa1 > /dev/null && debian-sa1 1 1)");
                 }
                 1 => {
                     let _ = write!(out, "postfix/smtpd[{pid}]: connect from unknown[");
@@ -172,7 +177,10 @@ impl SyslogMix {
                     let _ = write!(out, ", lip=192.0.2.1, mpid={pid}, TLS");
                 }
                 _ => {
-                    let _ = write!(out, "nginx[{pid}]: 2025/08/14 10:00:00 [error] 1#1: *1 open() \"/wp-login.php\" failed, client: ");
+                    let _ = write!(
+                        out,
+                        "nginx[{pid}]: 2025/08/14 10:00:00 [error] 1#1: *1 open() \"/wp-login.php\" failed, client: "
+                    );
                     self.addr(out);
                 }
             }

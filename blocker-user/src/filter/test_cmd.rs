@@ -132,7 +132,9 @@ pub fn filter_test(
             Some(n) => &input.fill_buf().map_err(|e| FilterError::Io { path: "<input>".into(), source: e })?[..n],
             None => {
                 raw.clear();
-                if read_line(&mut input, &mut raw).map_err(|e| FilterError::Io { path: "<input>".into(), source: e })? == 0 {
+                if read_line(&mut input, &mut raw).map_err(|e| FilterError::Io { path: "<input>".into(), source: e })?
+                    == 0
+                {
                     break;
                 }
                 &raw
@@ -153,11 +155,7 @@ pub fn filter_test(
                 fail_hits[f.regex_index] += 1;
                 let ts = f.time.map_or(lines as i64, |t| t.timestamp());
                 per_host.add(f.id, ts);
-                if opts.json {
-                    (true, Some(f.id.to_string()), f.time.map(|t| t.local()))
-                } else {
-                    (true, None, None)
-                }
+                if opts.json { (true, Some(f.id.to_string()), f.time.map(|t| t.local())) } else { (true, None, None) }
             }
             Outcome::Ignored { regex_index } => {
                 ignored += 1;

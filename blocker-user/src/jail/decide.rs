@@ -287,7 +287,9 @@ mod tests {
     fn repeat_offenders_get_longer_bans() {
         let (mut j, sink, history) = jail("[jail.t.bantime_increment]\nfactor = 1\n");
         let addr = t("203.0.113.5");
-        history.record(&addr, "t", SystemTime::now() - Duration::from_secs(60), Some(Duration::from_secs(600))).unwrap();
+        history
+            .record(&addr, "t", SystemTime::now() - Duration::from_secs(60), Some(Duration::from_secs(600)))
+            .unwrap();
         history.record(&addr, "other-jail", SystemTime::now(), None).unwrap();
         let now = unix_now();
         for _ in 0..3 {

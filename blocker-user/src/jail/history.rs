@@ -1,7 +1,10 @@
 //! Ban history, for bantime increments: how often an address was banned
 //! before. A durable implementation (SQLite, in `state`) survives restarts.
 
-use std::{sync::Mutex, time::{Duration, SystemTime}};
+use std::{
+    sync::Mutex,
+    time::{Duration, SystemTime},
+};
 
 use crate::enforce::Target;
 
@@ -20,7 +23,13 @@ pub struct PastBans {
 pub struct HistoryError(pub String);
 
 pub trait BanHistory: Send + Sync {
-    fn record(&self, target: &Target, jail: &str, at: SystemTime, bantime: Option<Duration>) -> Result<(), HistoryError>;
+    fn record(
+        &self,
+        target: &Target,
+        jail: &str,
+        at: SystemTime,
+        bantime: Option<Duration>,
+    ) -> Result<(), HistoryError>;
     /// Bans of `target` since `since`, in `jail` or in every jail (`None`).
     fn past(&self, target: &Target, jail: Option<&str>, since: SystemTime) -> Result<PastBans, HistoryError>;
 }
@@ -32,7 +41,13 @@ pub struct MemoryHistory {
 }
 
 impl BanHistory for MemoryHistory {
-    fn record(&self, target: &Target, jail: &str, at: SystemTime, bantime: Option<Duration>) -> Result<(), HistoryError> {
+    fn record(
+        &self,
+        target: &Target,
+        jail: &str,
+        at: SystemTime,
+        bantime: Option<Duration>,
+    ) -> Result<(), HistoryError> {
         self.rows.lock().expect("history lock").push((*target, jail.to_owned(), at, bantime));
         Ok(())
     }

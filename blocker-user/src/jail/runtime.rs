@@ -8,8 +8,8 @@ use tokio::sync::mpsc;
 
 use super::{
     Jail, JailControl,
-    dns::{Resolved, Resolver},
     decide::unix_now,
+    dns::{Resolved, Resolver},
 };
 use crate::{
     config::UseDns,

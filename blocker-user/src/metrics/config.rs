@@ -69,7 +69,6 @@ pub fn validate(raw: RawMetrics, text: &str, path: Option<&Path>) -> Result<Metr
     Ok(MetricsConfig { listen: addr })
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -47,7 +47,12 @@ impl Format {
 
 /// Encodes one scrape: asks `source` for a snapshot (blocking: call it off
 /// the async threads).
-pub fn render(source: &Arc<dyn MetricsSource>, latency: &LatencyRecorder, started: SystemTime, format: Format) -> String {
+pub fn render(
+    source: &Arc<dyn MetricsSource>,
+    latency: &LatencyRecorder,
+    started: SystemTime,
+    format: Format,
+) -> String {
     let mut registry = Registry::with_prefix("blocker");
     registry.register_collector(Box::new(Scrape { snapshot: source.snapshot(), latency: latency.clone(), started }));
     let mut out = String::with_capacity(8192);
@@ -133,20 +138,67 @@ impl Collector for Scrape {
 
         // Sources.
         let src = |f: fn(&super::SourceMetrics) -> u64| {
-            s.sources.iter().map(move |x| -> (Labels<'_, 2>, u64) { ([("jail", &x.jail), ("source", &x.source)], f(x)) })
+            s.sources
+                .iter()
+                .map(move |x| -> (Labels<'_, 2>, u64) { ([("jail", &x.jail), ("source", &x.source)], f(x)) })
         };
-        family(&mut enc, "source_lines", "Lines read by a source and handed to its jail.", None, Counter, src(|x| x.lines))?;
-        family(&mut enc, "source_read", "Bytes of the lines read by a source (without newlines).", Some(&Unit::Bytes), Counter, src(|x| x.bytes))?;
+        family(
+            &mut enc,
+            "source_lines",
+            "Lines read by a source and handed to its jail.",
+            None,
+            Counter,
+            src(|x| x.lines),
+        )?;
+        family(
+            &mut enc,
+            "source_read",
+            "Bytes of the lines read by a source (without newlines).",
+            Some(&Unit::Bytes),
+            Counter,
+            src(|x| x.bytes),
+        )?;
         let skipped = s.sources.iter().flat_map(|x| {
             [
                 ([("jail", x.jail.as_str()), ("source", x.source.as_str()), ("reason", "too_long")], x.skipped_long),
-                ([("jail", x.jail.as_str()), ("source", x.source.as_str()), ("reason", "invalid_utf8")], x.skipped_utf8),
+                (
+                    [("jail", x.jail.as_str()), ("source", x.source.as_str()), ("reason", "invalid_utf8")],
+                    x.skipped_utf8,
+                ),
             ]
         });
-        family(&mut enc, "source_lines_skipped", "Lines a source skipped, by reason: longer than the limit, or not UTF-8.", None, Counter, skipped)?;
-        family(&mut enc, "source_rotations", "Log rotations a file source followed (rename, truncation, recreation).", None, Counter, src(|x| x.rotations))?;
-        family(&mut enc, "source_errors", "Non-fatal source errors (open failures, child exits, parse failures).", None, Counter, src(|x| x.errors))?;
-        family(&mut enc, "source_restarts", "Restarts of a source's child process (journalctl, command).", None, Counter, src(|x| x.restarts))?;
+        family(
+            &mut enc,
+            "source_lines_skipped",
+            "Lines a source skipped, by reason: longer than the limit, or not UTF-8.",
+            None,
+            Counter,
+            skipped,
+        )?;
+        family(
+            &mut enc,
+            "source_rotations",
+            "Log rotations a file source followed (rename, truncation, recreation).",
+            None,
+            Counter,
+            src(|x| x.rotations),
+        )?;
+        family(
+            &mut enc,
+            "source_errors",
+            "Non-fatal source errors (open failures, child exits, parse failures).",
+            None,
+            Counter,
+            src(|x| x.errors),
+        )?;
+        family(
+            &mut enc,
+            "source_restarts",
+            "Restarts of a source's child process (journalctl, command).",
+            None,
+            Counter,
+            src(|x| x.restarts),
+        )?;
 
         // Jails.
         let jail = |f: fn(&super::JailMetrics) -> u64| {
@@ -162,8 +214,22 @@ impl Collector for Scrape {
             Counter,
             jail(|j| j.ignored),
         )?;
-        family(&mut enc, "jail_lines_too_old", "Failures older than findtime, not counted.", None, Counter, jail(|j| j.too_old))?;
-        family(&mut enc, "jail_failing", "Addresses with failures inside findtime now.", None, Gauge, jail(|j| j.failing))?;
+        family(
+            &mut enc,
+            "jail_lines_too_old",
+            "Failures older than findtime, not counted.",
+            None,
+            Counter,
+            jail(|j| j.too_old),
+        )?;
+        family(
+            &mut enc,
+            "jail_failing",
+            "Addresses with failures inside findtime now.",
+            None,
+            Gauge,
+            jail(|j| j.failing),
+        )?;
         family(&mut enc, "jail_bans", "Bans a jail decided since the agent started.", None, Counter, jail(|j| j.bans))?;
         let mut active = s.bans_active.clone();
         for j in &s.jails {
@@ -189,30 +255,117 @@ impl Collector for Scrape {
         m.encode_histogram::<NoLabelSet>(l.sum_seconds, l.count, &l.buckets, None)?;
 
         // Datapath.
-        let attached = s.interfaces.iter().map(|i| -> (Labels<'_, 2>, u64) { ([("interface", &i.name), ("mode", mode_name(i.mode))], 1) });
-        family(&mut enc, "xdp_attached", "Interfaces the XDP program is attached to (always 1), with the attach mode.", None, Gauge, attached)?;
+        let attached = s
+            .interfaces
+            .iter()
+            .map(|i| -> (Labels<'_, 2>, u64) { ([("interface", &i.name), ("mode", mode_name(i.mode))], 1) });
+        family(
+            &mut enc,
+            "xdp_attached",
+            "Interfaces the XDP program is attached to (always 1), with the attach mode.",
+            None,
+            Gauge,
+            attached,
+        )?;
         let ifc = |f: fn(&crate::enforce::Counters) -> u64| {
             s.interfaces.iter().map(move |i| -> (Labels<'_, 1>, u64) { ([("interface", &i.name)], f(&i.counters)) })
         };
-        family(&mut enc, "packets_passed", "Packets passed, including allowlisted, malformed and monitored ones.", None, Counter, ifc(|c| c.passed))?;
-        family(&mut enc, "packets_dropped", "Packets dropped: their source is banned.", None, Counter, ifc(|c| c.dropped))?;
-        family(&mut enc, "packets_allowlisted", "Packets from a banned source passed because the source is allowlisted.", None, Counter, ifc(|c| c.allowlisted))?;
-        family(&mut enc, "packets_malformed", "Packets passed because their headers could not be parsed.", None, Counter, ifc(|c| c.malformed))?;
-        family(&mut enc, "packets_monitored", "Packets from banned sources passed because of monitor mode.", None, Counter, ifc(|c| c.monitored))?;
+        family(
+            &mut enc,
+            "packets_passed",
+            "Packets passed, including allowlisted, malformed and monitored ones.",
+            None,
+            Counter,
+            ifc(|c| c.passed),
+        )?;
+        family(
+            &mut enc,
+            "packets_dropped",
+            "Packets dropped: their source is banned.",
+            None,
+            Counter,
+            ifc(|c| c.dropped),
+        )?;
+        family(
+            &mut enc,
+            "packets_allowlisted",
+            "Packets from a banned source passed because the source is allowlisted.",
+            None,
+            Counter,
+            ifc(|c| c.allowlisted),
+        )?;
+        family(
+            &mut enc,
+            "packets_malformed",
+            "Packets passed because their headers could not be parsed.",
+            None,
+            Counter,
+            ifc(|c| c.malformed),
+        )?;
+        family(
+            &mut enc,
+            "packets_monitored",
+            "Packets from banned sources passed because of monitor mode.",
+            None,
+            Counter,
+            ifc(|c| c.monitored),
+        )?;
 
         // Notifications.
         let n = &s.notify;
         let ch = |f: fn(&crate::notify::ChannelMetrics) -> u64| {
             n.channels.iter().map(move |c| -> (Labels<'_, 2>, u64) { ([("channel", &c.name), ("kind", c.kind)], f(c)) })
         };
-        family(&mut enc, "notify_queued", "Messages written to the outbox (events, digests, reports).", None, Counter, ch(|c| c.queued))?;
+        family(
+            &mut enc,
+            "notify_queued",
+            "Messages written to the outbox (events, digests, reports).",
+            None,
+            Counter,
+            ch(|c| c.queued),
+        )?;
         family(&mut enc, "notify_sent", "Messages delivered.", None, Counter, ch(|c| c.sent))?;
-        family(&mut enc, "notify_failed", "Failed delivery attempts (a message tried 3 times counts 3).", None, Counter, ch(|c| c.failed))?;
-        family(&mut enc, "notify_dropped", "Messages given up: permanent failure, too old, unreadable.", None, Counter, ch(|c| c.dropped))?;
-        family(&mut enc, "notify_digested", "Events folded into digests instead of being sent one by one.", None, Counter, ch(|c| c.digested))?;
+        family(
+            &mut enc,
+            "notify_failed",
+            "Failed delivery attempts (a message tried 3 times counts 3).",
+            None,
+            Counter,
+            ch(|c| c.failed),
+        )?;
+        family(
+            &mut enc,
+            "notify_dropped",
+            "Messages given up: permanent failure, too old, unreadable.",
+            None,
+            Counter,
+            ch(|c| c.dropped),
+        )?;
+        family(
+            &mut enc,
+            "notify_digested",
+            "Events folded into digests instead of being sent one by one.",
+            None,
+            Counter,
+            ch(|c| c.digested),
+        )?;
         family(&mut enc, "notify_digests", "Digest messages queued.", None, Counter, ch(|c| c.digests))?;
-        family(&mut enc, "notify_queue_length", "Events waiting in the in-memory queue.", None, Gauge, [(NONE, n.queue_len as u64)])?;
-        family(&mut enc, "notify_queue_overflows", "Events that found the in-memory queue full (folded into digests).", None, Counter, [(NONE, n.overflowed)])?;
+        family(
+            &mut enc,
+            "notify_queue_length",
+            "Events waiting in the in-memory queue.",
+            None,
+            Gauge,
+            [(NONE, n.queue_len as u64)],
+        )?;
+        family(
+            &mut enc,
+            "notify_queue_overflows",
+            "Events that found the in-memory queue full (folded into digests).",
+            None,
+            Counter,
+            [(NONE, n.overflowed)],
+        )?;
         family(
             &mut enc,
             "notify_outbox_depth",
@@ -221,7 +374,14 @@ impl Collector for Scrape {
             Gauge,
             n.outbox_depth.map(|d| (NONE, d as u64)),
         )?;
-        family(&mut enc, "notify_outbox_expired", "Outbox entries dropped for age or for a channel that no longer exists.", None, Counter, [(NONE, n.outbox_expired)])?;
+        family(
+            &mut enc,
+            "notify_outbox_expired",
+            "Outbox entries dropped for age or for a channel that no longer exists.",
+            None,
+            Counter,
+            [(NONE, n.outbox_expired)],
+        )?;
         Ok(())
     }
 }

@@ -9,9 +9,8 @@ use std::{
 };
 
 /// Upper bounds of the histogram buckets, in seconds: 50 µs to 1 s.
-pub const BUCKETS: [f64; 14] = [
-    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
-];
+pub const BUCKETS: [f64; 14] =
+    [0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0];
 
 /// The same bounds in nanoseconds, for comparing without floats.
 const BOUNDS_NS: [u64; 14] = [

@@ -41,7 +41,9 @@ struct Shared {
 impl MetricsServer {
     /// Binds the configured address (needs no runtime).
     pub fn bind(config: &MetricsConfig) -> Result<MetricsServer, MetricsError> {
-        Bound::bind(config.listen).map(MetricsServer).map_err(|source| MetricsError::Bind { addr: config.listen, source })
+        Bound::bind(config.listen)
+            .map(MetricsServer)
+            .map_err(|source| MetricsError::Bind { addr: config.listen, source })
     }
 
     /// The bound address (the real port when the config asked for port 0).
@@ -56,7 +58,8 @@ impl MetricsServer {
         latency: LatencyRecorder,
         cancel: CancellationToken,
     ) -> Result<(), MetricsError> {
-        let shared = Arc::new(Shared { source, latency, started: process_start_time().unwrap_or_else(SystemTime::now) });
+        let shared =
+            Arc::new(Shared { source, latency, started: process_start_time().unwrap_or_else(SystemTime::now) });
         let handle = move |_peer, req| respond(shared.clone(), req);
         self.0.serve("metrics endpoint", handle, cancel).await.map_err(MetricsError::Listener)
     }
@@ -90,7 +93,8 @@ async fn respond(shared: Arc<Shared>, req: Request<Incoming>) -> Reply {
         return reply(StatusCode::OK, "text/html; charset=utf-8", INDEX.as_bytes());
     }
     let format = Format::from_accept(req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()));
-    let body = tokio::task::spawn_blocking(move || render(&shared.source, &shared.latency, shared.started, format)).await;
+    let body =
+        tokio::task::spawn_blocking(move || render(&shared.source, &shared.latency, shared.started, format)).await;
     match body {
         Ok(text) => reply(StatusCode::OK, format.content_type(), text),
         Err(e) => {

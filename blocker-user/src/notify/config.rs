@@ -423,7 +423,9 @@ impl Schedule {
         match humantime::parse_duration(s) {
             Ok(d) if d >= Duration::from_secs(60) => Ok(Schedule::Every(d)),
             Ok(_) => Err(format!("report interval {s:?} is shorter than a minute")),
-            Err(_) => Err(format!("invalid schedule {s:?}; expected \"daily\", \"hourly\", a time like \"06:00\" or an interval like \"12h\"")),
+            Err(_) => Err(format!(
+                "invalid schedule {s:?}; expected \"daily\", \"hourly\", a time like \"06:00\" or an interval like \"12h\""
+            )),
         }
     }
 }
@@ -454,7 +456,6 @@ impl NotifyConfig {
         validate(doc.notify, text, Some(path))
     }
 }
-
 
 pub(crate) fn system_hostname() -> String {
     let mut buf = [0u8; 256];
@@ -490,11 +491,17 @@ impl Checker<'_> {
         match humantime::parse_duration(v.get_ref().trim()) {
             Ok(d) if !d.is_zero() => Ok(d),
             Ok(_) => Err(self.at(v.span(), format!("{what} must be more than zero"))),
-            Err(e) => Err(self.at(v.span(), format!("invalid {what} {:?}: {e} (write e.g. \"30s\", \"10m\", \"1h\")", v.get_ref()))),
+            Err(e) => Err(self
+                .at(v.span(), format!("invalid {what} {:?}: {e} (write e.g. \"30s\", \"10m\", \"1h\")", v.get_ref()))),
         }
     }
 
-    fn opt_duration(&self, v: &Option<Spanned<String>>, what: &str, default: Duration) -> Result<Duration, ConfigError> {
+    fn opt_duration(
+        &self,
+        v: &Option<Spanned<String>>,
+        what: &str,
+        default: Duration,
+    ) -> Result<Duration, ConfigError> {
         v.as_ref().map_or(Ok(default), |v| self.duration(v, what))
     }
 
@@ -514,7 +521,8 @@ impl Checker<'_> {
     }
 
     fn pem(&self, v: &Spanned<String>) -> Result<Vec<u8>, ConfigError> {
-        let data = std::fs::read(v.get_ref()).map_err(|e| self.at(v.span(), format!("cannot read CA file {:?}: {e}", v.get_ref())))?;
+        let data = std::fs::read(v.get_ref())
+            .map_err(|e| self.at(v.span(), format!("cannot read CA file {:?}: {e}", v.get_ref())))?;
         if !String::from_utf8_lossy(&data).contains("-----BEGIN CERTIFICATE-----") {
             return Err(self.at(v.span(), format!("CA file {:?} holds no PEM certificate", v.get_ref())));
         }
@@ -577,9 +585,10 @@ impl Checker<'_> {
             channels.push(c);
             Ok(())
         };
-        let base = |common: RawCommon<'_>, label: &str, i: usize, default_events: &[EventKind], default_max: Option<u32>| {
-            self.common(common, label, i, default_events, default_max, default_interval, restored)
-        };
+        let base =
+            |common: RawCommon<'_>, label: &str, i: usize, default_events: &[EventKind], default_max: Option<u32>| {
+                self.common(common, label, i, default_events, default_max, default_interval, restored)
+            };
         let mail_events = [EventKind::Ban, EventKind::Error, EventKind::Report];
         for (i, e) in raw.email.iter().enumerate() {
             let mut c = base(e.common(), "email", i, &mail_events, Some(mail_max))?;
@@ -688,7 +697,11 @@ impl Checker<'_> {
             restored: c.restored.unwrap_or(restored),
             max_messages,
             interval: self.opt_duration(c.interval, "interval", default_interval)?,
-            timeout: self.opt_duration(c.timeout, "timeout", Duration::from_secs(if label == "script" { 10 } else { 30 }))?,
+            timeout: self.opt_duration(
+                c.timeout,
+                "timeout",
+                Duration::from_secs(if label == "script" { 10 } else { 30 }),
+            )?,
             whois: c.whois,
             retry: true,
             kind: ChannelKind::Script(ScriptConfig { command: vec![] }),
@@ -699,7 +712,9 @@ impl Checker<'_> {
         let transport = match (&e.smtp, &e.sendmail) {
             (Some(_), Some(s)) => return Err(self.at(s.span(), "set either `smtp` or `sendmail`, not both")),
             (None, None) => {
-                return Err(self.nowhere("notify.email: set `smtp = \"smtp+starttls://host:587\"` or `sendmail = \"/usr/sbin/sendmail\"`"));
+                return Err(self.nowhere(
+                    "notify.email: set `smtp = \"smtp+starttls://host:587\"` or `sendmail = \"/usr/sbin/sendmail\"`",
+                ));
             }
             (None, Some(s)) => {
                 self.executable(s, "sendmail")?;
@@ -713,8 +728,9 @@ impl Checker<'_> {
         let to = self.mailboxes(to)?;
         let from = match &e.from {
             Some(f) => self.mailbox(f)?,
-            None => parse_mailbox(&format!("blocker@{hostname}"))
-                .map_err(|_| self.nowhere(format!("notify.email: set `from`; the host name {hostname:?} makes no mail address")))?,
+            None => parse_mailbox(&format!("blocker@{hostname}")).map_err(|_| {
+                self.nowhere(format!("notify.email: set `from`; the host name {hostname:?} makes no mail address"))
+            })?,
         };
         Ok(EmailConfig {
             transport,
@@ -729,7 +745,9 @@ impl Checker<'_> {
         let bad = |reason: String| self.at(url.span(), reason);
         let u = url.get_ref();
         let (scheme, rest) = u.split_once("://").ok_or_else(|| {
-            bad(format!("invalid smtp URL {u:?}; write smtp://host (no TLS), smtp+starttls://host:587 or smtps://host:465"))
+            bad(format!(
+                "invalid smtp URL {u:?}; write smtp://host (no TLS), smtp+starttls://host:587 or smtps://host:465"
+            ))
         })?;
         let (security, default_port) = match scheme {
             "smtp" => (SmtpSecurity::Plain, 25),
@@ -761,7 +779,9 @@ impl Checker<'_> {
             return Err(bad(format!("smtp URL {u:?} has no host")));
         }
         let port = match port {
-            Some(p) => p.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(|| bad(format!("invalid port {p:?} in {u:?}")))?,
+            Some(p) => {
+                p.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(|| bad(format!("invalid port {p:?} in {u:?}")))?
+            }
             None => default_port,
         };
         let password = match (&e.password, &e.password_file) {
@@ -773,7 +793,9 @@ impl Checker<'_> {
         let credentials = match (&e.user, password) {
             (Some(u), Some(p)) => Some((u.clone(), p)),
             (None, None) => None,
-            (Some(_), None) => return Err(self.nowhere("notify.email: `user` is set but no `password` or `password_file`")),
+            (Some(_), None) => {
+                return Err(self.nowhere("notify.email: `user` is set but no `password` or `password_file`"));
+            }
             (None, Some(_)) => return Err(self.nowhere("notify.email: a password is set but no `user`")),
         };
         let loopback = host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|a| a.is_loopback());
@@ -805,7 +827,10 @@ impl Checker<'_> {
         let host_part = lower.strip_prefix("https://").or_else(|| lower.strip_prefix("http://"));
         match host_part {
             Some(h) if !h.is_empty() && !h.starts_with('/') => {}
-            _ => return Err(self.at(w.url.span(), format!("invalid webhook url {u:?}: expected http:// or https:// and a host"))),
+            _ => {
+                return Err(self
+                    .at(w.url.span(), format!("invalid webhook url {u:?}: expected http:// or https:// and a host")));
+            }
         }
         if reqwest::Url::parse(u).is_err() {
             return Err(self.at(w.url.span(), format!("invalid webhook url {u:?}")));
@@ -820,7 +845,9 @@ impl Checker<'_> {
             Some("teams") => WebhookFormat::Teams,
             Some(other) => {
                 let span = w.format.as_ref().map(|f| f.span()).unwrap_or_default();
-                return Err(self.at(span, format!("unknown webhook format {other:?}; known: generic, slack, discord, teams")));
+                return Err(
+                    self.at(span, format!("unknown webhook format {other:?}; known: generic, slack, discord, teams"))
+                );
             }
         };
         let body = match &w.body {
@@ -835,7 +862,9 @@ impl Checker<'_> {
             _ => "application/json".into(),
         });
         for (k, v) in &w.headers {
-            if reqwest::header::HeaderName::from_bytes(k.as_bytes()).is_err() || reqwest::header::HeaderValue::from_str(v).is_err() {
+            if reqwest::header::HeaderName::from_bytes(k.as_bytes()).is_err()
+                || reqwest::header::HeaderValue::from_str(v).is_err()
+            {
                 return Err(self.at(w.url.span(), format!("invalid header {k:?} in this webhook")));
             }
         }
@@ -892,7 +921,8 @@ mod tests {
         assert!(e.reason.contains("/nonexistent/hook"), "{e}");
         let e = parse("[[notify.script]]\ncommand = ['/bin/true']\nevents = ['ban', 'bam']\n").unwrap_err();
         assert!(e.reason.contains("unknown event \"bam\""), "{e}");
-        let e = parse("[notify.email]\nsmtp = 'smtp://mail.example.org'\nuser = 'u'\npassword = 'p'\nto = ['a@b.c']\n").unwrap_err();
+        let e = parse("[notify.email]\nsmtp = 'smtp://mail.example.org'\nuser = 'u'\npassword = 'p'\nto = ['a@b.c']\n")
+            .unwrap_err();
         assert!(e.reason.contains("unencrypted"), "{e}");
         let e = parse("[notify.email]\nsmtp = 'smtp://localhost'\nto = ['a@b.c']\nbanana = 1\n").unwrap_err();
         assert!(e.reason.contains("banana"), "{e}");

@@ -157,11 +157,7 @@ impl Whois {
             }
             Ok(out) => {
                 let text = clean_whois(&String::from_utf8_lossy(&out.stdout));
-                if text.is_empty() {
-                    format!("(whois gave nothing: {})", out.describe(self.cfg.timeout))
-                } else {
-                    text
-                }
+                if text.is_empty() { format!("(whois gave nothing: {})", out.describe(self.cfg.timeout)) } else { text }
             }
             Err(e) => return Some(format!("(whois failed: {e})")),
         };

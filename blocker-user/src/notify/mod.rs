@@ -41,7 +41,7 @@ pub use config::{
 pub use deliver::DeliveryError;
 pub use digest::{Digest, DigestSummary};
 pub use event::{Event, EventKind};
-pub use notifier::{ChannelMetrics, NotifyError, NotifyMetrics, Notifier, log_event};
+pub use notifier::{ChannelMetrics, Notifier, NotifyError, NotifyMetrics, log_event};
 pub use outbox::{MemoryOutbox, Outbox, OutboxEntry, OutboxError, OutboxId};
 pub use report::{ChannelFailures, JailCounts, MemoryReportSource, Offender, Report, ReportData, ReportSource};
 pub use template::{Context, JsonTemplate, Template, Var};

@@ -619,7 +619,10 @@ async fn make_report(s: &Shared) -> Result<Report, NotifyError> {
         .iter()
         .map(|c| {
             let m = channel_metrics(c);
-            (m.name.clone(), ChannelFailures { channel: m.name, failed: m.failed, dropped: m.dropped, digested: m.digested })
+            (
+                m.name.clone(),
+                ChannelFailures { channel: m.name, failed: m.failed, dropped: m.dropped, digested: m.digested },
+            )
         })
         .collect();
     let notifications = s

@@ -1,11 +1,7 @@
 //! The outbox: notifications waiting to be delivered. A durable
 //! implementation (SQLite, in `state`) keeps them across restarts.
 
-use std::{
-    collections::BTreeMap,
-    sync::Mutex,
-    time::SystemTime,
-};
+use std::{collections::BTreeMap, sync::Mutex, time::SystemTime};
 
 pub type OutboxId = i64;
 
@@ -61,7 +57,14 @@ impl Outbox for MemoryOutbox {
         let id = g.0;
         g.1.insert(
             id,
-            OutboxEntry { id, channel: channel.into(), payload: payload.into(), created_at: now, attempts: 0, next_attempt: now },
+            OutboxEntry {
+                id,
+                channel: channel.into(),
+                payload: payload.into(),
+                created_at: now,
+                attempts: 0,
+                next_attempt: now,
+            },
         );
         Ok(id)
     }

@@ -79,7 +79,12 @@ async fn capture(mut r: impl AsyncRead + Unpin, max: usize) -> Vec<u8> {
 const PIPE_GRACE: Duration = Duration::from_millis(500);
 
 /// Runs `argv` with `env` added, stdin from /dev/null.
-pub async fn run(argv: &[String], env: &[(String, String)], timeout: Duration, max_output: usize) -> io::Result<RunOutput> {
+pub async fn run(
+    argv: &[String],
+    env: &[(String, String)],
+    timeout: Duration,
+    max_output: usize,
+) -> io::Result<RunOutput> {
     let (prog, args) = argv.split_first().ok_or_else(|| io::Error::other("empty command"))?;
     let mut cmd = Command::new(prog);
     cmd.args(args)

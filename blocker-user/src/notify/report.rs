@@ -103,7 +103,13 @@ impl Report {
         let mut t = String::new();
         let _ = writeln!(t, "blocker report for {}", self.hostname);
         let _ = writeln!(t, "From {} to {}.\n", local_time(self.since), local_time(self.until));
-        let _ = writeln!(t, "Bans: {}, unbans: {}, packets dropped: {}.", self.total_bans(), self.total_unbans(), self.data.packets_dropped);
+        let _ = writeln!(
+            t,
+            "Bans: {}, unbans: {}, packets dropped: {}.",
+            self.total_bans(),
+            self.total_unbans(),
+            self.data.packets_dropped
+        );
         if !self.data.jails.is_empty() {
             let _ = writeln!(t, "\n{:<20} {:>8} {:>8} {:>8}", "jail", "bans", "unbans", "active");
             for j in &self.data.jails {
@@ -145,9 +151,10 @@ impl Schedule {
                 for _ in 0..3 {
                     let naive = day.and_hms_opt(*hour, *minute, 0).expect("valid time of day");
                     // A skipped local time (DST) takes the next valid one.
-                    let at = Local.from_local_datetime(&naive).earliest().or_else(|| {
-                        Local.from_local_datetime(&(naive + chrono::Duration::hours(1))).earliest()
-                    });
+                    let at = Local
+                        .from_local_datetime(&naive)
+                        .earliest()
+                        .or_else(|| Local.from_local_datetime(&(naive + chrono::Duration::hours(1))).earliest());
                     if let Some(at) = at {
                         let at: SystemTime = at.into();
                         if at > now {

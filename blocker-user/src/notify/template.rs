@@ -8,9 +8,7 @@
 //! # let _ = t;
 //! ```
 
-use std::{
-    time::{Duration, SystemTime, UNIX_EPOCH},
-};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value as Json;
 
@@ -187,7 +185,9 @@ impl JsonTemplate {
             toml::Value::Float(f) => JsonTemplate::Literal(Json::from(*f)),
             toml::Value::Boolean(b) => JsonTemplate::Literal(Json::from(*b)),
             toml::Value::Datetime(d) => JsonTemplate::Literal(Json::from(d.to_string())),
-            toml::Value::Array(a) => JsonTemplate::Array(a.iter().map(JsonTemplate::from_toml).collect::<Result<_, _>>()?),
+            toml::Value::Array(a) => {
+                JsonTemplate::Array(a.iter().map(JsonTemplate::from_toml).collect::<Result<_, _>>()?)
+            }
             toml::Value::Table(t) => JsonTemplate::Object(
                 t.iter().map(|(k, v)| Ok((k.clone(), JsonTemplate::from_toml(v)?))).collect::<Result<_, String>>()?,
             ),
@@ -421,7 +421,8 @@ mod tests {
     fn json_leaves_keep_types_and_escape() {
         let e = ev();
         let c = Context { event: &e, whois: None };
-        let v: toml::Value = toml::from_str("text = 'ban {ip}: {matches}'\nn = '{failures}'\nm = '{matches}'\nk = 3").unwrap();
+        let v: toml::Value =
+            toml::from_str("text = 'ban {ip}: {matches}'\nn = '{failures}'\nm = '{matches}'\nk = 3").unwrap();
         let j = JsonTemplate::from_toml(&v).unwrap().render(&c);
         assert_eq!(j["n"], Json::from(5));
         assert_eq!(j["m"][1], Json::from("line \"two\""));
@@ -442,7 +443,9 @@ mod tests {
 
     #[test]
     fn default_templates_parse() {
-        for k in [EventKind::Ban, EventKind::Unban, EventKind::Start, EventKind::Stop, EventKind::Report, EventKind::Error] {
+        for k in
+            [EventKind::Ban, EventKind::Unban, EventKind::Start, EventKind::Stop, EventKind::Report, EventKind::Error]
+        {
             Template::parse(default_subject(k)).unwrap();
             Template::parse(&default_body(k, true)).unwrap();
         }

@@ -69,7 +69,10 @@ pub fn validate(raw: RawShare, text: &str, path: Option<&Path>) -> Result<ShareC
     };
     let written = raw.listen.get_ref();
     let listen: SocketAddr = written.parse().map_err(|_| {
-        at(raw.listen.span(), format!("invalid share listen address {written:?}: expected IP:PORT, such as 10.0.0.1:9591"))
+        at(
+            raw.listen.span(),
+            format!("invalid share listen address {written:?}: expected IP:PORT, such as 10.0.0.1:9591"),
+        )
     })?;
     if !listen.ip().is_loopback() && !raw.allow_remote {
         return Err(at(
@@ -135,7 +138,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let t = token_file(dir.path(), 0o600, "0123456789abcdef\n");
         let c = check(&format!("listen = \"127.0.0.1:9591\"\ntoken_file = {t:?}\n")).unwrap();
-        assert_eq!((c.jail.as_str(), c.max_bantime, c.token.as_str()), (DEFAULT_JAIL, DEFAULT_MAX_BANTIME, "0123456789abcdef"));
+        assert_eq!(
+            (c.jail.as_str(), c.max_bantime, c.token.as_str()),
+            (DEFAULT_JAIL, DEFAULT_MAX_BANTIME, "0123456789abcdef")
+        );
         assert!(!format!("{c:?}").contains("0123456789abcdef"), "the token stays out of debug output");
         let e = check(&format!("listen = \"0.0.0.0:9591\"\ntoken_file = {t:?}\n")).unwrap_err();
         assert_eq!(e.position, Some((2, 10)));
@@ -164,7 +170,8 @@ mod tests {
     fn bad_values_name_their_line() {
         let dir = tempfile::tempdir().unwrap();
         let t = token_file(dir.path(), 0o600, "0123456789abcdef");
-        let e = check(&format!("listen = \"127.0.0.1:9591\"\ntoken_file = {t:?}\naccept_from = [\"10.0.0.300\"]\n")).unwrap_err();
+        let e = check(&format!("listen = \"127.0.0.1:9591\"\ntoken_file = {t:?}\naccept_from = [\"10.0.0.300\"]\n"))
+            .unwrap_err();
         assert_eq!(e.position.map(|p| p.0), Some(4));
     }
 }

@@ -120,24 +120,15 @@ impl FileCheckpoints {
     /// directory if needed.
     pub fn open(state_dir: &Path) -> Result<Self, CheckpointError> {
         let path = state_dir.join(Self::FILE_NAME);
-        fs::create_dir_all(state_dir).map_err(|source| CheckpointError::Write {
-            path: state_dir.to_owned(),
-            source,
-        })?;
+        fs::create_dir_all(state_dir)
+            .map_err(|source| CheckpointError::Write { path: state_dir.to_owned(), source })?;
         let map = match fs::read(&path) {
-            Ok(bytes) => {
-                serde_json::from_slice(&bytes).map_err(|source| CheckpointError::Parse {
-                    path: path.clone(),
-                    source,
-                })?
-            }
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|source| CheckpointError::Parse { path: path.clone(), source })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => HashMap::new(),
             Err(source) => return Err(CheckpointError::Read { path, source }),
         };
-        Ok(FileCheckpoints {
-            path,
-            inner: Mutex::new(FileInner { map, dirty: false }),
-        })
+        Ok(FileCheckpoints { path, inner: Mutex::new(FileInner { map, dirty: false }) })
     }
 
     /// Where the checkpoints are written.
@@ -171,10 +162,7 @@ impl Checkpoints for FileCheckpoints {
             let sorted: std::collections::BTreeMap<_, _> = inner.map.iter().collect();
             serde_json::to_vec_pretty(&sorted).expect("positions serialize")
         };
-        let write_err = |source| CheckpointError::Write {
-            path: self.path.clone(),
-            source,
-        };
+        let write_err = |source| CheckpointError::Write { path: self.path.clone(), source };
         let dir = self.path.parent().unwrap_or(Path::new("."));
         let result = (|| {
             let mut tmp = tempfile_in(dir, &self.path)?;
@@ -194,16 +182,9 @@ impl Checkpoints for FileCheckpoints {
 }
 
 fn tempfile_in(dir: &Path, target: &Path) -> std::io::Result<(PathBuf, fs::File)> {
-    let name = target
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("checkpoints");
+    let name = target.file_name().and_then(|n| n.to_str()).unwrap_or("checkpoints");
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let f = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)?;
+    let f = fs::OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
     Ok((tmp, f))
 }
 
@@ -217,34 +198,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cp = FileCheckpoints::open(dir.path()).unwrap();
         assert_eq!(cp.load("a").unwrap(), None);
-        let pos = Position::File(FilePosition {
-            dev: 1,
-            ino: 2,
-            fingerprint: Fingerprint { len: 3, hash: 4 },
-            offset: 5,
-        });
+        let pos =
+            Position::File(FilePosition { dev: 1, ino: 2, fingerprint: Fingerprint { len: 3, hash: 4 }, offset: 5 });
         cp.store("a", &pos).unwrap();
-        cp.store(
-            "b",
-            &Position::Journal {
-                cursor: "s=1".into(),
-            },
-        )
-        .unwrap();
+        cp.store("b", &Position::Journal { cursor: "s=1".into() }).unwrap();
         cp.flush().unwrap();
         let again = FileCheckpoints::open(dir.path()).unwrap();
         assert_eq!(again.load("a").unwrap(), Some(pos));
-        assert_eq!(
-            again.load("b").unwrap(),
-            Some(Position::Journal {
-                cursor: "s=1".into()
-            })
-        );
+        assert_eq!(again.load("b").unwrap(), Some(Position::Journal { cursor: "s=1".into() }));
         // No temporary file is left behind.
-        let names: Vec<_> = fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
+        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, [FileCheckpoints::FILE_NAME]);
     }
 
@@ -252,9 +215,6 @@ mod tests {
     fn corrupt_file_is_an_error_not_a_reset() {
         let dir = tempfile::tempdir().unwrap();
         fs::write(dir.path().join(FileCheckpoints::FILE_NAME), b"{nope").unwrap();
-        assert!(matches!(
-            FileCheckpoints::open(dir.path()),
-            Err(CheckpointError::Parse { .. })
-        ));
+        assert!(matches!(FileCheckpoints::open(dir.path()), Err(CheckpointError::Parse { .. })));
     }
 }

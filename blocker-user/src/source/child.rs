@@ -30,24 +30,13 @@ pub(crate) async fn run_child(
     max_line: usize,
     mut on_line: impl FnMut(Frame<'_>) -> Option<LogLine>,
 ) -> Result<Ended, Stopped> {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .process_group(0);
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true).process_group(0);
     let started = std::time::Instant::now();
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
-            emitter.stats.event(SourceEvent::Error {
-                what: &format!("cannot start {what}"),
-                error: &e,
-            });
-            return Ok(Ended {
-                status: format!("not started: {e}"),
-                success: false,
-                ran_for: started.elapsed(),
-            });
+            emitter.stats.event(SourceEvent::Error { what: &format!("cannot start {what}"), error: &e });
+            return Ok(Ended { status: format!("not started: {e}"), success: false, ran_for: started.elapsed() });
         }
     };
     let pid = child.id();
@@ -115,11 +104,7 @@ pub(crate) async fn run_child(
         Ok(s) => (s.to_string(), s.success()),
         Err(e) => (format!("wait failed: {e}"), false),
     };
-    Ok(Ended {
-        status,
-        success,
-        ran_for: started.elapsed(),
-    })
+    Ok(Ended { status, success, ran_for: started.elapsed() })
 }
 
 async fn terminate(pid: Option<u32>, child: &mut tokio::process::Child) {
@@ -127,10 +112,7 @@ async fn terminate(pid: Option<u32>, child: &mut tokio::process::Child) {
     use nix::unistd::Pid;
     if let Some(pid) = pid {
         let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGTERM);
-        if tokio::time::timeout(Duration::from_secs(1), child.wait())
-            .await
-            .is_ok()
-        {
+        if tokio::time::timeout(Duration::from_secs(1), child.wait()).await.is_ok() {
             return;
         }
         let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);

@@ -57,10 +57,7 @@ impl CommandConfig {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        CommandConfig {
-            argv: argv.into_iter().map(Into::into).collect(),
-            ..Default::default()
-        }
+        CommandConfig { argv: argv.into_iter().map(Into::into).collect(), ..Default::default() }
     }
 
     pub fn restart_delay(mut self, initial: Duration, max: Duration) -> Self {
@@ -75,10 +72,7 @@ impl CommandConfig {
     }
 }
 
-pub(super) fn spawn(
-    config: CommandConfig,
-    emitter: Emitter,
-) -> Result<JoinHandle<()>, SourceError> {
+pub(super) fn spawn(config: CommandConfig, emitter: Emitter) -> Result<JoinHandle<()>, SourceError> {
     if config.argv.is_empty() || config.argv[0].is_empty() {
         return Err(emitter.config_error("a command source needs a non-empty argv"));
     }
@@ -114,10 +108,9 @@ async fn run(config: CommandConfig, emitter: Emitter) {
             Err(_) => return,
         };
         let delay = backoff.next_delay(ended.ran_for);
-        emitter.stats.event(SourceEvent::Restarting {
-            what: &format!("{what} exited ({})", ended.status),
-            after: delay,
-        });
+        emitter
+            .stats
+            .event(SourceEvent::Restarting { what: &format!("{what} exited ({})", ended.status), after: delay });
         if sleep_or_stop(&emitter, delay).await.is_err() {
             return;
         }

@@ -28,7 +28,8 @@ use super::{Backoff, Checkpoints, Emitter, LogLine, Position, SourceError, Stopp
 const MAX_ENTRY_BYTES: usize = 4 * 1024 * 1024;
 
 /// Fields asked from journalctl (the cursor and timestamps always come).
-const OUTPUT_FIELDS: &str = "MESSAGE,_HOSTNAME,SYSLOG_IDENTIFIER,_COMM,SYSLOG_PID,_PID,_SOURCE_REALTIME_TIMESTAMP,_SOURCE_MONOTONIC_TIMESTAMP";
+const OUTPUT_FIELDS: &str =
+    "MESSAGE,_HOSTNAME,SYSLOG_IDENTIFIER,_COMM,SYSLOG_PID,_PID,_SOURCE_REALTIME_TIMESTAMP,_SOURCE_MONOTONIC_TIMESTAMP";
 
 /// Options of a journal source.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,10 +72,7 @@ impl JournalConfig {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        JournalConfig {
-            matches: matches.into_iter().map(Into::into).collect(),
-            ..Default::default()
-        }
+        JournalConfig { matches: matches.into_iter().map(Into::into).collect(), ..Default::default() }
     }
 
     pub fn directory(mut self, dir: impl Into<PathBuf>) -> Self {
@@ -99,13 +97,10 @@ impl JournalConfig {
                 || m.starts_with('/')
                 || m.split_once('=').is_some_and(|(field, _)| {
                     !field.is_empty()
-                        && field
-                            .bytes()
-                            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+                        && field.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
                 });
             if !ok {
-                return Err(emitter
-                    .config_error(format!("bad journal match {m:?} (want FIELD=value or +)")));
+                return Err(emitter.config_error(format!("bad journal match {m:?} (want FIELD=value or +)")));
             }
         }
         if self.directory.is_some() && !self.files.is_empty() {
@@ -178,12 +173,8 @@ pub(super) fn spawn(
 ) -> Result<JoinHandle<()>, SourceError> {
     config.validate(&emitter)?;
     let key: Arc<str> = emitter.source.clone();
-    let saved = checkpoints
-        .load(&key)
-        .map_err(|source| SourceError::Checkpoint {
-            source_id: key.to_string(),
-            source,
-        })?;
+    let saved =
+        checkpoints.load(&key).map_err(|source| SourceError::Checkpoint { source_id: key.to_string(), source })?;
     let cursor = match saved {
         Some(Position::Journal { cursor }) => Some(cursor),
         _ => None,
@@ -211,10 +202,7 @@ async fn run(
                         if let Some(c) = &c {
                             let pos = Position::Journal { cursor: c.clone() };
                             if let Err(e) = checkpoints.store(&key, &pos) {
-                                emitter.stats.event(SourceEvent::Error {
-                                    what: "store checkpoint",
-                                    error: &e,
-                                });
+                                emitter.stats.event(SourceEvent::Error { what: "store checkpoint", error: &e });
                             }
                             emitter.stats.set_position(&key, &pos);
                         }
@@ -222,10 +210,9 @@ async fn run(
                         break;
                     }
                     Err(e) => {
-                        emitter.stats.event(SourceEvent::Error {
-                            what: "journalctl (finding the journal's end)",
-                            error: &e,
-                        });
+                        emitter
+                            .stats
+                            .event(SourceEvent::Error { what: "journalctl (finding the journal's end)", error: &e });
                         sleep_or_stop(&emitter, backoff.next_delay(Duration::ZERO)).await?;
                     }
                 }
@@ -268,10 +255,7 @@ async fn run(
                         })
                     }
                     Err(err) => {
-                        emitter.stats.event(SourceEvent::Error {
-                            what: "parse journalctl output",
-                            error: &err,
-                        });
+                        emitter.stats.event(SourceEvent::Error { what: "parse journalctl output", error: &err });
                         None
                     }
                 }
@@ -316,9 +300,7 @@ async fn tail_cursor(config: &JournalConfig) -> std::io::Result<Option<String>> 
     let mut cmd = tokio::process::Command::new(&config.journalctl);
     config.journal_args(&mut cmd);
     cmd.args(["--lines=1", "--output=json", "--output-fields=__CURSOR"]);
-    cmd.stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
+    cmd.stdin(Stdio::null()).stderr(Stdio::piped()).kill_on_drop(true);
     let out = cmd.output().await?;
     if !out.status.success() {
         return Err(std::io::Error::other(format!(
@@ -349,12 +331,7 @@ impl Value {
         match self {
             Value::Text(s) => s.as_str().into(),
             Value::Bytes(b) => String::from_utf8_lossy(b),
-            Value::Many(v) => v
-                .iter()
-                .map(|x| x.text())
-                .collect::<Vec<_>>()
-                .join(" ")
-                .into(),
+            Value::Many(v) => v.iter().map(|x| x.text()).collect::<Vec<_>>().join(" ").into(),
         }
     }
 
@@ -434,9 +411,7 @@ fn parse_entry(json: &[u8]) -> Result<Entry, serde_json::Error> {
         }
         line.push(':');
         if ident == "kernel" && raw.syslog_pid.is_none() && raw.pid.is_none() {
-            let mono = micros(&raw.source_monotonic)
-                .or_else(|| micros(&raw.monotonic))
-                .unwrap_or(0);
+            let mono = micros(&raw.source_monotonic).or_else(|| micros(&raw.monotonic)).unwrap_or(0);
             line.push_str(&format!(" [{:12.6}]", mono as f64 / 1e6));
         }
     }
@@ -448,11 +423,7 @@ fn parse_entry(json: &[u8]) -> Result<Entry, serde_json::Error> {
     let timestamp = micros(&raw.source_realtime)
         .or_else(|| micros(&raw.realtime))
         .map(|us| SystemTime::UNIX_EPOCH + Duration::from_micros(us));
-    Ok(Entry {
-        cursor: raw.cursor,
-        line,
-        timestamp,
-    })
+    Ok(Entry { cursor: raw.cursor, line, timestamp })
 }
 
 #[cfg(test)]
@@ -467,10 +438,7 @@ mod tests {
         .unwrap();
         assert_eq!(e.line, "h sshd[42]: Failed password");
         assert_eq!(e.cursor, "c1");
-        assert_eq!(
-            e.timestamp,
-            Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000))
-        );
+        assert_eq!(e.timestamp, Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000)));
 
         // _COMM when there is no identifier, SYSLOG_PID before _PID, source time first.
         let e = parse_entry(
@@ -478,16 +446,16 @@ mod tests {
         )
         .unwrap();
         assert_eq!(e.line, "su[7]: hi\u{fffd}");
-        assert_eq!(
-            e.timestamp,
-            Some(SystemTime::UNIX_EPOCH + Duration::from_micros(3))
-        );
+        assert_eq!(e.timestamp, Some(SystemTime::UNIX_EPOCH + Duration::from_micros(3)));
 
         // Repeated MESSAGE values are joined; no identifier means no prefix colon.
         let e = parse_entry(br#"{"__CURSOR":"c","MESSAGE":["a","b"],"_HOSTNAME":"h"}"#).unwrap();
         assert_eq!(e.line, "h a b");
 
-        let e = parse_entry(br#"{"__CURSOR":"c","SYSLOG_IDENTIFIER":"kernel","__MONOTONIC_TIMESTAMP":"1500000","MESSAGE":"x"}"#).unwrap();
+        let e = parse_entry(
+            br#"{"__CURSOR":"c","SYSLOG_IDENTIFIER":"kernel","__MONOTONIC_TIMESTAMP":"1500000","MESSAGE":"x"}"#,
+        )
+        .unwrap();
         assert_eq!(e.line, "kernel: [    1.500000] x");
     }
 
@@ -497,10 +465,7 @@ mod tests {
             split_journal_matches("_SYSTEMD_UNIT=sshd.service + _COMM=sshd").unwrap(),
             ["_SYSTEMD_UNIT=sshd.service", "+", "_COMM=sshd"]
         );
-        assert_eq!(
-            split_journal_matches(r#"MESSAGE="a b" X='c d'"#).unwrap(),
-            ["MESSAGE=a b", "X=c d"]
-        );
+        assert_eq!(split_journal_matches(r#"MESSAGE="a b" X='c d'"#).unwrap(), ["MESSAGE=a b", "X=c d"]);
         assert!(split_journal_matches("A='x").is_err());
     }
 }

@@ -42,15 +42,7 @@ pub(crate) struct LineBuf {
 impl LineBuf {
     pub(crate) fn new(max_line: usize) -> Self {
         let max_line = max_line.max(1);
-        LineBuf {
-            buf: Vec::new(),
-            start: 0,
-            end: 0,
-            scan: 0,
-            skipping: false,
-            max_line,
-            consumed: 0,
-        }
+        LineBuf { buf: Vec::new(), start: 0, end: 0, scan: 0, skipping: false, max_line, consumed: 0 }
     }
 
     /// Forgets buffered data and sets the stream offset of the next byte.

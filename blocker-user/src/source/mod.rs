@@ -141,11 +141,7 @@ pub struct SourceContext {
 impl SourceContext {
     /// A context with a fresh cancellation token.
     pub fn new(tx: mpsc::Sender<LogLine>, checkpoints: Arc<dyn Checkpoints>) -> Self {
-        SourceContext {
-            tx,
-            checkpoints,
-            cancel: CancellationToken::new(),
-        }
+        SourceContext { tx, checkpoints, cancel: CancellationToken::new() }
     }
 }
 
@@ -168,22 +164,13 @@ pub enum SourceKind {
 
 impl SourceConfig {
     pub fn file(id: impl Into<String>, config: FileConfig) -> Self {
-        SourceConfig {
-            id: id.into(),
-            kind: SourceKind::File(config),
-        }
+        SourceConfig { id: id.into(), kind: SourceKind::File(config) }
     }
     pub fn journal(id: impl Into<String>, config: JournalConfig) -> Self {
-        SourceConfig {
-            id: id.into(),
-            kind: SourceKind::Journal(config),
-        }
+        SourceConfig { id: id.into(), kind: SourceKind::Journal(config) }
     }
     pub fn command(id: impl Into<String>, config: CommandConfig) -> Self {
-        SourceConfig {
-            id: id.into(),
-            kind: SourceKind::Command(config),
-        }
+        SourceConfig { id: id.into(), kind: SourceKind::Command(config) }
     }
 }
 
@@ -219,19 +206,11 @@ impl SourceHandle {
 /// Starts a source. Must be called within a tokio runtime.
 pub fn spawn(config: SourceConfig, ctx: SourceContext) -> Result<SourceHandle, SourceError> {
     if config.id.is_empty() {
-        return Err(SourceError::Config {
-            source_id: config.id,
-            reason: "empty source id".into(),
-        });
+        return Err(SourceError::Config { source_id: config.id, reason: "empty source id".into() });
     }
     let id: SourceId = config.id.as_str().into();
     let stats = SourceStats::new(id.clone());
-    let emitter = Emitter {
-        source: id,
-        tx: ctx.tx,
-        cancel: ctx.cancel,
-        stats: stats.clone(),
-    };
+    let emitter = Emitter { source: id, tx: ctx.tx, cancel: ctx.cancel, stats: stats.clone() };
     let task = match config.kind {
         SourceKind::File(c) => file::spawn(c, emitter, ctx.checkpoints)?,
         SourceKind::Journal(c) => journal::spawn(c, emitter, ctx.checkpoints)?,
@@ -255,10 +234,7 @@ pub(crate) struct Emitter {
 
 impl Emitter {
     pub(crate) fn config_error(&self, reason: impl Into<String>) -> SourceError {
-        SourceError::Config {
-            source_id: self.source.to_string(),
-            reason: reason.into(),
-        }
+        SourceError::Config { source_id: self.source.to_string(), reason: reason.into() }
     }
 
     /// Sends from async code; waits while the channel is full.
@@ -355,11 +331,7 @@ impl Backoff {
     pub(crate) fn new(initial: std::time::Duration, max: std::time::Duration) -> Self {
         let initial = initial.max(std::time::Duration::from_millis(1));
         let max = max.max(initial);
-        Backoff {
-            initial,
-            max,
-            next: initial,
-        }
+        Backoff { initial, max, next: initial }
     }
 
     /// The delay before the next restart, given how long the child ran: a
@@ -409,10 +381,8 @@ mod tests {
         let json = serde_json::to_string(&cfg).unwrap();
         let back: SourceConfig = serde_json::from_str(&json).unwrap();
         assert_eq!(back, cfg);
-        let j: SourceConfig = serde_json::from_str(
-            r#"{"id":"ssh","type":"journal","matches":["_SYSTEMD_UNIT=sshd.service"]}"#,
-        )
-        .unwrap();
+        let j: SourceConfig =
+            serde_json::from_str(r#"{"id":"ssh","type":"journal","matches":["_SYSTEMD_UNIT=sshd.service"]}"#).unwrap();
         assert!(matches!(j.kind, SourceKind::Journal(_)));
     }
 }

@@ -13,33 +13,13 @@ use super::{Position, SourceId};
 
 /// A non-fatal problem or notable change in a source.
 pub(crate) enum SourceEvent<'a> {
-    LineTooLong {
-        key: &'a str,
-    },
-    InvalidUtf8 {
-        key: &'a str,
-    },
-    Rotated {
-        key: &'a str,
-        how: &'static str,
-    },
-    Opened {
-        key: &'a str,
-        path: &'a std::path::Path,
-        offset: u64,
-    },
-    Closed {
-        key: &'a str,
-        path: &'a std::path::Path,
-    },
-    Error {
-        what: &'a str,
-        error: &'a dyn std::fmt::Display,
-    },
-    Restarting {
-        what: &'a str,
-        after: std::time::Duration,
-    },
+    LineTooLong { key: &'a str },
+    InvalidUtf8 { key: &'a str },
+    Rotated { key: &'a str, how: &'static str },
+    Opened { key: &'a str, path: &'a std::path::Path, offset: u64 },
+    Closed { key: &'a str, path: &'a std::path::Path },
+    Error { what: &'a str, error: &'a dyn std::fmt::Display },
+    Restarting { what: &'a str, after: std::time::Duration },
 }
 
 #[derive(Debug, Default)]

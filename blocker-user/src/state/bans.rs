@@ -39,10 +39,7 @@ impl StateDb {
             }
             let (max_matches, max_len) = (self.opts.max_matches, self.opts.max_match_len);
             let mut inner = self.lock();
-            let tx = inner
-                .conn
-                .transaction()
-                .map_err(StateError::sql("begin ban upsert"))?;
+            let tx = inner.conn.transaction().map_err(StateError::sql("begin ban upsert"))?;
             {
                 let mut upsert = tx
                     .prepare_cached(
@@ -54,9 +51,7 @@ impl StateDb {
                     )
                     .map_err(StateError::sql("prepare ban upsert"))?;
                 let mut set_matches = tx
-                    .prepare_cached(
-                        "INSERT OR REPLACE INTO ban_matches (target, lines) VALUES (?1, ?2)",
-                    )
+                    .prepare_cached("INSERT OR REPLACE INTO ban_matches (target, lines) VALUES (?1, ?2)")
                     .map_err(StateError::sql("prepare ban matches"))?;
                 let mut clear_matches = tx
                     .prepare_cached("DELETE FROM ban_matches WHERE target = ?1")
@@ -64,9 +59,7 @@ impl StateDb {
                 // A re-ban without lines must drop the old ban's lines, unless
                 // there are none at all (e.g. a bulk re-adoption: no lookups).
                 let any_matches: bool = tx
-                    .query_row("SELECT EXISTS (SELECT 1 FROM ban_matches)", [], |r| {
-                        r.get(0)
-                    })
+                    .query_row("SELECT EXISTS (SELECT 1 FROM ban_matches)", [], |r| r.get(0))
                     .map_err(StateError::sql("look for ban matches"))?;
                 // Keys in one buffer; a large batch is written in key order, so
                 // the b-tree is filled page by page instead of at random (about
@@ -82,8 +75,7 @@ impl StateDb {
                 }
                 if rows.len() > 64 {
                     order.sort_by(|a, b| {
-                        keys.as_bytes()[a.0 as usize..a.1 as usize]
-                            .cmp(&keys.as_bytes()[b.0 as usize..b.1 as usize])
+                        keys.as_bytes()[a.0 as usize..a.1 as usize].cmp(&keys.as_bytes()[b.0 as usize..b.1 as usize])
                     });
                 }
                 for &(start, end, i) in &order {
@@ -100,16 +92,12 @@ impl StateDb {
                         .map_err(StateError::sql("upsert ban"))?;
                     if row.matches.is_empty() {
                         if any_matches {
-                            clear_matches
-                                .execute([key])
-                                .map_err(StateError::sql("clear ban matches"))?;
+                            clear_matches.execute([key]).map_err(StateError::sql("clear ban matches"))?;
                         }
                     } else {
                         let lines = bounded_matches(&row.matches, max_matches, max_len);
                         let json = serde_json::to_string(&lines).expect("strings serialize");
-                        set_matches
-                            .execute(params![key, json])
-                            .map_err(StateError::sql("store ban matches"))?;
+                        set_matches.execute(params![key, json]).map_err(StateError::sql("store ban matches"))?;
                     }
                 }
             }
@@ -126,10 +114,7 @@ impl StateDb {
     pub fn remove_bans(&self, targets: &[Target]) -> Result<usize, StateError> {
         self.checked(|| {
             let mut inner = self.lock();
-            let tx = inner
-                .conn
-                .transaction()
-                .map_err(StateError::sql("begin ban removal"))?;
+            let tx = inner.conn.transaction().map_err(StateError::sql("begin ban removal"))?;
             let mut removed = 0;
             {
                 let mut del = tx
@@ -141,9 +126,7 @@ impl StateDb {
                 for t in targets {
                     let key = t.to_string();
                     removed += del.execute([&key]).map_err(StateError::sql("remove ban"))?;
-                    del_matches
-                        .execute([&key])
-                        .map_err(StateError::sql("remove ban matches"))?;
+                    del_matches.execute([&key]).map_err(StateError::sql("remove ban matches"))?;
                 }
             }
             tx.commit().map_err(StateError::sql("commit ban removal"))?;
@@ -180,10 +163,7 @@ impl StateDb {
     pub fn remove_expired(&self, t: SystemTime) -> Result<usize, StateError> {
         self.checked(|| {
             let mut inner = self.lock();
-            let tx = inner
-                .conn
-                .transaction()
-                .map_err(StateError::sql("begin expiry"))?;
+            let tx = inner.conn.transaction().map_err(StateError::sql("begin expiry"))?;
             let at = to_ms(t);
             tx.execute(
                 "DELETE FROM ban_matches WHERE target IN
@@ -192,10 +172,7 @@ impl StateDb {
             )
             .map_err(StateError::sql("remove expired ban matches"))?;
             let n = tx
-                .execute(
-                    "DELETE FROM bans WHERE expires_at IS NOT NULL AND expires_at <= ?1",
-                    [at],
-                )
+                .execute("DELETE FROM bans WHERE expires_at IS NOT NULL AND expires_at <= ?1", [at])
                 .map_err(StateError::sql("remove expired bans"))?;
             tx.commit().map_err(StateError::sql("commit expiry"))?;
             Ok(n)
@@ -212,12 +189,7 @@ impl StateDb {
                 .query_row("SELECT count(*) FROM bans", [], |r| r.get(0))
                 .map_err(StateError::sql("count bans"))?;
             let mut out = Vec::with_capacity(n.max(0) as usize);
-            scan(
-                &inner.conn,
-                &format!("SELECT {COLUMNS} FROM bans"),
-                [],
-                &mut out,
-            )?;
+            scan(&inner.conn, &format!("SELECT {COLUMNS} FROM bans"), [], &mut out)?;
             Ok(out)
         })
     }
@@ -256,9 +228,7 @@ impl StateDb {
             let mut out = Vec::new();
             scan(
                 &inner.conn,
-                &format!(
-                    "SELECT {COLUMNS} FROM bans WHERE expires_at IS NOT NULL AND expires_at <= ?1"
-                ),
+                &format!("SELECT {COLUMNS} FROM bans WHERE expires_at IS NOT NULL AND expires_at <= ?1"),
                 [to_ms(t)],
                 &mut out,
             )?;
@@ -272,29 +242,19 @@ impl StateDb {
             let inner = self.lock();
             let key = target.to_string();
             let mut out = Vec::with_capacity(1);
-            scan(
-                &inner.conn,
-                &format!("SELECT {COLUMNS} FROM bans WHERE target = ?1"),
-                [&key],
-                &mut out,
-            )?;
+            scan(&inner.conn, &format!("SELECT {COLUMNS} FROM bans WHERE target = ?1"), [&key], &mut out)?;
             let Some(mut row) = out.pop() else {
                 return Ok(None);
             };
-            let lines: Option<String> = match inner.conn.query_row(
-                "SELECT lines FROM ban_matches WHERE target = ?1",
-                [&key],
-                |r| r.get(0),
-            ) {
-                Ok(l) => Some(l),
-                Err(rusqlite::Error::QueryReturnedNoRows) => None,
-                Err(e) => return Err(StateError::sql("read ban matches")(e)),
-            };
+            let lines: Option<String> =
+                match inner.conn.query_row("SELECT lines FROM ban_matches WHERE target = ?1", [&key], |r| r.get(0)) {
+                    Ok(l) => Some(l),
+                    Err(rusqlite::Error::QueryReturnedNoRows) => None,
+                    Err(e) => return Err(StateError::sql("read ban matches")(e)),
+                };
             if let Some(lines) = lines {
-                row.matches = serde_json::from_str(&lines).map_err(|_| StateError::Invalid {
-                    what: "matched lines",
-                    value: lines,
-                })?;
+                row.matches = serde_json::from_str(&lines)
+                    .map_err(|_| StateError::Invalid { what: "matched lines", value: lines })?;
             }
             Ok(Some(row))
         })
@@ -315,15 +275,8 @@ impl StateDb {
 
 /// Runs a `SELECT {COLUMNS}` query into `out`. Jail names are interned (one
 /// allocation per jail, not per row); targets parse from their CIDR text.
-fn scan<P: rusqlite::Params>(
-    conn: &Connection,
-    sql: &str,
-    params: P,
-    out: &mut Vec<BanRow>,
-) -> Result<(), StateError> {
-    let mut stmt = conn
-        .prepare_cached(sql)
-        .map_err(StateError::sql("prepare ban query"))?;
+fn scan<P: rusqlite::Params>(conn: &Connection, sql: &str, params: P, out: &mut Vec<BanRow>) -> Result<(), StateError> {
+    let mut stmt = conn.prepare_cached(sql).map_err(StateError::sql("prepare ban query"))?;
     let mut rows = stmt.query(params).map_err(StateError::sql("query bans"))?;
     let mut jails: Vec<Arc<str>> = Vec::new();
     while let Some(row) = rows.next().map_err(StateError::sql("read bans"))? {
@@ -333,15 +286,9 @@ fn scan<P: rusqlite::Params>(
 }
 
 fn decode(row: &Row<'_>, jails: &mut Vec<Arc<str>>) -> Result<BanRow, StateError> {
-    let bad = |what: &'static str, e: &dyn std::fmt::Debug| StateError::Invalid {
-        what,
-        value: format!("{e:?}"),
-    };
+    let bad = |what: &'static str, e: &dyn std::fmt::Debug| StateError::Invalid { what, value: format!("{e:?}") };
     let text = |i: usize| -> Result<&str, StateError> {
-        row.get_ref(i)
-            .map_err(StateError::sql("read ban column"))?
-            .as_str()
-            .map_err(|e| bad("text column", &e))
+        row.get_ref(i).map_err(StateError::sql("read ban column"))?.as_str().map_err(|e| bad("text column", &e))
     };
     let int = |i: usize| -> Result<Option<i64>, StateError> {
         row.get_ref(i)
@@ -352,10 +299,9 @@ fn decode(row: &Row<'_>, jails: &mut Vec<Arc<str>>) -> Result<BanRow, StateError
     let target_text = text(0)?;
     let target = match parse_v4_cidr(target_text.as_bytes()) {
         Some(t) => t,
-        None => target_text.parse().map_err(|_| StateError::Invalid {
-            what: "ban target",
-            value: target_text.to_owned(),
-        })?,
+        None => target_text
+            .parse()
+            .map_err(|_| StateError::Invalid { what: "ban target", value: target_text.to_owned() })?,
     };
     let jail_text = text(1)?;
     // A few jails: a linear search beats hashing.
@@ -473,10 +419,7 @@ mod tests {
 
     #[test]
     fn matches_keep_the_last_lines_cut_at_char_boundaries() {
-        let lines: Vec<String> = ["a", "b", "cé", "d"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let lines: Vec<String> = ["a", "b", "cé", "d"].iter().map(|s| s.to_string()).collect();
         assert_eq!(bounded_matches(&lines, 2, 10), ["cé", "d"]);
         // 'é' is two bytes: cutting at 2 would split it.
         assert_eq!(bounded_matches(&lines, 2, 2), ["c", "d"]);

@@ -10,12 +10,9 @@ use crate::source::{CheckpointError, Checkpoints, FileCheckpoints, Position};
 
 /// Every stored position (there is one per source).
 pub(super) fn load_all(conn: &Connection) -> Result<HashMap<String, Position>, StateError> {
-    let mut stmt = conn
-        .prepare("SELECT key, position FROM checkpoints")
-        .map_err(StateError::sql("prepare checkpoint load"))?;
-    let mut rows = stmt
-        .query([])
-        .map_err(StateError::sql("load checkpoints"))?;
+    let mut stmt =
+        conn.prepare("SELECT key, position FROM checkpoints").map_err(StateError::sql("prepare checkpoint load"))?;
+    let mut rows = stmt.query([]).map_err(StateError::sql("load checkpoints"))?;
     let mut map = HashMap::new();
     while let Some(row) = rows.next().map_err(StateError::sql("load checkpoints"))? {
         let key: String = row.get(0).map_err(StateError::sql("load checkpoints"))?;
@@ -39,12 +36,7 @@ impl StateDb {
         self.checked(|| {
             let gone: Vec<String> = {
                 let mut p = self.positions.lock().unwrap_or_else(|e| e.into_inner());
-                let gone: Vec<String> = p
-                    .map
-                    .keys()
-                    .filter(|k| !keep.contains(&k.as_str()))
-                    .cloned()
-                    .collect();
+                let gone: Vec<String> = p.map.keys().filter(|k| !keep.contains(&k.as_str())).cloned().collect();
                 for k in &gone {
                     p.map.remove(k);
                     p.dirty.remove(k);
@@ -52,16 +44,12 @@ impl StateDb {
                 gone
             };
             let mut inner = self.lock();
-            let tx = inner
-                .conn
-                .transaction()
-                .map_err(StateError::sql("begin checkpoint removal"))?;
+            let tx = inner.conn.transaction().map_err(StateError::sql("begin checkpoint removal"))?;
             for k in &gone {
                 tx.execute("DELETE FROM checkpoints WHERE key = ?1", [k])
                     .map_err(StateError::sql("remove checkpoint"))?;
             }
-            tx.commit()
-                .map_err(StateError::sql("commit checkpoint removal"))?;
+            tx.commit().map_err(StateError::sql("commit checkpoint removal"))?;
             Ok(gone.len())
         })
     }
@@ -76,15 +64,9 @@ impl StateDb {
         if !path.exists() {
             return Ok(0);
         }
-        let bytes = fs::read(&path).map_err(|source| CheckpointError::Read {
-            path: path.clone(),
-            source,
-        })?;
+        let bytes = fs::read(&path).map_err(|source| CheckpointError::Read { path: path.clone(), source })?;
         let old: HashMap<String, Position> =
-            serde_json::from_slice(&bytes).map_err(|source| CheckpointError::Parse {
-                path: path.clone(),
-                source,
-            })?;
+            serde_json::from_slice(&bytes).map_err(|source| CheckpointError::Parse { path: path.clone(), source })?;
         let mut taken = 0;
         for (key, pos) in &old {
             if self.load(key)?.is_none() {
@@ -95,20 +77,14 @@ impl StateDb {
         self.flush()?;
         let mut done = path.clone().into_os_string();
         done.push(".imported");
-        fs::rename(&path, &done).map_err(|source| CheckpointError::Write {
-            path: path.clone(),
-            source,
-        })?;
+        fs::rename(&path, &done).map_err(|source| CheckpointError::Write { path: path.clone(), source })?;
         tracing::info!(from = %path.display(), taken, "source checkpoints moved into the state database");
         Ok(taken)
     }
 
     fn checkpoint_write_error(&self, e: StateError) -> CheckpointError {
         self.note(&e);
-        CheckpointError::Write {
-            path: self.path.clone(),
-            source: io::Error::other(e.chain()),
-        }
+        CheckpointError::Write { path: self.path.clone(), source: io::Error::other(e.chain()) }
     }
 }
 
@@ -152,10 +128,7 @@ impl Checkpoints for StateDb {
         let now = to_ms(SystemTime::now());
         let result = (|| {
             let mut inner = self.lock();
-            let tx = inner
-                .conn
-                .transaction()
-                .map_err(StateError::sql("begin checkpoint flush"))?;
+            let tx = inner.conn.transaction().map_err(StateError::sql("begin checkpoint flush"))?;
             {
                 let mut put = tx
                     .prepare_cached(
@@ -165,12 +138,10 @@ impl Checkpoints for StateDb {
                     )
                     .map_err(StateError::sql("prepare checkpoint flush"))?;
                 for (k, json) in &batch {
-                    put.execute(params![k, json, now])
-                        .map_err(StateError::sql("store checkpoint"))?;
+                    put.execute(params![k, json, now]).map_err(StateError::sql("store checkpoint"))?;
                 }
             }
-            tx.commit()
-                .map_err(StateError::sql("commit checkpoint flush"))
+            tx.commit().map_err(StateError::sql("commit checkpoint flush"))
         })();
         if let Err(e) = result {
             // Keys stay dirty for the next flush.

@@ -20,9 +20,7 @@ impl StateDb {
     /// oldest rows beyond `history_max_rows`; how many rows went.
     pub fn purge_history(&self, now: SystemTime) -> Result<usize, StateError> {
         self.checked(|| {
-            let cutoff = now
-                .checked_sub(self.opts.history_max_age)
-                .unwrap_or(SystemTime::UNIX_EPOCH);
+            let cutoff = now.checked_sub(self.opts.history_max_age).unwrap_or(SystemTime::UNIX_EPOCH);
             let mut inner = self.lock();
             let by_age = inner
                 .conn
@@ -76,17 +74,8 @@ impl BanHistory for StateDb {
         let mut inner = self.lock();
         inner
             .conn
-            .prepare_cached(
-                "INSERT INTO history (target, jail, banned_at, bantime) VALUES (?1, ?2, ?3, ?4)",
-            )
-            .and_then(|mut s| {
-                s.execute(params![
-                    target.to_string(),
-                    jail,
-                    to_ms(at),
-                    bantime.map(dur_to_ms)
-                ])
-            })
+            .prepare_cached("INSERT INTO history (target, jail, banned_at, bantime) VALUES (?1, ?2, ?3, ?4)")
+            .and_then(|mut s| s.execute(params![target.to_string(), jail, to_ms(at), bantime.map(dur_to_ms)]))
             .map_err(|e| self.history_err(StateError::sql("record ban history")(e)))?;
         inner.history_rows += 1;
         if inner.history_rows > self.opts.history_max_rows.saturating_add(SLACK) {
@@ -95,12 +84,7 @@ impl BanHistory for StateDb {
         Ok(())
     }
 
-    fn past(
-        &self,
-        target: &Target,
-        jail: Option<&str>,
-        since: SystemTime,
-    ) -> Result<PastBans, HistoryError> {
+    fn past(&self, target: &Target, jail: Option<&str>, since: SystemTime) -> Result<PastBans, HistoryError> {
         let inner = self.lock();
         let key = target.to_string();
         let since = to_ms(since);
@@ -123,17 +107,12 @@ impl BanHistory for StateDb {
                  WHERE target = ?1 AND banned_at >= ?2 AND (?3 IS NULL OR jail = ?3)
                  ORDER BY banned_at DESC, id DESC LIMIT 1",
             )
-            .and_then(|mut s| {
-                s.query_row(params![key, since, jail], |r| Ok((r.get(0)?, r.get(1)?)))
-                    .optional()
-            })
+            .and_then(|mut s| s.query_row(params![key, since, jail], |r| Ok((r.get(0)?, r.get(1)?))).optional())
             .map_err(|e| self.history_err(StateError::sql("read ban history")(e)))?;
         Ok(PastBans {
             count: count.clamp(0, u32::MAX as i64) as u32,
             last_banned_at: last.map(|(at, _)| from_ms(at)),
-            last_bantime: last
-                .and_then(|(_, bt)| bt)
-                .map(|ms| Duration::from_millis(ms.max(0) as u64)),
+            last_bantime: last.and_then(|(_, bt)| bt).map(|ms| Duration::from_millis(ms.max(0) as u64)),
         })
     }
 }

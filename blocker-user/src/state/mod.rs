@@ -128,11 +128,7 @@ pub enum StateError {
         "state database {path} has schema version {found}, newer than the {supported} this blocker \
          knows; refusing to use it (run a newer blocker, or move the file away to start afresh)"
     )]
-    TooNew {
-        path: PathBuf,
-        found: u32,
-        supported: u32,
-    },
+    TooNew { path: PathBuf, found: u32, supported: u32 },
     #[error("state database {path}: migration to schema version {version} failed")]
     Migrate {
         path: PathBuf,
@@ -168,9 +164,7 @@ pub enum StateError {
 impl StateError {
     fn sql(op: &'static str) -> impl FnOnce(rusqlite::Error) -> StateError {
         move |source| match source.sqlite_error_code() {
-            Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => {
-                StateError::Corrupt { op, source }
-            }
+            Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => StateError::Corrupt { op, source },
             _ => StateError::Sql { op, source },
         }
     }
@@ -244,10 +238,7 @@ impl StateDb {
                 .recursive(true)
                 .mode(0o700)
                 .create(dir)
-                .map_err(|source| StateError::CreateDir {
-                    path: dir.to_owned(),
-                    source,
-                })?;
+                .map_err(|source| StateError::CreateDir { path: dir.to_owned(), source })?;
         }
         match Self::try_open(&path, &opts) {
             Ok(db) => Ok(db),
@@ -285,51 +276,32 @@ impl StateDb {
     }
 
     fn try_open(path: &Path, opts: &StateOptions) -> Result<StateDb, Opened> {
-        let open_err = |source| {
-            Opened::classify(source, |source| StateError::Open {
-                path: path.to_owned(),
-                source,
-            })
-        };
+        let open_err = |source| Opened::classify(source, |source| StateError::Open { path: path.to_owned(), source });
         // Create the file ourselves for its mode; SQLite gives the -wal and
         // -shm files the database file's mode.
-        fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(path)
-            .map_err(|e| {
-                Opened::Failed(StateError::Open {
-                    path: path.to_owned(),
-                    source: rusqlite::Error::SqliteFailure(
-                        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
-                        Some(e.to_string()),
-                    ),
-                })
-            })?;
+        fs::OpenOptions::new().write(true).create(true).truncate(false).mode(0o600).open(path).map_err(|e| {
+            Opened::Failed(StateError::Open {
+                path: path.to_owned(),
+                source: rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+                    Some(e.to_string()),
+                ),
+            })
+        })?;
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let mut conn = Connection::open_with_flags(path, flags).map_err(open_err)?;
-        conn.busy_timeout(Duration::from_secs(5))
-            .map_err(open_err)?;
+        conn.busy_timeout(Duration::from_secs(5)).map_err(open_err)?;
 
         // First read: a garbage header fails here with NOTADB.
         let found = schema::version(&conn).map_err(open_err)?;
         if found > SCHEMA_VERSION {
-            return Err(Opened::Failed(StateError::TooNew {
-                path: path.to_owned(),
-                found,
-                supported: SCHEMA_VERSION,
-            }));
+            return Err(Opened::Failed(StateError::TooNew { path: path.to_owned(), found, supported: SCHEMA_VERSION }));
         }
         if found == 0 {
             // Only takes effect before the first table exists.
-            conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")
-                .map_err(open_err)?;
+            conn.pragma_update(None, "auto_vacuum", "INCREMENTAL").map_err(open_err)?;
         }
-        let mode: String = conn
-            .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
-            .map_err(open_err)?;
+        let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0)).map_err(open_err)?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(Opened::Failed(StateError::Open {
                 path: path.to_owned(),
@@ -365,17 +337,10 @@ impl StateDb {
         }
 
         schema::migrate_to(&mut conn, SCHEMA_VERSION).map_err(|(version, source)| {
-            Opened::classify(source, |source| StateError::Migrate {
-                path: path.to_owned(),
-                version,
-                source,
-            })
+            Opened::classify(source, |source| StateError::Migrate { path: path.to_owned(), version, source })
         })?;
 
-        let count = |sql: &str| {
-            conn.query_row(sql, [], |r| r.get::<_, i64>(0))
-                .map(|n| n.max(0) as u64)
-        };
+        let count = |sql: &str| conn.query_row(sql, [], |r| r.get::<_, i64>(0)).map(|n| n.max(0) as u64);
         let history_rows = count("SELECT count(*) FROM history").map_err(open_err)?;
         let outbox_rows = count("SELECT count(*) FROM outbox").map_err(open_err)?;
         let positions = checkpoints::load_all(&conn).map_err(|e| match e {
@@ -386,15 +351,8 @@ impl StateDb {
         let db = StateDb {
             path: path.to_owned(),
             opts: opts.clone(),
-            inner: Mutex::new(Inner {
-                conn,
-                history_rows,
-                outbox_rows,
-            }),
-            positions: Mutex::new(Positions {
-                map: positions,
-                dirty: HashSet::new(),
-            }),
+            inner: Mutex::new(Inner { conn, history_rows, outbox_rows }),
+            positions: Mutex::new(Positions { map: positions, dirty: HashSet::new() }),
             recovered_from: None,
         };
         // Apply the bounds at once, in case they were lowered.
@@ -441,10 +399,7 @@ impl StateDb {
     /// Run at open; the agent should call it e.g. hourly.
     pub fn maintain(&self, now: SystemTime) -> Result<Maintenance, StateError> {
         self.checked(|| {
-            let mut out = Maintenance {
-                history_purged: self.purge_history(now)?,
-                ..Maintenance::default()
-            };
+            let mut out = Maintenance { history_purged: self.purge_history(now)?, ..Maintenance::default() };
             let mut inner = self.lock();
             out.outbox_dropped = outbox::bound(&mut inner, self.opts.outbox_max_rows)?;
             let free: i64 = inner
@@ -452,10 +407,7 @@ impl StateDb {
                 .query_row("PRAGMA freelist_count", [], |r| r.get(0))
                 .map_err(StateError::sql("read free page count"))?;
             if free > 0 {
-                inner
-                    .conn
-                    .execute_batch("PRAGMA incremental_vacuum")
-                    .map_err(StateError::sql("incremental vacuum"))?;
+                inner.conn.execute_batch("PRAGMA incremental_vacuum").map_err(StateError::sql("incremental vacuum"))?;
                 out.pages_freed = free as u64;
             }
             Ok(out)
@@ -519,9 +471,7 @@ impl StateDb {
 
 impl std::fmt::Debug for StateDb {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StateDb")
-            .field("path", &self.path)
-            .finish_non_exhaustive()
+        f.debug_struct("StateDb").field("path", &self.path).finish_non_exhaustive()
     }
 }
 
@@ -534,9 +484,7 @@ enum Opened {
 impl Opened {
     fn classify(e: rusqlite::Error, wrap: impl FnOnce(rusqlite::Error) -> StateError) -> Opened {
         match e.sqlite_error_code() {
-            Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => {
-                Opened::Corrupt(e.to_string())
-            }
+            Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => Opened::Corrupt(e.to_string()),
             _ => Opened::Failed(wrap(e)),
         }
     }
@@ -547,11 +495,7 @@ impl Opened {
 /// copies. The WAL must go too: left behind, it would be replayed into the
 /// fresh database.
 fn move_aside(path: &Path, reason: &str, keep: usize) -> Result<PathBuf, StateError> {
-    let err = |source| StateError::MoveAside {
-        path: path.to_owned(),
-        reason: reason.to_owned(),
-        source,
-    };
+    let err = |source| StateError::MoveAside { path: path.to_owned(), reason: reason.to_owned(), source };
     let secs = unix_secs_now();
     let base = path.as_os_str().to_owned();
     let mut n = 0u32;
@@ -590,11 +534,7 @@ fn prune_corrupt_copies(path: &Path, keep: usize) {
     let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
         return;
     };
-    let dir = if dir.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        dir
-    };
+    let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
     let prefix = format!("{name}.corrupt-");
     let Ok(entries) = fs::read_dir(dir) else {
         return;
@@ -607,14 +547,7 @@ fn prune_corrupt_copies(path: &Path, keep: usize) {
             let n = n.to_string_lossy();
             n.starts_with(&prefix) && !n.ends_with("-wal")
         })
-        .map(|e| {
-            (
-                e.metadata()
-                    .and_then(|m| m.modified())
-                    .unwrap_or(UNIX_EPOCH),
-                e.path(),
-            )
-        })
+        .map(|e| (e.metadata().and_then(|m| m.modified()).unwrap_or(UNIX_EPOCH), e.path()))
         .collect();
     copies.sort_by(|a, b| b.cmp(a));
     for (_, old) in copies.into_iter().skip(keep) {
@@ -657,17 +590,12 @@ fn quick_check(conn: &Connection) -> rusqlite::Result<Option<String>> {
 }
 
 fn unix_secs_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 /// Times are stored as milliseconds since the Unix epoch (before it: 0).
 pub(crate) fn to_ms(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis().min(i64::MAX as u128) as i64)
-        .unwrap_or(0)
+    t.duration_since(UNIX_EPOCH).map(|d| d.as_millis().min(i64::MAX as u128) as i64).unwrap_or(0)
 }
 
 pub(crate) fn from_ms(ms: i64) -> SystemTime {
@@ -683,10 +611,7 @@ mod tests {
     use super::*;
 
     fn pragma(db: &StateDb, name: &str) -> i64 {
-        db.lock()
-            .conn
-            .query_row(&format!("PRAGMA {name}"), [], |r| r.get(0))
-            .unwrap()
+        db.lock().conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get(0)).unwrap()
     }
 
     #[test]
@@ -696,10 +621,7 @@ mod tests {
         assert_eq!(pragma(&db, "synchronous"), 1, "NORMAL");
         assert_eq!(pragma(&db, "journal_size_limit"), 64 << 20);
         drop(db);
-        let opts = StateOptions {
-            durability: Durability::PowerLoss,
-            ..StateOptions::default()
-        };
+        let opts = StateOptions { durability: Durability::PowerLoss, ..StateOptions::default() };
         let db = StateDb::open_in(dir.path(), opts).unwrap();
         assert_eq!(pragma(&db, "synchronous"), 2, "FULL");
     }

@@ -15,18 +15,11 @@ pub(super) fn bound(inner: &mut Inner, max: u64) -> Result<usize, StateError> {
     let excess = (inner.outbox_rows - max).min(i64::MAX as u64) as i64;
     let n = inner
         .conn
-        .execute(
-            "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox ORDER BY id LIMIT ?1)",
-            [excess],
-        )
+        .execute("DELETE FROM outbox WHERE id IN (SELECT id FROM outbox ORDER BY id LIMIT ?1)", [excess])
         .map_err(StateError::sql("bound outbox size"))?;
     inner.outbox_rows = inner.outbox_rows.saturating_sub(n as u64);
     if n > 0 {
-        tracing::warn!(
-            dropped = n,
-            max,
-            "notification outbox full: dropped the oldest entries"
-        );
+        tracing::warn!(dropped = n, max, "notification outbox full: dropped the oldest entries");
     }
     Ok(n)
 }
@@ -83,8 +76,7 @@ impl Outbox for StateDb {
                 })
             })
             .map_err(self.outbox_err("read due notifications"))?;
-        rows.collect::<Result<Vec<_>, _>>()
-            .map_err(self.outbox_err("read due notifications"))
+        rows.collect::<Result<Vec<_>, _>>().map_err(self.outbox_err("read due notifications"))
     }
 
     fn delivered(&self, id: OutboxId) -> Result<(), OutboxError> {

@@ -58,8 +58,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
 pub(crate) fn version(conn: &Connection) -> rusqlite::Result<u32> {
-    conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))
-        .map(|v| v.clamp(0, u32::MAX as i64) as u32)
+    conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0)).map(|v| v.clamp(0, u32::MAX as i64) as u32)
 }
 
 /// Applies the steps from the current version up to `to`. Returns the version
@@ -69,10 +68,8 @@ pub(crate) fn migrate_to(conn: &mut Connection, to: u32) -> Result<u32, (u32, ru
     for step in from..to.min(SCHEMA_VERSION) {
         let next = step + 1;
         let tx = conn.transaction().map_err(|e| (next, e))?;
-        tx.execute_batch(MIGRATIONS[step as usize])
-            .map_err(|e| (next, e))?;
-        tx.pragma_update(None, "user_version", next)
-            .map_err(|e| (next, e))?;
+        tx.execute_batch(MIGRATIONS[step as usize]).map_err(|e| (next, e))?;
+        tx.pragma_update(None, "user_version", next).map_err(|e| (next, e))?;
         tx.commit().map_err(|e| (next, e))?;
     }
     Ok(from)
@@ -94,10 +91,7 @@ mod tests {
         let mut s = conn
             .prepare("SELECT name FROM sqlite_schema WHERE type IN ('table', 'index') AND name NOT LIKE 'sqlite_%' ORDER BY name")
             .unwrap();
-        s.query_map([], |r| r.get(0))
-            .unwrap()
-            .map(|r| r.unwrap())
-            .collect()
+        s.query_map([], |r| r.get(0)).unwrap().map(|r| r.unwrap()).collect()
     }
 
     #[test]
@@ -122,13 +116,9 @@ mod tests {
             ]
         );
         // auto_vacuum could only be set before the first table: check it was.
-        let av: i64 = conn
-            .query_row("PRAGMA auto_vacuum", [], |r| r.get(0))
-            .unwrap();
+        let av: i64 = conn.query_row("PRAGMA auto_vacuum", [], |r| r.get(0)).unwrap();
         assert_eq!(av, 2, "incremental");
-        let mode: String = conn
-            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
-            .unwrap();
+        let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
         assert_eq!(mode, "wal");
     }
 
@@ -156,22 +146,20 @@ mod tests {
                         .unwrap();
                 }
                 if from >= 3 {
-                    conn.execute_batch(r#"INSERT INTO checkpoints VALUES ('journal', '{"kind":"journal","cursor":"c"}', 0)"#)
-                        .unwrap();
+                    conn.execute_batch(
+                        r#"INSERT INTO checkpoints VALUES ('journal', '{"kind":"journal","cursor":"c"}', 0)"#,
+                    )
+                    .unwrap();
                 }
                 if from >= 4 {
-                    conn.execute_batch("INSERT INTO outbox (channel, payload, created_at, next_attempt) VALUES ('email', '{}', 5, 5)")
-                        .unwrap();
+                    conn.execute_batch(
+                        "INSERT INTO outbox (channel, payload, created_at, next_attempt) VALUES ('email', '{}', 5, 5)",
+                    )
+                    .unwrap();
                 }
             }
-            let db = StateDb::open(
-                &path,
-                StateOptions {
-                    history_max_age: Duration::MAX,
-                    ..Default::default()
-                },
-            )
-            .unwrap();
+            let db =
+                StateDb::open(&path, StateOptions { history_max_age: Duration::MAX, ..Default::default() }).unwrap();
             let target = "192.0.2.7".parse().unwrap();
             let bans = db.active_bans().unwrap();
             assert_eq!(bans.len(), usize::from(from >= 1), "from {from}");
@@ -181,23 +169,12 @@ mod tests {
                 assert_eq!(ban.expires_at, Some(UNIX_EPOCH + Duration::from_secs(2)));
                 assert_eq!(ban.matches, ["line"]);
             }
-            assert_eq!(
-                db.past(&target, None, UNIX_EPOCH).unwrap().count,
-                u32::from(from >= 2),
-                "from {from}"
-            );
+            assert_eq!(db.past(&target, None, UNIX_EPOCH).unwrap().count, u32::from(from >= 2), "from {from}");
             let cp = db.load("journal").unwrap();
-            assert_eq!(
-                cp,
-                (from >= 3).then(|| Position::Journal { cursor: "c".into() }),
-                "from {from}"
-            );
+            assert_eq!(cp, (from >= 3).then(|| Position::Journal { cursor: "c".into() }), "from {from}");
             assert_eq!(db.len().unwrap(), usize::from(from >= 4), "from {from}");
             drop(db);
-            assert_eq!(
-                version(&Connection::open(&path).unwrap()).unwrap(),
-                SCHEMA_VERSION
-            );
+            assert_eq!(version(&Connection::open(&path).unwrap()).unwrap(), SCHEMA_VERSION);
         }
     }
 
@@ -205,10 +182,7 @@ mod tests {
     fn migrating_twice_is_a_no_op() {
         let mut conn = Connection::open_in_memory().unwrap();
         assert_eq!(migrate_to(&mut conn, SCHEMA_VERSION).unwrap(), 0);
-        assert_eq!(
-            migrate_to(&mut conn, SCHEMA_VERSION).unwrap(),
-            SCHEMA_VERSION
-        );
+        assert_eq!(migrate_to(&mut conn, SCHEMA_VERSION).unwrap(), SCHEMA_VERSION);
         assert_eq!(version(&conn).unwrap(), SCHEMA_VERSION);
     }
 }

@@ -89,10 +89,7 @@ impl FileConfig {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        FileConfig {
-            paths: paths.into_iter().map(Into::into).collect(),
-            ..Default::default()
-        }
+        FileConfig { paths: paths.into_iter().map(Into::into).collect(), ..Default::default() }
     }
 
     pub fn start_at(mut self, start_at: StartAt) -> Self {
@@ -125,8 +122,7 @@ impl FileConfig {
             return Err(emitter.config_error("a file source needs at least one path"));
         }
         for p in &self.paths {
-            glob::Pattern::new(p)
-                .map_err(|e| emitter.config_error(format!("bad path pattern {p:?}: {e}")))?;
+            glob::Pattern::new(p).map_err(|e| emitter.config_error(format!("bad path pattern {p:?}: {e}")))?;
             if !p.starts_with('/') {
                 return Err(emitter.config_error(format!("path {p:?} is not absolute")));
             }
@@ -201,10 +197,7 @@ fn run(
             match notify::recommended_watcher(handler) {
                 Ok(w) => Some(w),
                 Err(e) => {
-                    emitter.stats.event(SourceEvent::Error {
-                        what: "inotify unavailable, polling",
-                        error: &e,
-                    });
+                    emitter.stats.event(SourceEvent::Error { what: "inotify unavailable, polling", error: &e });
                     None
                 }
             }
@@ -251,10 +244,7 @@ fn run(
             for d in watched.difference(&want) {
                 let _ = w.unwatch(d);
             }
-            let mut now_watched = watched
-                .intersection(&want)
-                .cloned()
-                .collect::<std::collections::BTreeSet<_>>();
+            let mut now_watched = watched.intersection(&want).cloned().collect::<std::collections::BTreeSet<_>>();
             for d in want.difference(&watched) {
                 // A directory that does not exist yet is tried again at the
                 // next poll; the periodic poll covers it meanwhile.
@@ -269,11 +259,7 @@ fn run(
             }
             watched = now_watched;
         }
-        tracing::trace!(
-            source = &*emitter.source,
-            open = tailer.open_files(),
-            "polled"
-        );
+        tracing::trace!(source = &*emitter.source, open = tailer.open_files(), "polled");
         // Wait for a change (or the safety-net poll), then coalesce.
         let first = if more {
             match wake_rx.try_recv() {

@@ -96,22 +96,11 @@ struct Harness {
 impl Harness {
     fn new(dir: &Path, seed: u64, rotate_wait: Duration) -> Self {
         let path = dir.join("app.log");
-        let writer = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .unwrap();
+        let writer = OpenOptions::new().create(true).append(true).open(&path).unwrap();
         let (tx, _rx) = mpsc::channel(1);
         let id: SourceId = "model".into();
-        let emitter = Emitter {
-            source: id.clone(),
-            tx,
-            cancel: CancellationToken::new(),
-            stats: SourceStats::new(id),
-        };
-        let config = FileConfig::new([path.to_str().unwrap()])
-            .start_at(StartAt::Beginning)
-            .rotate_wait(rotate_wait);
+        let emitter = Emitter { source: id.clone(), tx, cancel: CancellationToken::new(), stats: SourceStats::new(id) };
+        let config = FileConfig::new([path.to_str().unwrap()]).start_at(StartAt::Beginning).rotate_wait(rotate_wait);
         let mut h = Harness {
             dir: dir.to_owned(),
             path,
@@ -134,11 +123,7 @@ impl Harness {
     }
 
     fn start(&mut self) {
-        self.tailer = Some(FileTailer::new(
-            self.config.clone(),
-            self.emitter.clone(),
-            self.checkpoints.clone(),
-        ));
+        self.tailer = Some(FileTailer::new(self.config.clone(), self.emitter.clone(), self.checkpoints.clone()));
         self.read();
     }
 
@@ -180,11 +165,7 @@ impl Harness {
     }
 
     fn restart_new_generation(&mut self) {
-        self.tailer = Some(FileTailer::new(
-            self.config.clone(),
-            self.emitter.clone(),
-            self.checkpoints.clone(),
-        ));
+        self.tailer = Some(FileTailer::new(self.config.clone(), self.emitter.clone(), self.checkpoints.clone()));
         self.new_generation();
     }
 
@@ -194,11 +175,7 @@ impl Harness {
     }
 
     fn recreate(&mut self) {
-        self.writer = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)
-            .unwrap();
+        self.writer = OpenOptions::new().create(true).append(true).open(&self.path).unwrap();
     }
 
     fn rename_rotate(&mut self) {
@@ -292,18 +269,14 @@ impl Harness {
     fn check(&self) -> Result<(), String> {
         for w in self.delivered.windows(2) {
             if seq_of(&w[0]) >= seq_of(&w[1]) {
-                return Err(format!(
-                    "out of order or duplicated: {:?} then {:?}",
-                    w[0], w[1]
-                ));
+                return Err(format!("out of order or duplicated: {:?} then {:?}", w[0], w[1]));
             }
         }
         let delivered: std::collections::HashSet<&String> = self.delivered.iter().collect();
         if let Some(missing) = self.expected.iter().find(|l| !delivered.contains(l)) {
             return Err(format!("missing {missing:?}"));
         }
-        let allowed: std::collections::HashSet<&String> =
-            self.expected.iter().chain(&self.maybe).collect();
+        let allowed: std::collections::HashSet<&String> = self.expected.iter().chain(&self.maybe).collect();
         if let Some(extra) = self.delivered.iter().find(|l| !allowed.contains(l)) {
             return Err(format!("unexpected {extra:?}"));
         }
@@ -320,22 +293,13 @@ fn run_model(seed: u64, steps: usize, rotate_wait: Duration) {
         ops.push(op);
         h.apply(op);
         if let Err(why) = h.check() {
-            let first_bad = h
-                .delivered
-                .iter()
-                .zip(&h.expected)
-                .position(|(a, b)| a != b);
+            let first_bad = h.delivered.iter().zip(&h.expected).position(|(a, b)| a != b);
             let mut files: Vec<_> = fs::read_dir(dir.path())
                 .unwrap()
                 .map(|e| {
                     let e = e.unwrap();
                     let m = e.metadata().unwrap();
-                    format!(
-                        "{:?} ino {} len {}",
-                        e.file_name(),
-                        std::os::unix::fs::MetadataExt::ino(&m),
-                        m.len()
-                    )
+                    format!("{:?} ino {} len {}", e.file_name(), std::os::unix::fs::MetadataExt::ino(&m), m.len())
                 })
                 .collect();
             files.sort();
@@ -351,10 +315,7 @@ fn run_model(seed: u64, steps: usize, rotate_wait: Duration) {
     }
     // Files are closed once drained (with rotate_wait zero nothing lingers).
     if rotate_wait.is_zero() {
-        assert!(
-            h.tailer.as_ref().unwrap().open_files() <= 1,
-            "seed {seed}: rotated files left open"
-        );
+        assert!(h.tailer.as_ref().unwrap().open_files() <= 1, "seed {seed}: rotated files left open");
     }
     let stats = h.emitter.stats.snapshot();
     assert_eq!(stats.lines, 0, "the model's sink bypasses the channel");
@@ -362,10 +323,7 @@ fn run_model(seed: u64, steps: usize, rotate_wait: Duration) {
 
 /// Seeds per test: `BLOCKER_MODEL_SEEDS` (default 100) for longer runs.
 fn seeds() -> u64 {
-    std::env::var("BLOCKER_MODEL_SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(100)
+    std::env::var("BLOCKER_MODEL_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(100)
 }
 
 #[test]
@@ -391,10 +349,7 @@ fn delete_and_recreate_while_stopped_reads_new_file_from_start() {
     h.write(3);
     h.read();
     h.tailer = None;
-    drop(std::mem::replace(
-        &mut h.writer,
-        tempfile::tempfile().unwrap(),
-    ));
+    drop(std::mem::replace(&mut h.writer, tempfile::tempfile().unwrap()));
     fs::remove_file(&h.path).unwrap();
     h.recreate();
     h.write(2);
@@ -406,14 +361,7 @@ fn delete_and_recreate_while_stopped_reads_new_file_from_start() {
 /// One model run; `SEED=n` replays a seed with debug logs.
 #[test]
 fn model_seed_from_env() {
-    let _ = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_test_writer()
-        .try_init();
-    let seed: u64 = std::env::var("SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
+    let _ = tracing_subscriber::fmt().with_max_level(tracing::Level::DEBUG).with_test_writer().try_init();
+    let seed: u64 = std::env::var("SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
     run_model(seed, 60, Duration::ZERO);
 }
-

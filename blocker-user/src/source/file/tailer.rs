@@ -48,11 +48,7 @@ pub(crate) struct FileTailer {
 }
 
 impl FileTailer {
-    pub(crate) fn new(
-        config: FileConfig,
-        emitter: Emitter,
-        checkpoints: Arc<dyn Checkpoints>,
-    ) -> Self {
+    pub(crate) fn new(config: FileConfig, emitter: Emitter, checkpoints: Arc<dyn Checkpoints>) -> Self {
         FileTailer {
             config,
             emitter,
@@ -105,11 +101,7 @@ impl FileTailer {
                 self.check_following(i, sink)?;
             }
             let w = &mut self.watchers[i];
-            let budget = if w.state == State::Rotated {
-                u64::MAX
-            } else {
-                READ_BUDGET
-            };
+            let budget = if w.state == State::Rotated { u64::MAX } else { READ_BUDGET };
             more |= w.read(budget, &self.emitter, sink)?.more;
             if w.drained(self.config.rotate_wait, now) {
                 let mut w = self.watchers.remove(i);
@@ -123,30 +115,15 @@ impl FileTailer {
     }
 
     fn close(&mut self, w: FileWatcher, now: Instant) {
-        self.emitter.stats.event(SourceEvent::Closed {
-            key: &w.key,
-            path: &w.path,
-        });
+        self.emitter.stats.event(SourceEvent::Closed { key: &w.key, path: &w.path });
         if !w.still_linked() {
             return; // Deleted: its inode number may be reused.
         }
-        self.closed.insert(
-            w.id,
-            Closed {
-                fp: w.fingerprint(),
-                offset: w.offset(),
-                at: now,
-            },
-        );
+        self.closed.insert(w.id, Closed { fp: w.fingerprint(), offset: w.offset(), at: now });
         if self.closed.len() > CLOSED_MAX {
-            self.closed
-                .retain(|_, c| now.duration_since(c.at) < CLOSED_TTL);
+            self.closed.retain(|_, c| now.duration_since(c.at) < CLOSED_TTL);
             if self.closed.len() > CLOSED_MAX
-                && let Some(oldest) = self
-                    .closed
-                    .iter()
-                    .min_by_key(|(_, c)| c.at)
-                    .map(|(id, _)| *id)
+                && let Some(oldest) = self.closed.iter().min_by_key(|(_, c)| c.at).map(|(id, _)| *id)
             {
                 self.closed.remove(&oldest);
             }
@@ -159,18 +136,12 @@ impl FileTailer {
             PathCheck::Same => {}
             PathCheck::Missing => {
                 let w = &mut self.watchers[i];
-                self.emitter.stats.event(SourceEvent::Rotated {
-                    key: &w.key,
-                    how: "removed or renamed",
-                });
+                self.emitter.stats.event(SourceEvent::Rotated { key: &w.key, how: "removed or renamed" });
                 w.set_rotated();
             }
             PathCheck::Replaced(meta) => {
                 let w = &mut self.watchers[i];
-                self.emitter.stats.event(SourceEvent::Rotated {
-                    key: &w.key,
-                    how: "replaced",
-                });
+                self.emitter.stats.event(SourceEvent::Rotated { key: &w.key, how: "replaced" });
                 w.set_rotated();
                 let path = w.path.clone();
                 // Drain the old file now, before the new one is read.
@@ -183,33 +154,24 @@ impl FileTailer {
             }
             PathCheck::Truncated => {
                 let key = self.watchers[i].key.clone();
-                self.emitter.stats.event(SourceEvent::Rotated {
-                    key: &key,
-                    how: "truncated",
-                });
+                self.emitter.stats.event(SourceEvent::Rotated { key: &key, how: "truncated" });
                 let (from, id, path) = {
                     let w = &self.watchers[i];
-                    let Position::File(from) = w.position() else {
-                        unreachable!()
-                    };
+                    let Position::File(from) = w.position() else { unreachable!() };
                     (from, w.id, w.path.clone())
                 };
                 // copytruncate: lines we had not read yet are in the copy.
                 let _ = self.rescue(&path, &key, from, id, sink)?;
                 let w = &mut self.watchers[i];
                 if let Err(e) = w.restart_from_zero() {
-                    self.emitter.stats.event(SourceEvent::Error {
-                        what: &format!("reopen {}", w.path.display()),
-                        error: &e,
-                    });
+                    self.emitter
+                        .stats
+                        .event(SourceEvent::Error { what: &format!("reopen {}", w.path.display()), error: &e });
                 }
                 // The new content is a successor of the old (see `open_at`).
                 let pos = w.position();
                 if let Err(e) = self.checkpoints.store(&next_key(&key), &pos) {
-                    self.emitter.stats.event(SourceEvent::Error {
-                        what: "store checkpoint",
-                        error: &e,
-                    });
+                    self.emitter.stats.event(SourceEvent::Error { what: "store checkpoint", error: &e });
                 }
             }
         }
@@ -233,10 +195,7 @@ impl FileTailer {
         let Ok(entries) = fs::read_dir(dir) else {
             return Ok(false);
         };
-        let want = FileId {
-            dev: from.dev,
-            ino: from.ino,
-        };
+        let want = FileId { dev: from.dev, ino: from.ino };
         let fp = from.fingerprint;
         let mut by_id: Option<(PathBuf, fs::Metadata, File)> = None;
         let mut copy: Option<(Option<std::time::SystemTime>, PathBuf, fs::Metadata, File)> = None;
@@ -264,9 +223,7 @@ impl FileTailer {
                 continue;
             }
             let Ok(f) = File::open(&cand) else { continue };
-            if !watcher::fingerprint_matches(&f, fp).unwrap_or(false)
-                || !watcher::line_starts_at(&f, from.offset)
-            {
+            if !watcher::fingerprint_matches(&f, fp).unwrap_or(false) || !watcher::line_starts_at(&f, from.offset) {
                 continue;
             }
             let mtime = meta.modified().ok();
@@ -278,10 +235,7 @@ impl FileTailer {
             // An empty fingerprint proves nothing: then only trust a name
             // that looks like a rotation of ours (inode numbers are reused).
             let related = fp.len > 0 || rotation_name_of(&cand, path);
-            if related
-                && meta.len() >= from.offset
-                && watcher::fingerprint_matches(&f, fp).unwrap_or(false)
-            {
+            if related && meta.len() >= from.offset && watcher::fingerprint_matches(&f, fp).unwrap_or(false) {
                 self.drain_closed(cand, key, f, &meta, from.offset, sink)?;
                 return Ok(true);
             }
@@ -303,28 +257,14 @@ impl FileTailer {
         offset: u64,
         sink: &mut Sink<'_>,
     ) -> Result<(), Stopped> {
-        let mut w = match FileWatcher::new(
-            path,
-            key.clone(),
-            file,
-            meta,
-            offset,
-            self.config.max_line_bytes,
-        ) {
+        let mut w = match FileWatcher::new(path, key.clone(), file, meta, offset, self.config.max_line_bytes) {
             Ok(w) => w,
             Err(e) => {
-                self.emitter.stats.event(SourceEvent::Error {
-                    what: "read rotated file",
-                    error: &e,
-                });
+                self.emitter.stats.event(SourceEvent::Error { what: "read rotated file", error: &e });
                 return Ok(());
             }
         };
-        self.emitter.stats.event(SourceEvent::Opened {
-            key,
-            path: &w.path,
-            offset,
-        });
+        self.emitter.stats.event(SourceEvent::Opened { key, path: &w.path, offset });
         w.set_rotated();
         w.read(u64::MAX, &self.emitter, sink)?;
         w.flush_unterminated(&self.emitter, sink)?;
@@ -340,39 +280,27 @@ impl FileTailer {
         for pattern in &self.config.paths {
             match glob::glob(pattern) {
                 Ok(paths) => found.extend(paths.flatten()),
-                Err(e) => self.emitter.stats.event(SourceEvent::Error {
-                    what: &format!("glob {pattern}"),
-                    error: &e,
-                }),
+                Err(e) => self.emitter.stats.event(SourceEvent::Error { what: &format!("glob {pattern}"), error: &e }),
             }
         }
         found.sort();
         found.dedup();
         for path in found {
-            if self
-                .watchers
-                .iter()
-                .any(|w| w.state == State::Following && w.path == path)
-            {
+            if self.watchers.iter().any(|w| w.state == State::Following && w.path == path) {
                 continue;
             }
-            let start = if initial || self.present_at_start.contains(&path) {
-                Start::Initial
-            } else {
-                Start::Discovered
-            };
+            let start =
+                if initial || self.present_at_start.contains(&path) { Start::Initial } else { Start::Discovered };
             if initial {
                 self.present_at_start.insert(path.clone());
             }
             self.open_at(&path, start, sink)?;
         }
         if !initial {
-            self.present_at_start
-                .retain(|p| self.failed.contains_key(p));
+            self.present_at_start.retain(|p| self.failed.contains_key(p));
         }
         let now = Instant::now();
-        self.closed
-            .retain(|_, c| now.duration_since(c.at) < CLOSED_TTL);
+        self.closed.retain(|_, c| now.duration_since(c.at) < CLOSED_TTL);
         Ok(())
     }
 
@@ -387,10 +315,9 @@ impl FileTailer {
             Err(e) => {
                 if e.kind() != io::ErrorKind::NotFound && self.failed.get(path) != Some(&e.kind()) {
                     self.failed.insert(path.to_owned(), e.kind());
-                    self.emitter.stats.event(SourceEvent::Error {
-                        what: &format!("open {}", path.display()),
-                        error: &e,
-                    });
+                    self.emitter
+                        .stats
+                        .event(SourceEvent::Error { what: &format!("open {}", path.display()), error: &e });
                 }
                 return Ok(());
             }
@@ -425,10 +352,7 @@ impl FileTailer {
                 Ok(Some(Position::File(p))) => Some(p),
                 Ok(_) => None,
                 Err(e) => {
-                    self.emitter.stats.event(SourceEvent::Error {
-                        what: "load checkpoint",
-                        error: &e,
-                    });
+                    self.emitter.stats.event(SourceEvent::Error { what: "load checkpoint", error: &e });
                     None
                 }
             };
@@ -455,20 +379,10 @@ impl FileTailer {
                 }
             }
         };
-        let w = match FileWatcher::new(
-            path.to_owned(),
-            key,
-            file,
-            &meta,
-            offset,
-            self.config.max_line_bytes,
-        ) {
+        let w = match FileWatcher::new(path.to_owned(), key, file, &meta, offset, self.config.max_line_bytes) {
             Ok(w) => w,
             Err(e) => {
-                self.emitter.stats.event(SourceEvent::Error {
-                    what: &format!("read {}", path.display()),
-                    error: &e,
-                });
+                self.emitter.stats.event(SourceEvent::Error { what: &format!("read {}", path.display()), error: &e });
                 return Ok(());
             }
         };
@@ -476,27 +390,17 @@ impl FileTailer {
             // First time we see this key: remember where we start, so a
             // restart before any line arrives neither skips nor re-reads.
             if let Err(e) = self.checkpoints.store(&w.key, &w.position()) {
-                self.emitter.stats.event(SourceEvent::Error {
-                    what: "store checkpoint",
-                    error: &e,
-                });
+                self.emitter.stats.event(SourceEvent::Error { what: "store checkpoint", error: &e });
             }
         }
         if store_next {
             // A successor: lines of its predecessor may still be in flight,
             // so the main key is left to them; a restart finds it here.
             if let Err(e) = self.checkpoints.store(&next_key(&w.key), &w.position()) {
-                self.emitter.stats.event(SourceEvent::Error {
-                    what: "store checkpoint",
-                    error: &e,
-                });
+                self.emitter.stats.event(SourceEvent::Error { what: "store checkpoint", error: &e });
             }
         }
-        self.emitter.stats.event(SourceEvent::Opened {
-            key: &w.key,
-            path,
-            offset,
-        });
+        self.emitter.stats.event(SourceEvent::Opened { key: &w.key, path, offset });
         self.emitter.stats.set_position(&w.key, &w.position());
         self.watchers.push(w);
         Ok(())
@@ -516,10 +420,7 @@ impl FileTailer {
         start: Start,
         sink: &mut Sink<'_>,
     ) -> Result<(u64, bool), Stopped> {
-        let saved_id = FileId {
-            dev: saved.dev,
-            ino: saved.ino,
-        };
+        let saved_id = FileId { dev: saved.dev, ino: saved.ino };
         let next = match self.checkpoints.load(&next_key(key)) {
             Ok(Some(Position::File(n))) => Some(n),
             _ => None,
@@ -527,10 +428,7 @@ impl FileTailer {
         // A successor other than this file means the saved file was
         // replaced, even if this file has its inode number (reused).
         let succeeded = next.is_some_and(|n| {
-            let n_id = FileId {
-                dev: n.dev,
-                ino: n.ino,
-            };
+            let n_id = FileId { dev: n.dev, ino: n.ino };
             n_id != saved_id && n_id != id
         });
         let head_ok = watcher::fingerprint_matches(file, saved.fingerprint).unwrap_or(false);
@@ -548,16 +446,10 @@ impl FileTailer {
             // changed.
             return Ok((0, true));
         }
-        self.emitter.stats.event(SourceEvent::Rotated {
-            key,
-            how: "while stopped",
-        });
+        self.emitter.stats.event(SourceEvent::Rotated { key, how: "while stopped" });
         let intact = self.rescue(path, key, saved, id, sink)?;
         if let Some(next) = next {
-            let next_id = FileId {
-                dev: next.dev,
-                ino: next.ino,
-            };
+            let next_id = FileId { dev: next.dev, ino: next.ino };
             // The successor, unless it is this file, or the saved file
             // itself found untruncated (then `saved` is the later position).
             if next_id != id && !(intact && next_id == saved_id) && next != saved {
@@ -577,10 +469,8 @@ fn next_key(key: &str) -> String {
 /// Whether `cand` is named like a rotation of `base` (`app.log.1`,
 /// `app.log-20250101`, `app-20250101.log`).
 fn rotation_name_of(cand: &Path, base: &Path) -> bool {
-    let (Some(c), Some(b)) = (
-        cand.file_name().and_then(|n| n.to_str()),
-        base.file_name().and_then(|n| n.to_str()),
-    ) else {
+    let (Some(c), Some(b)) = (cand.file_name().and_then(|n| n.to_str()), base.file_name().and_then(|n| n.to_str()))
+    else {
         return false;
     };
     let stem = b.split('.').next().unwrap_or(b);
@@ -609,11 +499,7 @@ pub(crate) fn static_prefix_dir(pattern: &str) -> PathBuf {
         }
         dir.push(c);
     }
-    if dir.as_os_str().is_empty() {
-        PathBuf::from(".")
-    } else {
-        dir
-    }
+    if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir }
 }
 
 #[cfg(test)]
@@ -622,14 +508,8 @@ mod tests {
 
     #[test]
     fn static_prefix() {
-        assert_eq!(
-            static_prefix_dir("/var/log/auth.log"),
-            Path::new("/var/log")
-        );
-        assert_eq!(
-            static_prefix_dir("/var/log/nginx/*.log"),
-            Path::new("/var/log/nginx")
-        );
+        assert_eq!(static_prefix_dir("/var/log/auth.log"), Path::new("/var/log"));
+        assert_eq!(static_prefix_dir("/var/log/nginx/*.log"), Path::new("/var/log/nginx"));
         assert_eq!(static_prefix_dir("/srv/*/logs/a.log"), Path::new("/srv"));
         assert_eq!(static_prefix_dir("a.log"), Path::new("."));
     }

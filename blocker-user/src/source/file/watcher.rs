@@ -29,10 +29,7 @@ pub(crate) struct FileId {
 
 impl FileId {
     pub(crate) fn of(m: &fs::Metadata) -> Self {
-        FileId {
-            dev: m.dev(),
-            ino: m.ino(),
-        }
+        FileId { dev: m.dev(), ino: m.ino() }
     }
 }
 
@@ -63,10 +60,7 @@ fn read_head(file: &File, buf: &mut [u8; FINGERPRINT_BYTES]) -> io::Result<usize
 pub(crate) fn fingerprint_of(file: &File) -> io::Result<Fingerprint> {
     let mut buf = [0u8; FINGERPRINT_BYTES];
     let n = read_head(file, &mut buf)?;
-    Ok(Fingerprint {
-        len: n as u32,
-        hash: fnv1a(&buf[..n]),
-    })
+    Ok(Fingerprint { len: n as u32, hash: fnv1a(&buf[..n]) })
 }
 
 /// Whether the file still starts with the bytes `fp` was taken from.
@@ -206,10 +200,7 @@ impl FileWatcher {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return PathCheck::Missing,
             Err(e) => {
                 // E.g. permission lost on a directory: keep reading what we have.
-                emitter.stats.event(SourceEvent::Error {
-                    what: &format!("stat {}", self.path.display()),
-                    error: &e,
-                });
+                emitter.stats.event(SourceEvent::Error { what: &format!("stat {}", self.path.display()), error: &e });
                 return PathCheck::Same;
             }
         };
@@ -228,10 +219,9 @@ impl FileWatcher {
             match self.refresh_fingerprint() {
                 Ok(true) => {}
                 Ok(false) => return PathCheck::Truncated,
-                Err(e) => emitter.stats.event(SourceEvent::Error {
-                    what: &format!("read {}", self.path.display()),
-                    error: &e,
-                }),
+                Err(e) => emitter
+                    .stats
+                    .event(SourceEvent::Error { what: &format!("read {}", self.path.display()), error: &e }),
             }
         }
         PathCheck::Same
@@ -247,10 +237,7 @@ impl FileWatcher {
             return Ok(false);
         }
         if n > len {
-            self.fp = Fingerprint {
-                len: n as u32,
-                hash: fnv1a(&buf[..n]),
-            };
+            self.fp = Fingerprint { len: n as u32, hash: fnv1a(&buf[..n]) };
         }
         Ok(true)
     }
@@ -285,10 +272,9 @@ impl FileWatcher {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    emitter.stats.event(SourceEvent::Error {
-                        what: &format!("read {}", self.path.display()),
-                        error: &e,
-                    });
+                    emitter
+                        .stats
+                        .event(SourceEvent::Error { what: &format!("read {}", self.path.display()), error: &e });
                     break;
                 }
             };
@@ -299,8 +285,7 @@ impl FileWatcher {
             self.read_pos += n as u64;
             // Keep the fingerprint covering what was read (up to its size),
             // so a saved position proves which bytes precede it.
-            if (self.fp.len as usize) < FINGERPRINT_BYTES && self.read_pos > u64::from(self.fp.len)
-            {
+            if (self.fp.len as usize) < FINGERPRINT_BYTES && self.read_pos > u64::from(self.fp.len) {
                 let _ = self.refresh_fingerprint();
             }
             out.bytes += n as u64;
@@ -321,12 +306,7 @@ impl FileWatcher {
         emitter: &Emitter,
         sink: &mut dyn FnMut(LogLine) -> Result<(), Stopped>,
     ) -> Result<(), Stopped> {
-        let pos = FilePosition {
-            dev: self.id.dev,
-            ino: self.id.ino,
-            fingerprint: self.fp,
-            offset: 0,
-        };
+        let pos = FilePosition { dev: self.id.dev, ino: self.id.ino, fingerprint: self.fp, offset: 0 };
         while let Some(frame) = self.lines.next_frame() {
             let Some(text) = emitter.decode(&self.key, frame) else {
                 continue;

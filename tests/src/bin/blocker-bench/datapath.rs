@@ -77,7 +77,11 @@ fn input() -> Input {
     let mut range_hits_v4 = Vec::new();
     let mut range_hits_v6 = Vec::new();
     for i in 0..RANGES_V4 {
-        let (addr, len) = if i % 5 == 0 { (rng.v4_in(ip4(128, 0), ip4(160, 0)), 16) } else { (rng.v4_in(ip4(192, 0), ip4(224, 0)), 24) };
+        let (addr, len) = if i % 5 == 0 {
+            (rng.v4_in(ip4(128, 0), ip4(160, 0)), 16)
+        } else {
+            (rng.v4_in(ip4(192, 0), ip4(224, 0)), 24)
+        };
         ranges.push(Target::new(ipnet::IpNet::V4(ipnet::Ipv4Net::new(addr, len).unwrap())));
         range_hits_v4.push(addr);
     }
@@ -114,8 +118,14 @@ fn time(prog: &Xdp, frames: &[Vec<u8>]) -> (f64, u32) {
 
 fn ban_all(maps: &mut XdpMaps, targets: impl Iterator<Item = Target>) -> Duration {
     let now = SystemTime::now();
-    let bans: Vec<Ban> =
-        targets.map(|target| Ban { target, jail: "bench".into(), banned_at: now, expires_at: Some(now + Duration::from_secs(86_400)) }).collect();
+    let bans: Vec<Ban> = targets
+        .map(|target| Ban {
+            target,
+            jail: "bench".into(),
+            banned_at: now,
+            expires_at: Some(now + Duration::from_secs(86_400)),
+        })
+        .collect();
     let start = Instant::now();
     maps.ban(&bans).expect("loading bans");
     start.elapsed()
@@ -249,14 +259,38 @@ fn load_through_agent(input: &Input, in_process: Duration) -> anyhow::Result<()>
     let mut t = Table::new("Loading bans", &["method", "bans", "time", "bans/s", "vs blocker"]);
     let rate = |n: usize, d: Duration| n as f64 / d.as_secs_f64();
     let ours = rate(EXACT, agent_time);
-    t.row(vec!["blocker ban --from-file (CLI → agent → batched map update)".into(), EXACT.to_string(), format!("{:.2} s", agent_time.as_secs_f64()), format!("{ours:.0}"), "1×".into()]);
-    t.row(vec!["XdpMaps::ban in-process (map update only)".into(), EXACT.to_string(), format!("{:.2} s", in_process.as_secs_f64()), format!("{:.0}", rate(EXACT, in_process)), format!("{:.2}×", rate(EXACT, in_process) / ours)]);
-    for (name, d) in [("iptables -I, one process per ban (Fail2Ban iptables action)", iptables), ("nft add element, one process per ban (Fail2Ban nftables action)", nft)] {
+    t.row(vec![
+        "blocker ban --from-file (CLI → agent → batched map update)".into(),
+        EXACT.to_string(),
+        format!("{:.2} s", agent_time.as_secs_f64()),
+        format!("{ours:.0}"),
+        "1×".into(),
+    ]);
+    t.row(vec![
+        "XdpMaps::ban in-process (map update only)".into(),
+        EXACT.to_string(),
+        format!("{:.2} s", in_process.as_secs_f64()),
+        format!("{:.0}", rate(EXACT, in_process)),
+        format!("{:.2}×", rate(EXACT, in_process) / ours),
+    ]);
+    for (name, d) in [
+        ("iptables -I, one process per ban (Fail2Ban iptables action)", iptables),
+        ("nft add element, one process per ban (Fail2Ban nftables action)", nft),
+    ] {
         let r = rate(RULES, d);
-        t.row(vec![name.into(), RULES.to_string(), format!("{:.2} s", d.as_secs_f64()), format!("{r:.0}"), format!("1/{:.0}", ours / r)]);
+        t.row(vec![
+            name.into(),
+            RULES.to_string(),
+            format!("{:.2} s", d.as_secs_f64()),
+            format!("{r:.0}"),
+            format!("1/{:.0}", ours / r),
+        ]);
     }
     t.print();
-    println!("\ntarget: 1M bans through the agent in ≤ 1 s: {}", if agent_time <= Duration::from_secs(1) { "met" } else { "NOT met" });
+    println!(
+        "\ntarget: 1M bans through the agent in ≤ 1 s: {}",
+        if agent_time <= Duration::from_secs(1) { "met" } else { "NOT met" }
+    );
     Ok(())
 }
 
@@ -272,4 +306,3 @@ fn one_process_per_ban(netns: &str, command: &str, prepare: &str, addrs: &[Strin
     anyhow::ensure!(ok.success(), "{command} failed");
     Ok(start.elapsed())
 }
-

@@ -54,7 +54,8 @@ struct Run {
 /// (rusage of exactly this child, via wait4).
 fn measure(cmd: &mut Command) -> anyhow::Result<Run> {
     let start = Instant::now();
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().with_context(|| format!("spawning {cmd:?}"))?;
+    let mut child =
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().with_context(|| format!("spawning {cmd:?}"))?;
     let pid = child.id() as libc::pid_t;
     // drain the pipes while the child runs
     let mut out = child.stdout.take().expect("stdout");
@@ -153,7 +154,13 @@ fn fail2ban_rs_config(bin: &Path, dir: &Path, log: &Path) -> anyhow::Result<Path
     let jail = String::from_utf8_lossy(&out.stdout);
     let jail: String = jail
         .lines()
-        .map(|l| if l.trim_start().starts_with("log_path") { format!("log_path = {:?}", log.display().to_string()) } else { l.to_string() })
+        .map(|l| {
+            if l.trim_start().starts_with("log_path") {
+                format!("log_path = {:?}", log.display().to_string())
+            } else {
+                l.to_string()
+            }
+        })
         .collect::<Vec<_>>()
         .join("\n");
     let state = dir.join("f2brs-state");
@@ -244,15 +251,10 @@ pub fn run() -> anyhow::Result<()> {
     let f2b_rate = rate(f2b_lines, f2b.cpu);
     let ours_slice_rate = rate(SLICE.min(n) as u64, ours_slice.cpu);
 
-    let mut t = Table::new("Detection throughput (sshd, same file, same run)", &[
-        "tool",
-        "input",
-        "lines/s (CPU)",
-        "CPU",
-        "wall",
-        "peak RSS",
-        "failures found",
-    ]);
+    let mut t = Table::new(
+        "Detection throughput (sshd, same file, same run)",
+        &["tool", "input", "lines/s (CPU)", "CPU", "wall", "peak RSS", "failures found"],
+    );
     let row = |t: &mut Table, tool: &str, input: String, r: f64, run: &Run, found: String| {
         t.row(vec![
             tool.into(),
@@ -264,13 +266,44 @@ pub fn run() -> anyhow::Result<()> {
             found,
         ]);
     };
-    row(&mut t, "blocker filter-test (stock sshd.conf)", format!("{n} lines"), ours_rate, &ours, format!("{matched} (+{nofail} nofail)"));
-    row(&mut t, "fail2ban-rs dry-run (built-in sshd jail)", format!("{rs_lines} lines"), rs_rate, &rs, rs_matches.to_string());
-    row(&mut t, "blocker filter-test (stock sshd.conf)", format!("first {SLICE}"), ours_slice_rate, &ours_slice, format!("{matched_slice} (+{nofail_slice} nofail)"));
-    row(&mut t, "fail2ban-regex (stock sshd.conf)", format!("first {f2b_lines}"), f2b_rate, &f2b, format!("{f2b_matched} (+{f2b_ignored} nofail)"));
+    row(
+        &mut t,
+        "blocker filter-test (stock sshd.conf)",
+        format!("{n} lines"),
+        ours_rate,
+        &ours,
+        format!("{matched} (+{nofail} nofail)"),
+    );
+    row(
+        &mut t,
+        "fail2ban-rs dry-run (built-in sshd jail)",
+        format!("{rs_lines} lines"),
+        rs_rate,
+        &rs,
+        rs_matches.to_string(),
+    );
+    row(
+        &mut t,
+        "blocker filter-test (stock sshd.conf)",
+        format!("first {SLICE}"),
+        ours_slice_rate,
+        &ours_slice,
+        format!("{matched_slice} (+{nofail_slice} nofail)"),
+    );
+    row(
+        &mut t,
+        "fail2ban-regex (stock sshd.conf)",
+        format!("first {f2b_lines}"),
+        f2b_rate,
+        &f2b,
+        format!("{f2b_matched} (+{f2b_ignored} nofail)"),
+    );
     t.print();
 
-    let mut v = Table::new("blocker against its anchors and targets", &["figure", "blocker", "anchor", "ratio", "target", "met"]);
+    let mut v = Table::new(
+        "blocker against its anchors and targets",
+        &["figure", "blocker", "anchor", "ratio", "target", "met"],
+    );
     let met = |ok: bool| if ok { "yes" } else { "NO" }.to_string();
     v.row(vec![
         "lines/s vs fail2ban-rs, full file".into(),

@@ -58,7 +58,14 @@ pub fn run() -> anyhow::Result<()> {
         &["bans", "p50", "p90", "p99", "max", "target"],
     );
     let p99 = pct(0.99);
-    t.row(vec![BANS.to_string(), us(pct(0.5)), us(pct(0.9)), us(p99), us(samples[samples.len() - 1]), "p99 ≤ 1 ms".into()]);
+    t.row(vec![
+        BANS.to_string(),
+        us(pct(0.5)),
+        us(pct(0.9)),
+        us(p99),
+        us(samples[samples.len() - 1]),
+        "p99 ≤ 1 ms".into(),
+    ]);
     t.print();
     println!("\ntarget p99 ≤ 1 ms: {}", if p99 <= Duration::from_millis(1) { "met" } else { "NOT met" });
     Ok(())

@@ -66,7 +66,11 @@ pub fn run() -> anyhow::Result<()> {
     let mut t = Table::new("Agent memory and restore", &["measure", "value", "target"]);
     t.row(vec!["RSS, idle, 5 jails".into(), format!("{idle:.1} MB"), "≤ 32 MB".into()]);
     t.row(vec!["RSS, 1M active bans".into(), format!("{loaded:.1} MB"), "≤ 200 MB".into()]);
-    t.row(vec![format!("restore after reboot: {active} bans, database → maps"), format!("{restore_ms} ms"), "≤ 1000 ms".into()]);
+    t.row(vec![
+        format!("restore after reboot: {active} bans, database → maps"),
+        format!("{restore_ms} ms"),
+        "≤ 1000 ms".into(),
+    ]);
     t.row(vec!["agent start to ready (incl. restore, attach)".into(), format!("{} ms", ready.as_millis()), "".into()]);
     t.print();
     Ok(())
