@@ -40,20 +40,8 @@ impl StateDb {
 
 /// Deletes the oldest rows (by ban time, then insertion) beyond `max`.
 fn bound(inner: &mut Inner, max: u64) -> Result<usize, StateError> {
-    if inner.history_rows <= max {
-        return Ok(0);
-    }
-    let excess = (inner.history_rows - max).min(i64::MAX as u64) as i64;
-    let n = inner
-        .conn
-        .execute(
-            "DELETE FROM history WHERE id IN
-                (SELECT id FROM history ORDER BY banned_at, id LIMIT ?1)",
-            [excess],
-        )
-        .map_err(StateError::sql("bound history size"))?;
-    inner.history_rows = inner.history_rows.saturating_sub(n as u64);
-    Ok(n)
+    let Inner { conn, history_rows, .. } = inner;
+    super::trim_oldest(conn, "history", "banned_at, id", history_rows, max, "bound history size")
 }
 
 impl StateDb {

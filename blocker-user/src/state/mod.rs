@@ -569,6 +569,26 @@ const WAL_AUTOCHECKPOINT: u32 = 10_000;
 
 /// Left by an operation that found the file damaged: the next open runs
 /// `quick_check` even when `check_on_open` is off.
+/// Deletes the oldest rows of `table` (first in `order`) beyond `max`,
+/// keeping `rows`, its row count, in step; how many.
+fn trim_oldest(
+    conn: &Connection,
+    table: &str,
+    order: &str,
+    rows: &mut u64,
+    max: u64,
+    op: &'static str,
+) -> Result<usize, StateError> {
+    if *rows <= max {
+        return Ok(0);
+    }
+    let excess = (*rows - max).min(i64::MAX as u64) as i64;
+    let sql = format!("DELETE FROM {table} WHERE id IN (SELECT id FROM {table} ORDER BY {order} LIMIT ?1)");
+    let n = conn.execute(&sql, [excess]).map_err(StateError::sql(op))?;
+    *rows = rows.saturating_sub(n as u64);
+    Ok(n)
+}
+
 fn check_marker(path: &Path) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
     s.push(".needs-check");

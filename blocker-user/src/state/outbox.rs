@@ -9,15 +9,8 @@ use crate::notify::{Outbox, OutboxEntry, OutboxError, OutboxId};
 
 /// Deletes the oldest entries beyond `max`; how many.
 pub(super) fn bound(inner: &mut Inner, max: u64) -> Result<usize, StateError> {
-    if inner.outbox_rows <= max {
-        return Ok(0);
-    }
-    let excess = (inner.outbox_rows - max).min(i64::MAX as u64) as i64;
-    let n = inner
-        .conn
-        .execute("DELETE FROM outbox WHERE id IN (SELECT id FROM outbox ORDER BY id LIMIT ?1)", [excess])
-        .map_err(StateError::sql("bound outbox size"))?;
-    inner.outbox_rows = inner.outbox_rows.saturating_sub(n as u64);
+    let Inner { conn, outbox_rows, .. } = inner;
+    let n = super::trim_oldest(conn, "outbox", "id", outbox_rows, max, "bound outbox size")?;
     if n > 0 {
         tracing::warn!(dropped = n, max, "notification outbox full: dropped the oldest entries");
     }
