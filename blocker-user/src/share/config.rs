@@ -85,7 +85,10 @@ pub fn validate(raw: RawShare, text: &str, path: Option<&Path>) -> Result<ShareC
     }
     let token = read_secret_file(raw.token_file.get_ref(), "token_file").map_err(|r| at(raw.token_file.span(), r))?;
     if token.len() < 16 {
-        return Err(at(raw.token_file.span(), "the share token must be at least 16 characters".into()));
+        return Err(at(
+            raw.token_file.span(),
+            "the share token must be at least 16 characters; make one with `openssl rand -hex 32`".into(),
+        ));
     }
     let mut accept_from = Vec::with_capacity(raw.accept_from.len());
     for a in &raw.accept_from {
