@@ -108,8 +108,6 @@ pub async fn run(config: Config, log: LogHandle) -> anyhow::Result<()> {
             }
         });
     }
-    let serve = tokio::spawn(server::serve(listener, agent.clone()));
-
     let cancel = CancellationToken::new();
     let checkpoints: Arc<dyn Checkpoints> = db.clone();
     let history: Arc<dyn BanHistory> = db.clone();
@@ -135,6 +133,10 @@ pub async fn run(config: Config, log: LogHandle) -> anyhow::Result<()> {
     if let Some(b) = share {
         tokio::spawn(crate::share::serve(b, agent.clone(), cancel.child_token()));
     }
+    // Served only once notifications and jails are up, so no request (a
+    // manual ban above all) sees a half-started agent; early clients wait
+    // in the listen backlog.
+    let serve = tokio::spawn(server::serve(listener, agent.clone()));
     agent.lifecycle(EventKind::Start, None);
     tracing::info!(socket = %config.socket.display(), "ready");
     service::notify_ready();
