@@ -18,6 +18,7 @@ use regex_automata::{Anchored, Input, MatchKind};
 use std::sync::OnceLock;
 
 use super::CompiledRegex;
+use super::backtrack::{Frame, Prog};
 use super::pyre::Node;
 use super::split::{self, Scratch, SplitPlan};
 
@@ -29,15 +30,52 @@ pub(crate) type Spans = Vec<(u16, Option<(usize, usize)>)>;
 #[derive(Debug)]
 pub(crate) struct FastPath {
     /// When every failregex is anchored at the start of the text it
-    /// searches: the literals one of which starts every match, and their
-    /// ranges in that sorted list by first byte. Text that starts with none
-    /// holds no failure.
-    lits: Option<(Box<[(u16, u16); 256]>, Vec<Vec<u8>>)>,
-    winner: hybrid::dfa::DFA,
+    /// searches: the literals one of which starts every match.
+    lits: Option<Dispatch>,
+    /// Winner patterns, in order: one per failregex, or one per top-level
+    /// branch of a failregex split into branches.
+    pats: Vec<String>,
+    /// Winner DFAs over subsets of the patterns: the last one over all.
+    subs: Vec<Sub>,
     /// Winner pattern → (failregex, top-level branch when the failregex is
     /// split into branches).
     patterns: Vec<(usize, Option<usize>)>,
     regexes: Vec<FastRegex>,
+}
+
+/// Literal dispatch: text that starts with literal `lits[i]` can only match
+/// the patterns of `subs[sub[i]]`; text that starts with none holds no
+/// failure. The literals are sorted and none is a prefix of another, so at
+/// most one starts a text.
+#[derive(Debug)]
+struct Dispatch {
+    /// Range in `lits` of the literals with this first byte.
+    first: Box<[(u16, u16); 256]>,
+    lits: Vec<Vec<u8>>,
+    sub: Vec<usize>,
+}
+
+/// A leftmost-first lazy DFA over some winner patterns (in their order),
+/// built on first use.
+#[derive(Debug)]
+struct Sub {
+    pats: Vec<usize>,
+    dfa: OnceLock<Option<hybrid::dfa::DFA>>,
+}
+
+impl Sub {
+    fn dfa(&self, all: &[String]) -> Option<&hybrid::dfa::DFA> {
+        self.dfa
+            .get_or_init(|| {
+                hybrid::dfa::DFA::builder()
+                    .syntax(syntax::Config::new().unicode(false).utf8(false))
+                    .thompson(thompson::Config::new().utf8(false))
+                    .configure(hybrid::dfa::DFA::config().match_kind(MatchKind::LeftmostFirst).cache_capacity(4 << 20))
+                    .build_many(&self.pats.iter().map(|&p| &all[p]).collect::<Vec<_>>())
+                    .ok()
+            })
+            .as_ref()
+    }
 }
 
 #[derive(Debug)]
@@ -57,9 +95,12 @@ pub(crate) struct FastState {
     /// Lines decided by the fast path: groups by plans, groups by the
     /// reference engine (no plan or ambiguous span).
     pub stats: [u64; 2],
-    cache: hybrid::dfa::Cache,
+    /// One cache per winner DFA, made on first use.
+    caches: Vec<Option<hybrid::dfa::Cache>>,
     slots: Vec<Option<(usize, usize)>>,
     scratch: Scratch,
+    bt_slots: Vec<Option<usize>>,
+    stack: Vec<Frame>,
 }
 
 /// What the fast path found.
@@ -135,56 +176,72 @@ impl FastPath {
             };
             regexes.push(FastRegex { start, ids });
         }
-        let winner = hybrid::dfa::DFA::builder()
-            .syntax(syntax::Config::new().unicode(false).utf8(false))
-            .thompson(thompson::Config::new().utf8(false))
-            .configure(hybrid::dfa::DFA::config().match_kind(MatchKind::LeftmostFirst).cache_capacity(4 << 20))
-            .build_many(&pats)
-            .ok()?;
-        let lits = prefix_literals(failregex).map(|l| {
-            // `l` is sorted: the literals with one first byte are a range
+        let mut subs: Vec<Sub> = Vec::new();
+        let lits = prefix_literals(failregex).map(|per_regex| {
+            let lits = prefix_free(per_regex.iter().flatten().cloned().collect());
+            // `lits` is sorted: the literals with one first byte are a range
             let mut first = Box::new([(0u16, 0u16); 256]);
-            for (i, x) in l.iter().enumerate() {
+            for (i, x) in lits.iter().enumerate() {
                 let r = &mut first[x[0] as usize];
                 if r.0 == r.1 {
                     r.0 = i as u16;
                 }
                 r.1 = i as u16 + 1;
             }
-            (first, l)
+            // text starting with `l` may match a regex with a literal that
+            // `l` starts with or that starts with `l`, no other
+            let sub = lits
+                .iter()
+                .map(|l| {
+                    let pats: Vec<usize> = (0..patterns.len())
+                        .filter(|&p| per_regex[patterns[p].0].iter().any(|m| m.starts_with(l) || l.starts_with(m)))
+                        .collect();
+                    match subs.iter().position(|s| s.pats == pats) {
+                        Some(i) => i,
+                        None => {
+                            subs.push(Sub { pats, dfa: OnceLock::new() });
+                            subs.len() - 1
+                        }
+                    }
+                })
+                .collect();
+            Dispatch { first, lits, sub }
         });
-        Some(FastPath { lits, winner, patterns, regexes })
+        subs.push(Sub { pats: (0..pats.len()).collect(), dfa: OnceLock::new() });
+        Some(FastPath { lits, pats, subs, patterns, regexes })
+    }
+
+    /// The winner DFA for `text`: `None` when no failregex can match it.
+    fn dispatch(&self, text: &[u8]) -> Option<usize> {
+        let Some(d) = &self.lits else { return Some(self.subs.len() - 1) };
+        let (s, e) = d.first[*text.first()? as usize];
+        (s as usize..e as usize).find(|&i| text.starts_with(&d.lits[i])).map(|i| d.sub[i])
     }
 
     pub(crate) fn state(&self, failregex: &[CompiledRegex]) -> FastState {
         let slots = failregex.iter().map(|c| c.names.iter().map(|(i, _)| i + 1).max().unwrap_or(1)).max().unwrap_or(1);
         FastState {
             stats: [0; 2],
-            cache: self.winner.create_cache(),
+            caches: (0..self.subs.len()).map(|_| None).collect(),
             slots: vec![None; slots + 1],
             scratch: Scratch::default(),
+            bt_slots: Vec::new(),
+            stack: Vec::new(),
         }
-    }
-
-    /// Whether `text` (what the failregexes search) may hold a failure: it
-    /// starts with a prefix literal of some failregex.
-    pub(crate) fn may_match(&self, text: &[u8]) -> bool {
-        self.lits.as_ref().is_none_or(|(first, lits)| {
-            let Some(b) = text.first() else { return false };
-            let (s, e) = first[*b as usize];
-            lits[s as usize..e as usize].iter().any(|l| text.get(..l.len()) == Some(l.as_slice()))
-        })
     }
 
     /// Find the first failregex matching `hay` (ASCII) and its groups.
     pub(crate) fn find(&self, failregex: &[CompiledRegex], hay: &[u8], st: &mut FastState, out: &mut Spans) -> Found {
+        let Some(sub) = self.dispatch(hay) else { return Found::NoMatch };
+        let Some(dfa) = self.subs[sub].dfa(&self.pats) else { return Found::Unknown };
+        let cache = st.caches[sub].get_or_insert_with(|| dfa.create_cache());
         let input = Input::new(hay).anchored(Anchored::Yes);
-        let hm = match self.winner.try_search_fwd(&mut st.cache, &input) {
+        let hm = match dfa.try_search_fwd(cache, &input) {
             Ok(Some(hm)) => hm,
             Ok(None) => return Found::NoMatch,
             Err(_) => return Found::Unknown,
         };
-        let (i, branch) = self.patterns[hm.pattern().as_usize()];
+        let (i, branch) = self.patterns[self.subs[sub].pats[hm.pattern().as_usize()]];
         let e = hm.offset();
         let fr = &self.regexes[i];
         let s = match &fr.start {
@@ -194,6 +251,24 @@ impl FastPath {
                 None => return Found::Unknown,
             },
         };
+        // the winner's groups: by its backtracking program, else its plan
+        if s == 0
+            && let Some(prog) = failregex[i].fast.as_ref().and_then(|f| f.prog())
+        {
+            st.bt_slots.resize(2 * (prog.groups() + 1), None);
+            let b = branch.unwrap_or(0);
+            if let Ok(Some((end, _))) = prog.run_branch(b, hay, &mut st.bt_slots, &mut st.stack)
+                && end == e
+                && let Some(ids) = if fr.ids.len() == 1 { fr.ids.first() } else { fr.ids.get(b) }
+            {
+                st.stats[0] += 1;
+                out.clear();
+                for &(g, id) in ids {
+                    put(out, id, st.bt_slots[2 * g].zip(st.bt_slots[2 * g + 1]));
+                }
+                return Found::Match { regex: i, span: (0, e), exact: true };
+            }
+        }
         let ids = failregex[i].fast.as_ref().and_then(|f| f.plan()).and_then(|plan| {
             if st.slots.len() <= plan.groups() {
                 st.slots.resize(plan.groups() + 1, None);
@@ -215,32 +290,37 @@ impl FastPath {
     }
 }
 
-/// The prefix literals of all failregexes (every match of a failregex,
-/// anchored at the start, starts with one), if they all have some.
-fn prefix_literals(failregex: &[CompiledRegex]) -> Option<Vec<Vec<u8>>> {
+/// The prefix literals of each failregex (every match of it, anchored at
+/// the start, starts with one), if they all have some.
+fn prefix_literals(failregex: &[CompiledRegex]) -> Option<Vec<Vec<Vec<u8>>>> {
     use regex_syntax::hir::literal::{ExtractKind, Extractor};
-    let mut all: Vec<Vec<u8>> = Vec::new();
-    for c in failregex {
-        if !c.fast.as_ref()?.anchored {
-            return None;
-        }
-        let hir = regex_syntax::ParserBuilder::new().unicode(false).utf8(false).build().parse(&c.translated).ok()?;
-        let mut ex = Extractor::new();
-        ex.kind(ExtractKind::Prefix).limit_total(64);
-        let seq = ex.extract(&hir);
-        let lits = seq.literals()?;
-        // a literal of fewer than 3 bytes filters little
-        if lits.is_empty() || lits.iter().any(|l| l.as_bytes().len() < 3) {
-            return None;
-        }
-        all.extend(lits.iter().map(|l| l.as_bytes().to_vec()));
-    }
+    failregex
+        .iter()
+        .map(|c| {
+            if !c.fast.as_ref()?.anchored {
+                return None;
+            }
+            let hir =
+                regex_syntax::ParserBuilder::new().unicode(false).utf8(false).build().parse(&c.translated).ok()?;
+            let mut ex = Extractor::new();
+            ex.kind(ExtractKind::Prefix).limit_total(64);
+            let seq = ex.extract(&hir);
+            let lits = seq.literals()?;
+            // a literal of fewer than 3 bytes filters little
+            if lits.is_empty() || lits.iter().any(|l| l.as_bytes().len() < 3) {
+                return None;
+            }
+            Some(lits.iter().map(|l| l.as_bytes().to_vec()).collect())
+        })
+        .collect()
+}
+
+/// Sorted, without duplicates and without literals that start with
+/// another one (they add nothing).
+fn prefix_free(mut all: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
     all.sort();
     all.dedup();
-    // a literal that starts with another one adds nothing
-    let all: Vec<Vec<u8>> =
-        all.iter().filter(|l| !all.iter().any(|o| o.len() < l.len() && l.starts_with(o))).cloned().collect();
-    Some(all)
+    all.iter().filter(|l| !all.iter().any(|o| o.len() < l.len() && l.starts_with(o))).cloned().collect()
 }
 
 /// The smallest p such that the (reverse) DFA's pattern matches `[p, e]`.
@@ -297,6 +377,8 @@ pub(crate) struct FastInfo {
     /// Capture plan, built when the regex first matches (`None` inside:
     /// the pattern's shape allows none).
     pub plan: OnceLock<Option<SplitPlan>>,
+    /// Backtracking program, built when the regex is first tried.
+    pub prog: OnceLock<Option<Prog>>,
 }
 
 impl FastInfo {
@@ -305,6 +387,17 @@ impl FastInfo {
         self.plan
             .get_or_init(|| {
                 SplitPlan::new(&self.node, &self.flags).filter(|p| {
+                    p.groups() + 1 == self.captures && self.names.iter().all(|(i, n)| p.name(*i) == Some(n.as_str()))
+                })
+            })
+            .as_ref()
+    }
+
+    /// The backtracking program (built on first use).
+    pub fn prog(&self) -> Option<&Prog> {
+        self.prog
+            .get_or_init(|| {
+                Prog::new(&self.node, &self.flags).filter(|p| {
                     p.groups() + 1 == self.captures && self.names.iter().all(|(i, n)| p.name(*i) == Some(n.as_str()))
                 })
             })

@@ -413,9 +413,6 @@ impl<'f> Matcher<'f> {
         let mut winner = None;
         if fast && let (Some(fp), Some(st)) = (&f.fast, self.fast.as_mut()) {
             let target = target_of(&self.buf, &self.content, self.content_at, target_is_content);
-            if !fp.may_match(target.as_bytes()) {
-                return Outcome::NoMatch;
-            }
             match fp.find(&f.failregex, target.as_bytes(), st, &mut self.spans) {
                 Found::NoMatch => return Outcome::NoMatch,
                 Found::Match { regex, span, exact } => winner = Some((regex, span, exact)),

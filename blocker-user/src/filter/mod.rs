@@ -17,6 +17,7 @@
 //! See `docs/filters.md` for the regex dialect translation and what is
 //! supported.
 
+mod backtrack;
 mod date;
 mod fast;
 mod host;
@@ -978,6 +979,7 @@ fn compile(
             captures: r.captures_len(),
             names: names.clone(),
             plan: std::sync::OnceLock::new(),
+            prog: std::sync::OnceLock::new(),
         }),
         _ => None,
     };

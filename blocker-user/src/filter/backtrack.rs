@@ -1,0 +1,576 @@
+//! A budgeted backtracker: the first try of the fast path.
+//!
+//! Failregexes are mostly literals, byte-class runs and `<HOST>`. A
+//! backtracker walks such a regex on a log line in a few hundred steps over
+//! a program that fits in L1, where each DFA pass of the exact path costs
+//! about one cache miss per byte. Backtracking explores parses in priority
+//! order, so the first match it finds is the leftmost-first match of the
+//! regex crate, groups included (the regex has no back-references or
+//! look-arounds here). Its steps are budgeted linearly in the line length:
+//! a line that needs more (crafted input) goes to the exact DFA path, so
+//! matching stays linear.
+
+use regex_syntax::hir::{Class, Hir, HirKind, Look};
+
+use super::pyre::{GroupKind, Node};
+use super::split;
+
+/// A compiled program (anchored at the text start).
+#[derive(Debug)]
+pub(crate) struct Prog {
+    insts: Vec<Inst>,
+    sets: Vec<[u64; 4]>,
+    /// Where each top-level branch starts.
+    branches: Vec<u32>,
+    /// Capture groups, numbered from 1 as the regex crate does.
+    groups: usize,
+    names: Vec<Option<String>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Inst {
+    Byte(u8),
+    Set(u32),
+    /// Try the first target, then the second.
+    Split(u32, u32),
+    Jmp(u32),
+    /// Slot 2g is where group g starts, 2g + 1 where it ends.
+    Save(u32),
+    Look(LookKind),
+    /// A match of top-level branch n.
+    Match(u32),
+    /// `set{min,max}` in one step: (set, min, max or u32::MAX, greedy).
+    Run(u32, u32, u32, bool),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LookKind {
+    Start,
+    End,
+    StartLF,
+    EndLF,
+    Word,
+    NotWord,
+}
+
+/// The line needs more steps than its budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct OverBudget;
+
+/// A regex as a tree of byte-level pieces.
+#[derive(Debug, Clone)]
+enum Re {
+    Empty,
+    Set([u64; 4]),
+    Look(LookKind),
+    Cap(usize, Box<Re>),
+    Cat(Vec<Re>),
+    Alt(Vec<Re>),
+    Rep { re: Box<Re>, min: u32, max: Option<u32>, greedy: bool },
+}
+
+/// Most instructions of a program (counted repetitions are unrolled).
+const MAX_INSTS: usize = 1 << 16;
+
+struct Builder<'a> {
+    flags: &'a str,
+    next_group: usize,
+    names: Vec<Option<String>>,
+}
+
+impl<'a> Builder<'a> {
+    fn node(&mut self, n: &Node, scoped: &[String]) -> Option<Re> {
+        Some(match n {
+            Node::Empty => Re::Empty,
+            Node::Lit(_) | Node::Dot | Node::Class(_) | Node::Assert(_) => {
+                // a leaf, parsed with the flags in force
+                let mut leaf = n.clone();
+                for f in scoped.iter().rev() {
+                    leaf = Node::Group(Box::new(leaf), GroupKind::Flags(f.clone()));
+                }
+                let pat = split::render_plain(&leaf, self.flags);
+                let hir = regex_syntax::ParserBuilder::new().unicode(false).utf8(false).build().parse(&pat).ok()?;
+                from_hir(&hir)?
+            }
+            Node::Group(inner, GroupKind::Capture(name)) => {
+                self.next_group += 1;
+                let g = self.next_group;
+                self.names.push(name.as_deref().map(|s| super::pyre::base_group_name(s).to_string()));
+                Re::Cap(g, Box::new(self.node(inner, scoped)?))
+            }
+            Node::Group(inner, GroupKind::NonCapture) => self.node(inner, scoped)?,
+            Node::Group(inner, GroupKind::Flags(f)) => {
+                let mut s = scoped.to_vec();
+                s.push(f.clone());
+                self.node(inner, &s)?
+            }
+            Node::Group(..) | Node::Backref(_) | Node::Cond(..) => return None,
+            Node::Concat(v) => Re::Cat(v.iter().map(|x| self.node(x, scoped)).collect::<Option<_>>()?),
+            Node::Alt(v) => Re::Alt(v.iter().map(|x| self.node(x, scoped)).collect::<Option<_>>()?),
+            Node::Repeat { node, min, max, greedy } => {
+                Re::Rep { re: Box::new(self.node(node, scoped)?), min: *min, max: *max, greedy: *greedy }
+            }
+        })
+    }
+}
+
+fn from_hir(h: &Hir) -> Option<Re> {
+    Some(match h.kind() {
+        HirKind::Empty => Re::Empty,
+        HirKind::Literal(l) => Re::Cat(l.0.iter().map(|&b| Re::Set(byte_set(b))).collect()),
+        HirKind::Class(Class::Bytes(c)) => {
+            let mut s = [0u64; 4];
+            for r in c.ranges() {
+                for b in r.start()..=r.end() {
+                    s[b as usize / 64] |= 1 << (b % 64);
+                }
+            }
+            Re::Set(s)
+        }
+        HirKind::Class(Class::Unicode(c)) => {
+            let mut s = [0u64; 4];
+            for r in c.ranges() {
+                if r.end() as u32 > 0x7f {
+                    return None;
+                }
+                for b in r.start() as u8..=r.end() as u8 {
+                    s[b as usize / 64] |= 1 << (b % 64);
+                }
+            }
+            Re::Set(s)
+        }
+        HirKind::Look(l) => Re::Look(match l {
+            Look::Start => LookKind::Start,
+            Look::End => LookKind::End,
+            Look::StartLF => LookKind::StartLF,
+            Look::EndLF => LookKind::EndLF,
+            Look::WordAscii => LookKind::Word,
+            Look::WordAsciiNegate => LookKind::NotWord,
+            _ => return None,
+        }),
+        HirKind::Repetition(r) => Re::Rep { re: Box::new(from_hir(&r.sub)?), min: r.min, max: r.max, greedy: r.greedy },
+        HirKind::Capture(_) => return None,
+        HirKind::Concat(v) => Re::Cat(v.iter().map(from_hir).collect::<Option<_>>()?),
+        HirKind::Alternation(v) => Re::Alt(v.iter().map(from_hir).collect::<Option<_>>()?),
+    })
+}
+
+/// Merge alternations of single bytes into one set (each branch takes one
+/// byte and continues alike, so the order of the branches does not matter).
+fn simplify(r: Re) -> Re {
+    match r {
+        Re::Cap(g, x) => Re::Cap(g, Box::new(simplify(*x))),
+        Re::Cat(v) => Re::Cat(v.into_iter().map(simplify).collect()),
+        Re::Rep { re, min, max, greedy } => Re::Rep { re: Box::new(simplify(*re)), min, max, greedy },
+        Re::Alt(v) => {
+            let v: Vec<Re> = v.into_iter().map(simplify).collect();
+            let mut union = [0u64; 4];
+            for x in &v {
+                match single_set(x) {
+                    Some(s) => (0..4).for_each(|i| union[i] |= s[i]),
+                    None => return Re::Alt(v),
+                }
+            }
+            Re::Set(union)
+        }
+        r => r,
+    }
+}
+
+fn single_set(r: &Re) -> Option<[u64; 4]> {
+    match r {
+        Re::Set(s) => Some(*s),
+        Re::Cat(v) if v.len() == 1 => single_set(&v[0]),
+        _ => None,
+    }
+}
+
+fn byte_set(b: u8) -> [u64; 4] {
+    let mut s = [0u64; 4];
+    s[b as usize / 64] |= 1 << (b % 64);
+    s
+}
+
+fn nullable(r: &Re) -> bool {
+    match r {
+        Re::Empty | Re::Look(_) => true,
+        Re::Set(_) => false,
+        Re::Cap(_, x) => nullable(x),
+        Re::Cat(v) => v.iter().all(nullable),
+        Re::Alt(v) => v.iter().any(nullable),
+        Re::Rep { re, min, .. } => *min == 0 || nullable(re),
+    }
+}
+
+struct Emitter {
+    insts: Vec<Inst>,
+    sets: Vec<[u64; 4]>,
+}
+
+impl Emitter {
+    fn push(&mut self, i: Inst) -> Option<u32> {
+        if self.insts.len() >= MAX_INSTS {
+            return None;
+        }
+        self.insts.push(i);
+        Some(self.insts.len() as u32 - 1)
+    }
+
+    fn set_id(&mut self, s: &[u64; 4]) -> u32 {
+        match self.sets.iter().position(|x| x == s) {
+            Some(i) => i as u32,
+            None => {
+                self.sets.push(*s);
+                self.sets.len() as u32 - 1
+            }
+        }
+    }
+
+    fn here(&self) -> u32 {
+        self.insts.len() as u32
+    }
+
+    fn emit(&mut self, r: &Re) -> Option<()> {
+        match r {
+            Re::Empty => {}
+            Re::Set(s) => {
+                let one = (s.iter().map(|w| w.count_ones()).sum::<u32>() == 1)
+                    .then(|| (0..256).find(|&b| s[b / 64] & (1 << (b % 64)) != 0).map(|b| b as u8))
+                    .flatten();
+                match one {
+                    Some(b) => self.push(Inst::Byte(b))?,
+                    None => {
+                        let id = self.set_id(s);
+                        self.push(Inst::Set(id))?
+                    }
+                };
+            }
+            Re::Look(l) => {
+                self.push(Inst::Look(*l))?;
+            }
+            Re::Cap(g, x) => {
+                self.push(Inst::Save(2 * *g as u32))?;
+                self.emit(x)?;
+                self.push(Inst::Save(2 * *g as u32 + 1))?;
+            }
+            Re::Cat(v) => v.iter().try_for_each(|x| self.emit(x))?,
+            Re::Alt(v) => {
+                // split to each branch but the last, all jump to the end
+                let mut jumps = Vec::new();
+                for (i, x) in v.iter().enumerate() {
+                    if i + 1 < v.len() {
+                        let split = self.push(Inst::Split(0, 0))?;
+                        self.emit(x)?;
+                        jumps.push(self.push(Inst::Jmp(0))?);
+                        let next = self.here();
+                        self.insts[split as usize] = Inst::Split(split + 1, next);
+                    } else {
+                        self.emit(x)?;
+                    }
+                }
+                let end = self.here();
+                for j in jumps {
+                    self.insts[j as usize] = Inst::Jmp(end);
+                }
+            }
+            Re::Rep { re, min, max, greedy } if single_set(re).is_some() => {
+                let id = self.set_id(&single_set(re).unwrap_or_default());
+                self.push(Inst::Run(id, *min, max.unwrap_or(u32::MAX), *greedy))?;
+            }
+            Re::Rep { re, min, max, greedy } => {
+                for _ in 0..*min {
+                    self.emit(re)?;
+                }
+                match max {
+                    None => {
+                        // an empty iteration would loop forever
+                        if nullable(re) {
+                            return None;
+                        }
+                        let split = self.push(Inst::Split(0, 0))?;
+                        self.emit(re)?;
+                        self.push(Inst::Jmp(split))?;
+                        let out = self.here();
+                        self.insts[split as usize] = self.split(*greedy, split + 1, out);
+                    }
+                    Some(max) => {
+                        // nested optional copies: x(x(x)?)?)?
+                        let mut splits = Vec::new();
+                        for _ in *min..*max {
+                            splits.push(self.push(Inst::Split(0, 0))?);
+                            self.emit(re)?;
+                        }
+                        let out = self.here();
+                        for s in splits {
+                            self.insts[s as usize] = self.split(*greedy, s + 1, out);
+                        }
+                    }
+                }
+            }
+        }
+        Some(())
+    }
+
+    fn split(&self, greedy: bool, body: u32, out: u32) -> Inst {
+        if greedy { Inst::Split(body, out) } else { Inst::Split(out, body) }
+    }
+}
+
+impl Prog {
+    /// Compile a linear pattern. Top-level branches (as
+    /// [`split::root_alternatives`] lists them) report their index.
+    pub(crate) fn new(node: &Node, flags: &str) -> Option<Prog> {
+        if node.is_fancy() || flags.contains('m') {
+            return None;
+        }
+        let mut b = Builder { flags, next_group: 0, names: vec![None] };
+        let branches: Vec<Re> = match split::root_alternatives(node) {
+            Some(alts) => alts.iter().map(|(n, _)| b.node(n, &[]).map(simplify)).collect::<Option<_>>()?,
+            None => vec![simplify(b.node(node, &[])?)],
+        };
+        let mut e = Emitter { insts: Vec::new(), sets: Vec::new() };
+        let mut starts = Vec::new();
+        for (i, r) in branches.iter().enumerate() {
+            starts.push(e.here() + u32::from(i + 1 < branches.len()));
+            let split = (i + 1 < branches.len()).then(|| e.push(Inst::Split(0, 0))).flatten();
+            e.emit(r)?;
+            e.push(Inst::Match(i as u32))?;
+            if let Some(s) = split {
+                let next = e.here();
+                e.insts[s as usize] = Inst::Split(s + 1, next);
+            }
+        }
+        Some(Prog { insts: e.insts, sets: e.sets, branches: starts, groups: b.next_group, names: b.names })
+    }
+
+    pub(crate) fn groups(&self) -> usize {
+        self.groups
+    }
+
+    #[inline]
+    fn has(&self, set: u32, c: u8) -> bool {
+        self.sets[set as usize][c as usize / 64] & (1 << (c % 64)) != 0
+    }
+
+    pub(crate) fn name(&self, i: usize) -> Option<&str> {
+        self.names.get(i).and_then(|n| n.as_deref())
+    }
+
+    /// The leftmost-first match at the start of `hay`: (end, top-level
+    /// branch), with `slots` (2 per group, from group 0) set.
+    #[cfg(test)]
+    pub(crate) fn run(
+        &self,
+        hay: &[u8],
+        slots: &mut [Option<usize>],
+        stack: &mut Vec<Frame>,
+    ) -> Result<Option<(usize, usize)>, OverBudget> {
+        self.run_from(0, hay, slots, stack)
+    }
+
+    /// [`Prog::run`] on top-level branch `b` only.
+    pub(crate) fn run_branch(
+        &self,
+        b: usize,
+        hay: &[u8],
+        slots: &mut [Option<usize>],
+        stack: &mut Vec<Frame>,
+    ) -> Result<Option<(usize, usize)>, OverBudget> {
+        self.run_from(*self.branches.get(b).ok_or(OverBudget)?, hay, slots, stack)
+    }
+
+    fn run_from(
+        &self,
+        pc: u32,
+        hay: &[u8],
+        slots: &mut [Option<usize>],
+        stack: &mut Vec<Frame>,
+    ) -> Result<Option<(usize, usize)>, OverBudget> {
+        slots.iter_mut().for_each(|s| *s = None);
+        stack.clear();
+        let mut budget = 16 * hay.len() + 512;
+        stack.push(Frame::Try(pc, 0));
+        while let Some(f) = stack.pop() {
+            let (mut pc, mut at) = match f {
+                Frame::Try(pc, at) => (pc as usize, at as usize),
+                Frame::Restore(slot, old) => {
+                    slots[slot as usize] = old;
+                    continue;
+                }
+                Frame::Shorter(pc, lo, at) => {
+                    if at > lo + 1 {
+                        stack.push(Frame::Shorter(pc, lo, at - 1));
+                    }
+                    (pc as usize + 1, at as usize - 1)
+                }
+                Frame::Longer(pc, hi, at) => {
+                    let Inst::Run(set, ..) = self.insts[pc as usize] else { unreachable!() };
+                    let (at, hi) = (at as usize, hi as usize);
+                    if at >= hi || !self.has(set, hay[at]) {
+                        continue;
+                    }
+                    if at + 1 < hi {
+                        stack.push(Frame::Longer(pc, hi as u32, at as u32 + 1));
+                    }
+                    (pc as usize + 1, at + 1)
+                }
+            };
+            loop {
+                if budget == 0 {
+                    return Err(OverBudget);
+                }
+                budget -= 1;
+                match self.insts[pc] {
+                    Inst::Byte(b) => {
+                        if hay.get(at) != Some(&b) {
+                            break;
+                        }
+                        pc += 1;
+                        at += 1;
+                    }
+                    Inst::Set(s) => {
+                        let Some(&c) = hay.get(at) else { break };
+                        if !self.has(s, c) {
+                            break;
+                        }
+                        pc += 1;
+                        at += 1;
+                    }
+                    Inst::Split(a, b) => {
+                        stack.push(Frame::Try(b, at as u32));
+                        pc = a as usize;
+                    }
+                    Inst::Jmp(a) => pc = a as usize,
+                    Inst::Save(k) => {
+                        if let Some(s) = slots.get_mut(k as usize) {
+                            stack.push(Frame::Restore(k, *s));
+                            *s = Some(at);
+                        }
+                        pc += 1;
+                    }
+                    Inst::Look(l) => {
+                        if !holds(l, hay, at) {
+                            break;
+                        }
+                        pc += 1;
+                    }
+                    Inst::Run(set, min, max, greedy) => {
+                        let lo = at + min as usize;
+                        if lo > hay.len() || !hay[at..lo].iter().all(|&c| self.has(set, c)) {
+                            break;
+                        }
+                        let lim = hay.len().min(at.saturating_add(max as usize));
+                        if greedy {
+                            let mut hi = lo;
+                            while hi < lim && self.has(set, hay[hi]) {
+                                hi += 1;
+                            }
+                            budget = budget.saturating_sub(hi - at);
+                            if hi > lo {
+                                stack.push(Frame::Shorter(pc as u32, lo as u32, hi as u32));
+                            }
+                            at = hi;
+                        } else {
+                            budget = budget.saturating_sub(lo - at);
+                            if lo < lim {
+                                stack.push(Frame::Longer(pc as u32, lim as u32, lo as u32));
+                            }
+                            at = lo;
+                        }
+                        pc += 1;
+                    }
+                    Inst::Match(b) => {
+                        slots[0] = Some(0);
+                        slots[1] = Some(at);
+                        return Ok(Some((at, b as usize)));
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// Backtracking stack entry.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Frame {
+    Try(u32, u32),
+    Restore(u32, Option<usize>),
+    /// A greedy run at `pc` may give back bytes down to `lo`: (pc, lo, at).
+    Shorter(u32, u32, u32),
+    /// A lazy run at `pc` may take more bytes up to `hi`: (pc, hi, at).
+    Longer(u32, u32, u32),
+}
+
+fn is_word(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
+}
+
+fn holds(l: LookKind, hay: &[u8], at: usize) -> bool {
+    match l {
+        LookKind::Start => at == 0,
+        LookKind::End => at == hay.len(),
+        LookKind::StartLF => at == 0 || hay[at - 1] == b'\n',
+        LookKind::EndLF => at == hay.len() || hay[at] == b'\n',
+        LookKind::Word | LookKind::NotWord => {
+            let before = at > 0 && is_word(hay[at - 1]);
+            let after = at < hay.len() && is_word(hay[at]);
+            (before != after) == (l == LookKind::Word)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The program against the regex crate's captures on each text.
+    fn check(pattern: &str, texts: &[&str]) {
+        let parsed = super::super::pyre::parse(pattern).unwrap();
+        let prog = Prog::new(&parsed.node, &parsed.flags).expect("program");
+        let (rendered, _) = super::super::pyre::render(&parsed, false, false);
+        let re =
+            regex::bytes::Regex::new(&format!("(?-u)^(?:{})", super::super::dollar_fix(&rendered, false))).unwrap();
+        assert_eq!(prog.groups() + 1, re.captures_len(), "{pattern}");
+        let mut slots = vec![None; 2 * (prog.groups() + 1)];
+        let mut stack = Vec::new();
+        for t in texts {
+            let got = prog.run(t.as_bytes(), &mut slots, &mut stack).expect("within budget");
+            let want = re.captures(t.as_bytes());
+            assert_eq!(got.map(|g| g.0), want.as_ref().map(|c| c.get(0).unwrap().end()), "{pattern} on {t:?}");
+            if let Some(caps) = want {
+                for g in 1..=prog.groups() {
+                    let span = slots[2 * g].zip(slots[2 * g + 1]);
+                    assert_eq!(span, caps.get(g).map(|m| (m.start(), m.end())), "{pattern} on {t:?} group {g}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn groups_match_the_regex_crate() {
+        check(r"^a (?P<u>\S+) b (?P<h>\d+)$", &["a x b 12\n", "a xy b 1", "a  b 1", "a x b 1 z"]);
+        check(r"^(?P<u>.*) from (?P<h>\d+(?:\.\d+)*)$", &["x from 1.2", "x from 1 from 2.3", " from 1"]);
+        check(r"^x(?P<o>(?P<i>a*))?y", &["xy", "xay", "xaay", "xb"]);
+        check(r"^x(?P<o>a*)??y", &["xy", "xay"]);
+        check(r"^(?:(?P<a>ab)|(?P<b>a))(?P<c>b?)c", &["abc", "ac", "abbc"]);
+        check(r"^(?P<a>a|ab|abc)(?P<b>c?)d", &["abcd", "abd", "ad"]);
+        check(r"(?i)^A(?P<x>b+)c\b", &["abBc", "ABC", "abcd"]);
+        check(r"^u (?P<u>.*?) from (?P<h>\S+)$", &["u a from b", "u a from b from c"]);
+        check(r"^(?:x{2,3}?)(?P<r>x*)$", &["xxxx", "xx"]);
+    }
+
+    #[test]
+    fn a_crafted_line_runs_out_of_budget() {
+        let parsed = super::super::pyre::parse(r"^(?:a|a)*(?:a|a)*(?:a|a)*b").unwrap();
+        let prog = Prog::new(&parsed.node, &parsed.flags).unwrap();
+        let hay = "a".repeat(64);
+        assert_eq!(prog.run(hay.as_bytes(), &mut [None; 2], &mut Vec::new()), Err(OverBudget));
+    }
+
+    #[test]
+    fn nullable_loops_have_no_program() {
+        let parsed = super::super::pyre::parse(r"^(?:a?)*b").unwrap();
+        assert!(Prog::new(&parsed.node, &parsed.flags).is_none());
+    }
+}
