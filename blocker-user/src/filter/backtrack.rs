@@ -20,6 +20,7 @@ use super::split;
 pub(crate) struct Prog {
     insts: Vec<Inst>,
     sets: Vec<[u64; 4]>,
+    lits: Vec<Box<[u8]>>,
     /// Where each top-level branch starts.
     branches: Vec<u32>,
     /// Capture groups, numbered from 1 as the regex crate does.
@@ -30,6 +31,8 @@ pub(crate) struct Prog {
 #[derive(Debug, Clone, Copy)]
 enum Inst {
     Byte(u8),
+    /// A literal of two bytes or more (index into `lits`).
+    Lit(u32),
     Set(u32),
     /// Try the first target, then the second.
     Split(u32, u32),
@@ -205,6 +208,23 @@ fn nullable(r: &Re) -> bool {
 struct Emitter {
     insts: Vec<Inst>,
     sets: Vec<[u64; 4]>,
+    lits: Vec<Box<[u8]>>,
+}
+
+/// The one byte a piece matches, if it is a single byte.
+fn one_byte(r: &Re) -> Option<u8> {
+    let s = single_set(r)?;
+    (s.iter().map(|w| w.count_ones()).sum::<u32>() == 1)
+        .then(|| (0..=255u8).find(|&b| s[b as usize / 64] & (1 << (b % 64)) != 0))
+        .flatten()
+}
+
+fn flatten_cat<'r>(r: &'r Re, out: &mut Vec<&'r Re>) {
+    match r {
+        Re::Cat(v) => v.iter().for_each(|x| flatten_cat(x, out)),
+        Re::Empty => {}
+        _ => out.push(r),
+    }
 }
 
 impl Emitter {
@@ -234,10 +254,7 @@ impl Emitter {
         match r {
             Re::Empty => {}
             Re::Set(s) => {
-                let one = (s.iter().map(|w| w.count_ones()).sum::<u32>() == 1)
-                    .then(|| (0..256).find(|&b| s[b / 64] & (1 << (b % 64)) != 0).map(|b| b as u8))
-                    .flatten();
-                match one {
+                match one_byte(r) {
                     Some(b) => self.push(Inst::Byte(b))?,
                     None => {
                         let id = self.set_id(s);
@@ -253,7 +270,23 @@ impl Emitter {
                 self.emit(x)?;
                 self.push(Inst::Save(2 * *g as u32 + 1))?;
             }
-            Re::Cat(v) => v.iter().try_for_each(|x| self.emit(x))?,
+            Re::Cat(_) => {
+                // runs of single bytes become literals
+                let mut items = Vec::new();
+                flatten_cat(r, &mut items);
+                let mut i = 0;
+                while i < items.len() {
+                    let lit: Vec<u8> = items[i..].iter().map_while(|x| one_byte(x)).collect();
+                    if lit.len() >= 2 {
+                        i += lit.len();
+                        self.lits.push(lit.into());
+                        self.push(Inst::Lit(self.lits.len() as u32 - 1))?;
+                    } else {
+                        self.emit(items[i])?;
+                        i += 1;
+                    }
+                }
+            }
             Re::Alt(v) => {
                 // split to each branch but the last, all jump to the end
                 let mut jumps = Vec::new();
@@ -328,7 +361,7 @@ impl Prog {
             Some(alts) => alts.iter().map(|(n, _)| b.node(n, &[]).map(simplify)).collect::<Option<_>>()?,
             None => vec![simplify(b.node(node, &[])?)],
         };
-        let mut e = Emitter { insts: Vec::new(), sets: Vec::new() };
+        let mut e = Emitter { insts: Vec::new(), sets: Vec::new(), lits: Vec::new() };
         let mut starts = Vec::new();
         for (i, r) in branches.iter().enumerate() {
             starts.push(e.here() + u32::from(i + 1 < branches.len()));
@@ -340,11 +373,31 @@ impl Prog {
                 e.insts[s as usize] = Inst::Split(s + 1, next);
             }
         }
-        Some(Prog { insts: e.insts, sets: e.sets, branches: starts, groups: b.next_group, names: b.names })
+        Some(Prog {
+            insts: e.insts,
+            sets: e.sets,
+            lits: e.lits,
+            branches: starts,
+            groups: b.next_group,
+            names: b.names,
+        })
     }
 
     pub(crate) fn groups(&self) -> usize {
         self.groups
+    }
+
+    /// The byte the program at `pc` needs first, if it is one (group
+    /// marks consume nothing and are looked through).
+    fn next_byte(&self, mut pc: usize) -> Option<u8> {
+        loop {
+            match self.insts.get(pc)? {
+                Inst::Save(_) => pc += 1,
+                Inst::Byte(b) => return Some(*b),
+                Inst::Lit(i) => return Some(self.lits[*i as usize][0]),
+                _ => return None,
+            }
+        }
     }
 
     #[inline]
@@ -398,10 +451,21 @@ impl Prog {
                     continue;
                 }
                 Frame::Shorter(pc, lo, at) => {
-                    if at > lo + 1 {
-                        stack.push(Frame::Shorter(pc, lo, at - 1));
+                    // give back one byte, or when a byte must follow, as
+                    // many as it takes to reach that byte
+                    let (lo, at) = (lo as usize, at as usize);
+                    let q = match self.next_byte(pc as usize + 1) {
+                        Some(b) => match hay[lo..at].iter().rposition(|&c| c == b) {
+                            Some(k) => lo + k,
+                            None => continue,
+                        },
+                        None => at - 1,
+                    };
+                    budget = budget.saturating_sub(at - q);
+                    if q > lo {
+                        stack.push(Frame::Shorter(pc, lo as u32, q as u32));
                     }
-                    (pc as usize + 1, at as usize - 1)
+                    (pc as usize + 1, q)
                 }
                 Frame::Longer(pc, hi, at) => {
                     let Inst::Run(set, ..) = self.insts[pc as usize] else { unreachable!() };
@@ -427,6 +491,14 @@ impl Prog {
                         }
                         pc += 1;
                         at += 1;
+                    }
+                    Inst::Lit(i) => {
+                        let l = &self.lits[i as usize];
+                        if !hay[at..].starts_with(l) {
+                            break;
+                        }
+                        pc += 1;
+                        at += l.len();
                     }
                     Inst::Set(s) => {
                         let Some(&c) = hay.get(at) else { break };
@@ -558,6 +630,11 @@ mod tests {
         check(r"(?i)^A(?P<x>b+)c\b", &["abBc", "ABC", "abcd"]);
         check(r"^u (?P<u>.*?) from (?P<h>\S+)$", &["u a from b", "u a from b from c"]);
         check(r"^(?:x{2,3}?)(?P<r>x*)$", &["xxxx", "xx"]);
+        // a greedy run gives back bytes up to the literal that follows
+        check(
+            r"^for (?P<u>.*) from (?P<h>\S+)(?: port \d+)?$",
+            &["for a from b from c port 2", "for from x", "for a fro"],
+        );
     }
 
     #[test]
