@@ -1,14 +1,15 @@
-//! A budgeted backtracker: the first try of the fast path.
+//! A budgeted backtracker that places the groups of the winning failregex.
 //!
-//! Failregexes are mostly literals, byte-class runs and `<HOST>`. A
-//! backtracker walks such a regex on a log line in a few hundred steps over
-//! a program that fits in L1, where each DFA pass of the exact path costs
-//! about one cache miss per byte. Backtracking explores parses in priority
-//! order, so the first match it finds is the leftmost-first match of the
-//! regex crate, groups included (the regex has no back-references or
-//! look-arounds here). Its steps are budgeted linearly in the line length:
-//! a line that needs more (crafted input) goes to the exact DFA path, so
-//! matching stays linear.
+//! Failregexes are mostly literals, byte-class runs and `<HOST>`. Once the
+//! winner DFA has picked the failregex and its top-level branch, a
+//! backtracker walks that branch on the line in a few hundred steps over a
+//! program of a few KB, where each DFA pass of the capture plans costs about
+//! one cache miss per byte. Backtracking explores parses in priority order,
+//! so the first match it finds is the leftmost-first match of the regex
+//! crate, groups included (the regex has no back-references or look-arounds
+//! here). Its steps are budgeted linearly in the line length: a line that
+//! needs more (crafted input) goes to the capture plans, so matching stays
+//! linear.
 
 use regex_syntax::hir::{Class, Hir, HirKind, Look};
 
