@@ -386,9 +386,7 @@ impl FastInfo {
     pub fn plan(&self) -> Option<&SplitPlan> {
         self.plan
             .get_or_init(|| {
-                SplitPlan::new(&self.node, &self.flags).filter(|p| {
-                    p.groups() + 1 == self.captures && self.names.iter().all(|(i, n)| p.name(*i) == Some(n.as_str()))
-                })
+                SplitPlan::new(&self.node, &self.flags).filter(|p| self.same_groups(p.groups(), |i| p.name(i)))
             })
             .as_ref()
     }
@@ -396,12 +394,14 @@ impl FastInfo {
     /// The backtracking program (built on first use).
     pub fn prog(&self) -> Option<&Prog> {
         self.prog
-            .get_or_init(|| {
-                Prog::new(&self.node, &self.flags).filter(|p| {
-                    p.groups() + 1 == self.captures && self.names.iter().all(|(i, n)| p.name(*i) == Some(n.as_str()))
-                })
-            })
+            .get_or_init(|| Prog::new(&self.node, &self.flags).filter(|p| self.same_groups(p.groups(), |i| p.name(i))))
             .as_ref()
+    }
+
+    /// Whether a derived engine numbers and names the groups as the
+    /// compiled regex does.
+    fn same_groups<'a>(&self, groups: usize, name: impl Fn(usize) -> Option<&'a str>) -> bool {
+        groups + 1 == self.captures && self.names.iter().all(|(i, n)| name(*i) == Some(n.as_str()))
     }
 }
 
