@@ -92,8 +92,8 @@ struct FastRegex {
 /// Per-matcher state of the fast path.
 #[derive(Debug)]
 pub(crate) struct FastState {
-    /// Lines decided by the fast path: groups by plans, groups by the
-    /// reference engine (no plan or ambiguous span).
+    /// Lines decided by the fast path: groups by the backtracker or the
+    /// plans, groups by the reference engine (no plan or ambiguous span).
     pub stats: [u64; 2],
     /// One cache per winner DFA, made on first use.
     caches: Vec<Option<hybrid::dfa::Cache>>,
@@ -293,24 +293,12 @@ impl FastPath {
 /// The prefix literals of each failregex (every match of it, anchored at
 /// the start, starts with one), if they all have some.
 fn prefix_literals(failregex: &[CompiledRegex]) -> Option<Vec<Vec<Vec<u8>>>> {
-    use regex_syntax::hir::literal::{ExtractKind, Extractor};
     failregex
         .iter()
         .map(|c| {
-            if !c.fast.as_ref()?.anchored {
-                return None;
-            }
-            let hir =
-                regex_syntax::ParserBuilder::new().unicode(false).utf8(false).build().parse(&c.translated).ok()?;
-            let mut ex = Extractor::new();
-            ex.kind(ExtractKind::Prefix).limit_total(64);
-            let seq = ex.extract(&hir);
-            let lits = seq.literals()?;
+            let lits = c.prefixes.as_ref().filter(|_| c.fast.as_ref().is_some_and(|f| f.anchored))?;
             // a literal of fewer than 3 bytes filters little
-            if lits.is_empty() || lits.iter().any(|l| l.as_bytes().len() < 3) {
-                return None;
-            }
-            Some(lits.iter().map(|l| l.as_bytes().to_vec()).collect())
+            lits.iter().all(|l| l.len() >= 3).then(|| lits.clone())
         })
         .collect()
 }
@@ -416,6 +404,7 @@ mod tests {
     fn stock_sshd_lines_take_the_exact_path() {
         let f = Filter::load("sshd", &FilterOptions::default()).unwrap();
         let fp = f.fast.as_ref().expect("sshd qualifies for the fast path");
+        assert!(fp.lits.is_some(), "sshd's failregexes are dispatched by prefix literal");
         for (i, c) in f.failregex.iter().enumerate() {
             let fi = c.fast.as_ref().unwrap();
             assert!(fi.plan().is_some(), "failregex {i} has no plan: {}", c.translated);
