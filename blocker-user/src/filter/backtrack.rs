@@ -468,14 +468,13 @@ impl Prog {
                     }
                     (pc as usize + 1, q)
                 }
-                Frame::Longer(pc, hi, at) => {
-                    let Inst::Run(set, ..) = self.insts[pc as usize] else { unreachable!() };
+                Frame::Longer(pc, set, hi, at) => {
                     let (at, hi) = (at as usize, hi as usize);
                     if at >= hi || !self.has(set, hay[at]) {
                         continue;
                     }
                     if at + 1 < hi {
-                        stack.push(Frame::Longer(pc, hi as u32, at as u32 + 1));
+                        stack.push(Frame::Longer(pc, set, hi as u32, at as u32 + 1));
                     }
                     (pc as usize + 1, at + 1)
                 }
@@ -546,7 +545,7 @@ impl Prog {
                         } else {
                             budget = budget.saturating_sub(lo - at);
                             if lo < lim {
-                                stack.push(Frame::Longer(pc as u32, lim as u32, lo as u32));
+                                stack.push(Frame::Longer(pc as u32, set, lim as u32, lo as u32));
                             }
                             at = lo;
                         }
@@ -571,8 +570,9 @@ pub(crate) enum Frame {
     Restore(u32, Option<usize>),
     /// A greedy run at `pc` may give back bytes down to `lo`: (pc, lo, at).
     Shorter(u32, u32, u32),
-    /// A lazy run at `pc` may take more bytes up to `hi`: (pc, hi, at).
-    Longer(u32, u32, u32),
+    /// A lazy run at `pc` of byte set `set` may take more bytes up to
+    /// `hi`: (pc, set, hi, at).
+    Longer(u32, u32, u32, u32),
 }
 
 fn is_word(b: u8) -> bool {
