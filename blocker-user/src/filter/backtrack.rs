@@ -20,8 +20,12 @@ use super::split;
 #[derive(Debug)]
 pub(crate) struct Prog {
     insts: Vec<Inst>,
-    sets: Vec<[u64; 4]>,
+    /// Byte sets as membership tables (one load per test).
+    sets: Vec<[bool; 256]>,
     lits: Vec<Box<[u8]>>,
+    /// Per instruction: the set (in `sets`) of bytes a match from there
+    /// can start with, or [`ANY`] when it may need none.
+    first: Vec<u32>,
     /// Where each top-level branch starts.
     branches: Vec<u32>,
     /// Capture groups, numbered from 1 as the regex crate does.
@@ -75,6 +79,9 @@ enum Re {
 
 /// Most instructions of a program (counted repetitions are unrolled).
 const MAX_INSTS: usize = 1 << 16;
+
+/// No first-byte set: the position may match without consuming a byte.
+const ANY: u32 = u32::MAX;
 
 struct Builder<'a> {
     flags: &'a str,
@@ -374,10 +381,12 @@ impl Prog {
                 e.insts[s as usize] = Inst::Split(s + 1, next);
             }
         }
+        let first = first_sets(&mut e);
         Some(Prog {
             insts: e.insts,
-            sets: e.sets,
+            sets: e.sets.iter().map(|s| std::array::from_fn(|b| s[b / 64] & (1 << (b % 64)) != 0)).collect(),
             lits: e.lits,
+            first,
             branches: starts,
             groups: b.next_group,
             names: b.names,
@@ -388,22 +397,32 @@ impl Prog {
         self.groups
     }
 
-    /// The byte the program at `pc` needs first, if it is one (group
-    /// marks consume nothing and are looked through).
-    fn next_byte(&self, mut pc: usize) -> Option<u8> {
+    /// The literal the program at `pc` needs first, if any, as its first
+    /// byte and the rest (group marks consume nothing and are looked
+    /// through).
+    fn next_lit(&self, mut pc: usize) -> Option<(u8, &[u8])> {
         loop {
             match self.insts.get(pc)? {
                 Inst::Save(_) => pc += 1,
-                Inst::Byte(b) => return Some(*b),
-                Inst::Lit(i) => return Some(self.lits[*i as usize][0]),
+                Inst::Byte(b) => return Some((*b, &[])),
+                Inst::Lit(i) => return self.lits[*i as usize].split_first().map(|(b, r)| (*b, r)),
                 _ => return None,
             }
         }
     }
 
+    /// Whether a match from `pc` may start with the byte at `at`.
+    #[inline]
+    fn may_start(&self, pc: u32, hay: &[u8], at: usize) -> bool {
+        match self.first[pc as usize] {
+            ANY => true,
+            s => hay.get(at).is_some_and(|&c| self.has(s, c)),
+        }
+    }
+
     #[inline]
     fn has(&self, set: u32, c: u8) -> bool {
-        self.sets[set as usize][c as usize / 64] & (1 << (c % 64)) != 0
+        self.sets[set as usize][c as usize]
     }
 
     pub(crate) fn name(&self, i: usize) -> Option<&str> {
@@ -452,12 +471,12 @@ impl Prog {
                     continue;
                 }
                 Frame::Shorter(pc, lo, at) => {
-                    // give back one byte, or when a byte must follow, as
-                    // many as it takes to reach that byte
+                    // give back one byte, or when a literal must follow, as
+                    // many as it takes to reach that literal
                     let (lo, at) = (lo as usize, at as usize);
-                    let q = match self.next_byte(pc as usize + 1) {
-                        Some(b) => match hay[lo..at].iter().rposition(|&c| c == b) {
-                            Some(k) => lo + k,
+                    let q = match self.next_lit(pc as usize + 1) {
+                        Some((b, rest)) => match last_lit(hay, lo, at, b, rest) {
+                            Some(q) => q,
                             None => continue,
                         },
                         None => at - 1,
@@ -509,7 +528,14 @@ impl Prog {
                         at += 1;
                     }
                     Inst::Split(a, b) => {
-                        stack.push(Frame::Try(b, at as u32));
+                        // a branch that cannot start here is not tried
+                        if !self.may_start(a, hay, at) {
+                            pc = b as usize;
+                            continue;
+                        }
+                        if self.may_start(b, hay, at) {
+                            stack.push(Frame::Try(b, at as u32));
+                        }
                         pc = a as usize;
                     }
                     Inst::Jmp(a) => pc = a as usize,
@@ -528,15 +554,13 @@ impl Prog {
                     }
                     Inst::Run(set, min, max, greedy) => {
                         let lo = at + min as usize;
-                        if lo > hay.len() || !hay[at..lo].iter().all(|&c| self.has(set, c)) {
+                        let tbl = &self.sets[set as usize];
+                        if lo > hay.len() || !hay[at..lo].iter().all(|&c| tbl[c as usize]) {
                             break;
                         }
                         let lim = hay.len().min(at.saturating_add(max as usize));
                         if greedy {
-                            let mut hi = lo;
-                            while hi < lim && self.has(set, hay[hi]) {
-                                hi += 1;
-                            }
+                            let hi = lo + hay[lo..lim].iter().position(|&c| !tbl[c as usize]).unwrap_or(lim - lo);
                             budget = budget.saturating_sub(hi - at);
                             if hi > lo {
                                 stack.push(Frame::Shorter(pc as u32, lo as u32, hi as u32));
@@ -561,6 +585,55 @@ impl Prog {
         }
         Ok(None)
     }
+}
+
+/// The last position `q` in `[lo, at)` where `b` followed by `rest`
+/// starts.
+fn last_lit(hay: &[u8], lo: usize, mut at: usize, b: u8, rest: &[u8]) -> Option<usize> {
+    loop {
+        let q = lo + hay[lo..at].iter().rposition(|&c| c == b)?;
+        if hay[q + 1..].starts_with(rest) {
+            return Some(q);
+        }
+        at = q;
+    }
+}
+
+/// For each instruction, the bytes a match from there can start with
+/// ([`ANY`] when it may consume none first): the least fixpoint over the
+/// program graph (a loop always consumes, nullable loops have no program).
+fn first_sets(e: &mut Emitter) -> Vec<u32> {
+    let n = e.insts.len();
+    let mut first: Vec<Option<[u64; 4]>> = vec![Some([0; 4]); n];
+    let union = |a: Option<[u64; 4]>, b: Option<[u64; 4]>| {
+        let (a, b) = (a?, b?);
+        Some(std::array::from_fn(|i| a[i] | b[i]))
+    };
+    loop {
+        let mut changed = false;
+        for pc in (0..n).rev() {
+            let next = |k: usize| first.get(k).copied().flatten();
+            let f = match e.insts[pc] {
+                Inst::Byte(b) => Some(byte_set(b)),
+                Inst::Lit(i) => Some(byte_set(e.lits[i as usize][0])),
+                Inst::Set(s) => Some(e.sets[s as usize]),
+                Inst::Run(s, min, _, _) if min > 0 => Some(e.sets[s as usize]),
+                Inst::Run(s, ..) => union(Some(e.sets[s as usize]), first[pc + 1]),
+                Inst::Split(a, b) => union(first[a as usize], first[b as usize]),
+                Inst::Jmp(a) => first[a as usize],
+                Inst::Save(_) => next(pc + 1),
+                Inst::Look(_) | Inst::Match(_) => None,
+            };
+            if f != first[pc] {
+                first[pc] = f;
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    first.iter().map(|f| f.map_or(ANY, |s| e.set_id(&s))).collect()
 }
 
 /// Backtracking stack entry.
@@ -636,6 +709,11 @@ mod tests {
             r"^for (?P<u>.*) from (?P<h>\S+)(?: port \d+)?$",
             &["for a from b from c port 2", "for from x", "for a fro"],
         );
+        // ... skipping places where only its first byte is
+        check(r"^(?P<u>.+) from (?P<h>\S+)$", &["a f fro from b", "a from b fr", " from  from x"]);
+        // branches that cannot start with the next byte are skipped
+        check(r"^(?:ab|a(?P<c>c)|(?P<d>a)d?)(?P<e>e?)$", &["ab", "ac", "a", "ad", "ae", "ace", "x"]);
+        check(r"^x(?:(?P<a>ab)|ac)?$", &["x", "xab", "xac", "xa"]);
     }
 
     #[test]
