@@ -100,6 +100,7 @@ pub(crate) struct FastState {
     slots: Vec<Option<(usize, usize)>>,
     scratch: Scratch,
     bt_slots: Vec<Option<usize>>,
+    bt_end: usize,
     stack: Vec<Frame>,
 }
 
@@ -226,6 +227,7 @@ impl FastPath {
             slots: vec![None; slots + 1],
             scratch: Scratch::default(),
             bt_slots: Vec::new(),
+            bt_end: 0,
             stack: Vec::new(),
         }
     }
@@ -233,6 +235,15 @@ impl FastPath {
     /// Find the first failregex matching `hay` (ASCII) and its groups.
     pub(crate) fn find(&self, failregex: &[CompiledRegex], hay: &[u8], st: &mut FastState, out: &mut Spans) -> Found {
         let Some(sub) = self.dispatch(hay) else { return Found::NoMatch };
+        // one candidate: its program alone says whether and where it matches
+        if let [p] = self.subs[sub].pats[..] {
+            let (i, branch) = self.patterns[p];
+            match self.run_prog(failregex, i, branch, hay, None, st, out) {
+                Some(true) => return Found::Match { regex: i, span: (0, st.bt_end), exact: true },
+                Some(false) => return Found::NoMatch,
+                None => {}
+            }
+        }
         let Some(dfa) = self.subs[sub].dfa(&self.pats) else { return Found::Unknown };
         let cache = st.caches[sub].get_or_insert_with(|| dfa.create_cache());
         let input = Input::new(hay).anchored(Anchored::Yes);
@@ -252,22 +263,8 @@ impl FastPath {
             },
         };
         // the winner's groups: by its backtracking program, else its plan
-        if s == 0
-            && let Some(prog) = failregex[i].fast.as_ref().and_then(|f| f.prog())
-        {
-            st.bt_slots.resize(2 * (prog.groups() + 1), None);
-            let b = branch.unwrap_or(0);
-            if let Ok(Some((end, _))) = prog.run_branch(b, hay, &mut st.bt_slots, &mut st.stack)
-                && end == e
-                && let Some(ids) = if fr.ids.len() == 1 { fr.ids.first() } else { fr.ids.get(b) }
-            {
-                st.stats[0] += 1;
-                out.clear();
-                for &(g, id) in ids {
-                    put(out, id, st.bt_slots[2 * g].zip(st.bt_slots[2 * g + 1]));
-                }
-                return Found::Match { regex: i, span: (0, e), exact: true };
-            }
+        if s == 0 && self.run_prog(failregex, i, branch, hay, Some(e), st, out) == Some(true) {
+            return Found::Match { regex: i, span: (0, e), exact: true };
         }
         let ids = failregex[i].fast.as_ref().and_then(|f| f.plan()).and_then(|plan| {
             if st.slots.len() <= plan.groups() {
@@ -287,6 +284,47 @@ impl FastPath {
             put(out, id, st.slots[g]);
         }
         Found::Match { regex: i, span: (s, e), exact: true }
+    }
+}
+
+impl FastPath {
+    /// Run failregex `i`'s program (on `branch`) anchored at the start of
+    /// `hay`: `Some(true)` with its groups in `out` and its end in
+    /// `st.bt_end` when it matches (and ends at `end`, if given),
+    /// `Some(false)` when it does not match, `None` when the program cannot
+    /// tell (none, over budget, another end).
+    #[allow(clippy::too_many_arguments)]
+    fn run_prog(
+        &self,
+        failregex: &[CompiledRegex],
+        i: usize,
+        branch: Option<usize>,
+        hay: &[u8],
+        end: Option<usize>,
+        st: &mut FastState,
+        out: &mut Spans,
+    ) -> Option<bool> {
+        let fr = &self.regexes[i];
+        if fr.start.is_some() {
+            return None;
+        }
+        let prog = failregex[i].fast.as_ref()?.prog()?;
+        st.bt_slots.resize(2 * (prog.groups() + 1), None);
+        let b = branch.unwrap_or(0);
+        let Some((e, _)) = prog.run_branch(b, hay, &mut st.bt_slots, &mut st.stack).ok()? else {
+            return end.is_none().then_some(false);
+        };
+        if end.is_some_and(|x| x != e) {
+            return None;
+        }
+        let ids = if fr.ids.len() == 1 { fr.ids.first() } else { fr.ids.get(b) }?;
+        st.stats[0] += 1;
+        st.bt_end = e;
+        out.clear();
+        for &(g, id) in ids {
+            put(out, id, st.bt_slots[2 * g].zip(st.bt_slots[2 * g + 1]));
+        }
+        Some(true)
     }
 }
 
