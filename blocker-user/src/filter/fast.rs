@@ -86,7 +86,45 @@ struct FastRegex {
     /// (group number, name id) in the order the reference engine reports
     /// them: one list per top-level branch when the reference runs the
     /// branches as separate parts, else one list.
-    ids: Vec<Vec<(usize, u16)>>,
+    ids: Vec<GroupIds>,
+}
+
+/// Where a regex's groups go in [`Spans`]: each distinct name id once, in
+/// order of first appearance; a later group with a value overrides an
+/// earlier one of the same name (as [`put`] does).
+#[derive(Debug)]
+struct GroupIds {
+    names: Vec<u16>,
+    /// (group number, index in `names`).
+    groups: Vec<(usize, usize)>,
+}
+
+impl GroupIds {
+    fn new(ids: &[(usize, u16)]) -> GroupIds {
+        let mut names: Vec<u16> = Vec::new();
+        let groups = ids
+            .iter()
+            .map(|&(g, id)| {
+                let at = names.iter().position(|&n| n == id).unwrap_or_else(|| {
+                    names.push(id);
+                    names.len() - 1
+                });
+                (g, at)
+            })
+            .collect();
+        GroupIds { names, groups }
+    }
+
+    /// Fill `out` from the spans of group `g` as `span(g)` gives them.
+    fn fill(&self, out: &mut Spans, span: impl Fn(usize) -> Option<(usize, usize)>) {
+        out.clear();
+        out.extend(self.names.iter().map(|&id| (id, None)));
+        for &(g, at) in &self.groups {
+            if let Some(v) = span(g) {
+                out[at].1 = Some(v);
+            }
+        }
+    }
 }
 
 /// Per-matcher state of the fast path.
@@ -170,10 +208,10 @@ impl FastPath {
                         per_part.push(p.ids.iter().map(|&(i, id)| (off + i, id)).collect::<Vec<_>>());
                         off += n;
                     }
-                    split::root_alternatives(&fast.node)?.iter().map(|&(_, top)| per_part[top].clone()).collect()
+                    split::root_alternatives(&fast.node)?.iter().map(|&(_, top)| GroupIds::new(&per_part[top])).collect()
                 }
                 (_, false) => return None,
-                (_, true) => vec![c.ids.clone()],
+                (_, true) => vec![GroupIds::new(&c.ids)],
             };
             regexes.push(FastRegex { start, ids });
         }
@@ -279,10 +317,7 @@ impl FastPath {
             return Found::Match { regex: i, span: (s, e), exact: false };
         };
         st.stats[0] += 1;
-        out.clear();
-        for &(g, id) in ids {
-            put(out, id, st.slots[g]);
-        }
+        ids.fill(out, |g| st.slots[g]);
         Found::Match { regex: i, span: (s, e), exact: true }
     }
 }
@@ -320,10 +355,8 @@ impl FastPath {
         let ids = if fr.ids.len() == 1 { fr.ids.first() } else { fr.ids.get(b) }?;
         st.stats[0] += 1;
         st.bt_end = e;
-        out.clear();
-        for &(g, id) in ids {
-            put(out, id, st.bt_slots[2 * g].zip(st.bt_slots[2 * g + 1]));
-        }
+        let slots = &st.bt_slots;
+        ids.fill(out, |g| slots[2 * g].zip(slots[2 * g + 1]));
         Some(true)
     }
 }
