@@ -785,6 +785,9 @@ fn host_kind(id: &str, src: &str, id_is_fid: bool, cidr: Option<u8>) -> HostKind
     if !id_is_fid && src == "ip4" && cidr.is_none() && is_ipv4(id) {
         return HostKind::Ipv4;
     }
+    if !id_is_fid && src == "ip6" && cidr.is_none() && id.parse::<std::net::Ipv6Addr>().is_ok() {
+        return HostKind::Ipv6;
+    }
     if !id_is_fid {
         match src {
             "ip4" | "ip6" => {
