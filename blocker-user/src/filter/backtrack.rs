@@ -1,15 +1,17 @@
-//! A budgeted backtracker that places the groups of the winning failregex.
+//! A budgeted backtracker that decides and places the groups of a
+//! failregex.
 //!
-//! Failregexes are mostly literals, byte-class runs and `<HOST>`. Once the
-//! winner DFA has picked the failregex and its top-level branch, a
-//! backtracker walks that branch on the line in a few hundred steps over a
-//! program of a few KB, where each DFA pass of the capture plans costs about
-//! one cache miss per byte. Backtracking explores parses in priority order,
-//! so the first match it finds is the leftmost-first match of the regex
-//! crate, groups included (the regex has no back-references or look-arounds
-//! here). Its steps are budgeted linearly in the line length: a line that
-//! needs more (crafted input) goes to the capture plans, so matching stays
-//! linear.
+//! Failregexes are mostly literals, byte-class runs and `<HOST>`. When the
+//! line's first literal leaves one candidate failregex, or once the winner
+//! DFA has picked the failregex and its top-level branch, a backtracker
+//! walks that branch on the line in a few dozen steps over a program of a
+//! few KB. Backtracking explores parses in priority order, so the first
+//! match it finds is the leftmost-first match of the regex crate, groups
+//! included (the regex has no back-references or look-arounds here). A
+//! branch that cannot start with the next byte is not tried, and a run
+//! gives back bytes straight to the literal that must follow it. Steps are
+//! budgeted linearly in the line length: a line that needs more (crafted
+//! input) goes to the DFAs, so matching stays linear.
 
 use regex_syntax::hir::{Class, Hir, HirKind, Look};
 

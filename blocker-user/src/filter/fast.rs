@@ -1,13 +1,17 @@
 //! The fast path of single-line filters on ASCII text.
 //!
 //! Fail2Ban tries the failregexes one by one and extracts groups from the
-//! first that matches. Here one leftmost-first lazy DFA over all failregexes
-//! (in order: a failregex without `^` is searched as `(?s:.*?)(?:re)`) finds,
-//! in one pass, which failregex is the first to match and where its match
-//! ends; only that regex's groups are then extracted, by its [`SplitPlan`]
-//! (DFA scans, see `split.rs`). A regex without a plan, or a span the plan
-//! finds ambiguous, gets its groups from the reference engine — the result
-//! is the same either way, only slower.
+//! first that matches. Here the literal a line starts with (every match of
+//! an anchored failregex starts with one of a few) picks the failregexes
+//! that can match it. When that is one, its backtracking program (see
+//! `backtrack.rs`) says at once whether it matches and where its groups
+//! are. When there are several, a leftmost-first lazy DFA over them (in
+//! order: a failregex without `^` is searched as `(?s:.*?)(?:re)`) finds in
+//! one pass which is the first to match and where that match ends; only its
+//! groups are then placed, by its program or its [`SplitPlan`] (DFA scans,
+//! see `split.rs`). A regex with neither, or a span the plan finds
+//! ambiguous, gets its groups from the reference engine: the result is the
+//! same either way, only slower.
 
 use regex_automata::dfa::{Automaton, StartKind, dense};
 use regex_automata::hybrid;
@@ -138,7 +142,6 @@ pub(crate) struct FastState {
     slots: Vec<Option<(usize, usize)>>,
     scratch: Scratch,
     bt_slots: Vec<Option<usize>>,
-    bt_end: usize,
     stack: Vec<Frame>,
 }
 
@@ -265,7 +268,6 @@ impl FastPath {
             slots: vec![None; slots + 1],
             scratch: Scratch::default(),
             bt_slots: Vec::new(),
-            bt_end: 0,
             stack: Vec::new(),
         }
     }
@@ -277,8 +279,8 @@ impl FastPath {
         if let [p] = self.subs[sub].pats[..] {
             let (i, branch) = self.patterns[p];
             match self.run_prog(failregex, i, branch, hay, None, st, out) {
-                Some(true) => return Found::Match { regex: i, span: (0, st.bt_end), exact: true },
-                Some(false) => return Found::NoMatch,
+                Some(Some(e)) => return Found::Match { regex: i, span: (0, e), exact: true },
+                Some(None) => return Found::NoMatch,
                 None => {}
             }
         }
@@ -301,7 +303,7 @@ impl FastPath {
             },
         };
         // the winner's groups: by its backtracking program, else its plan
-        if s == 0 && self.run_prog(failregex, i, branch, hay, Some(e), st, out) == Some(true) {
+        if s == 0 && self.run_prog(failregex, i, branch, hay, Some(e), st, out).flatten().is_some() {
             return Found::Match { regex: i, span: (0, e), exact: true };
         }
         let ids = failregex[i].fast.as_ref().and_then(|f| f.plan()).and_then(|plan| {
@@ -320,14 +322,11 @@ impl FastPath {
         ids.fill(out, |g| st.slots[g]);
         Found::Match { regex: i, span: (s, e), exact: true }
     }
-}
 
-impl FastPath {
     /// Run failregex `i`'s program (on `branch`) anchored at the start of
-    /// `hay`: `Some(true)` with its groups in `out` and its end in
-    /// `st.bt_end` when it matches (and ends at `end`, if given),
-    /// `Some(false)` when it does not match, `None` when the program cannot
-    /// tell (none, over budget, another end).
+    /// `hay`: `Some(Some(end))` with the groups in `out` when it matches
+    /// (and ends at `end`, if given), `Some(None)` when it does not match,
+    /// `None` when the program cannot tell (none, over budget, another end).
     #[allow(clippy::too_many_arguments)]
     fn run_prog(
         &self,
@@ -338,7 +337,7 @@ impl FastPath {
         end: Option<usize>,
         st: &mut FastState,
         out: &mut Spans,
-    ) -> Option<bool> {
+    ) -> Option<Option<usize>> {
         let fr = &self.regexes[i];
         if fr.start.is_some() {
             return None;
@@ -347,17 +346,16 @@ impl FastPath {
         st.bt_slots.resize(2 * (prog.groups() + 1), None);
         let b = branch.unwrap_or(0);
         let Some((e, _)) = prog.run_branch(b, hay, &mut st.bt_slots, &mut st.stack).ok()? else {
-            return end.is_none().then_some(false);
+            return end.is_none().then_some(None);
         };
         if end.is_some_and(|x| x != e) {
             return None;
         }
         let ids = if fr.ids.len() == 1 { fr.ids.first() } else { fr.ids.get(b) }?;
         st.stats[0] += 1;
-        st.bt_end = e;
         let slots = &st.bt_slots;
         ids.fill(out, |g| slots[2 * g].zip(slots[2 * g + 1]));
-        Some(true)
+        Some(Some(e))
     }
 }
 
