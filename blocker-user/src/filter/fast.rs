@@ -211,7 +211,10 @@ impl FastPath {
                         per_part.push(p.ids.iter().map(|&(i, id)| (off + i, id)).collect::<Vec<_>>());
                         off += n;
                     }
-                    split::root_alternatives(&fast.node)?.iter().map(|&(_, top)| GroupIds::new(&per_part[top])).collect()
+                    split::root_alternatives(&fast.node)?
+                        .iter()
+                        .map(|&(_, top)| GroupIds::new(&per_part[top]))
+                        .collect()
                 }
                 (_, false) => return None,
                 (_, true) => vec![GroupIds::new(&c.ids)],
