@@ -307,10 +307,45 @@ pub(crate) struct HeadSplit {
     /// `(?-u)` dense DFAs of `x` and `rest` for ASCII lines, and the first
     /// bytes on which `rest` matches only the empty string (built on first
     /// use; `None` inside if too big).
-    dense: std::sync::OnceLock<Option<(DenseDfa, DenseDfa, Box<[bool; 256]>)>>,
+    dense: std::sync::OnceLock<Option<HeadDfas>>,
 }
 
 type DenseDfa = regex_automata::dfa::dense::DFA<Vec<u32>>;
+type StateID = regex_automata::util::primitives::StateID;
+
+#[derive(Debug)]
+struct HeadDfas {
+    /// Each DFA with its anchored start state at the text start.
+    x: (DenseDfa, StateID),
+    rest: (DenseDfa, StateID),
+    rest_empty: Box<[bool; 256]>,
+}
+
+/// End of the leftmost-first match of an anchored search from `start` (the
+/// DFA's state at the text start): what `try_search_fwd` finds, without its
+/// per-search setup. `None` when the DFA gives up (quit byte).
+fn anchored_end((dfa, start): &(DenseDfa, StateID), hay: &[u8]) -> Option<Option<usize>> {
+    use regex_automata::dfa::Automaton;
+    let mut sid = *start;
+    let mut end = None;
+    for (i, &b) in hay.iter().enumerate() {
+        sid = dfa.next_state(sid, b);
+        if dfa.is_special_state(sid) {
+            // matches are reported one byte late
+            if dfa.is_match_state(sid) {
+                end = Some(i);
+            } else if dfa.is_dead_state(sid) {
+                return Some(end);
+            } else if dfa.is_quit_state(sid) {
+                return None;
+            }
+        }
+    }
+    if dfa.is_match_state(dfa.next_eoi_state(sid)) {
+        end = Some(hay.len());
+    }
+    Some(end)
+}
 
 impl HeadSplit {
     /// Ends of `X` and `R` on an ASCII buffer: `Some(None)` when `X` does
@@ -318,7 +353,7 @@ impl HeadSplit {
     pub fn ends_ascii(&self, buf: &[u8]) -> Option<Option<(usize, usize)>> {
         use regex_automata::dfa::{Automaton, StartKind, dense};
         use regex_automata::{Anchored, Input, MatchKind, nfa::thompson, util::syntax};
-        let (x, rest, rest_empty) = self
+        let d = self
             .dense
             .get_or_init(|| {
                 let build = |p: &Part| {
@@ -337,26 +372,28 @@ impl HeadSplit {
                         .build(p.uni.as_str())
                         .ok()
                 };
-                let (x, rest) = (build(&self.x)?, build(&self.rest)?);
+                let with_start = |d: DenseDfa| {
+                    let s = d.start_state_forward(&Input::new("").anchored(Anchored::Yes)).ok()?;
+                    Some((d, s))
+                };
+                let (x, rest) = (with_start(build(&self.x)?)?, with_start(build(&self.rest)?)?);
                 // after byte b: a (delayed) match of the empty string that
                 // every next byte ends
-                let start = rest.start_state_forward(&Input::new("").anchored(Anchored::Yes)).ok()?;
-                let mut empty = Box::new([false; 256]);
+                let (r, start) = &rest;
+                let mut rest_empty = Box::new([false; 256]);
                 for b in 0..=255u8 {
-                    let s1 = rest.next_state(start, b);
-                    empty[b as usize] =
-                        rest.is_match_state(s1) && (0..=255u8).all(|c| rest.is_dead_state(rest.next_state(s1, c)));
+                    let s1 = r.next_state(*start, b);
+                    rest_empty[b as usize] =
+                        r.is_match_state(s1) && (0..=255u8).all(|c| r.is_dead_state(r.next_state(s1, c)));
                 }
-                Some((x, rest, empty))
+                Some(HeadDfas { x, rest, rest_empty })
             })
             .as_ref()?;
-        let Ok(m) = x.try_search_fwd(&Input::new(buf).anchored(Anchored::Yes)) else { return None };
-        let Some(e1) = m.map(|m| m.offset()) else { return Some(None) };
-        if buf.get(e1).is_some_and(|b| rest_empty[*b as usize]) {
+        let Some(e1) = anchored_end(&d.x, buf)? else { return Some(None) };
+        if buf.get(e1).is_some_and(|b| d.rest_empty[*b as usize]) {
             return Some(Some((e1, e1)));
         }
-        let Ok(m) = rest.try_search_fwd(&Input::new(&buf[e1..]).anchored(Anchored::Yes)) else { return None };
-        Some(m.map(|m| (e1, e1 + m.offset())))
+        Some(anchored_end(&d.rest, &buf[e1..])?.map(|e| (e1, e1 + e)))
     }
 }
 
@@ -1144,6 +1181,25 @@ fn strip_leading_caret(node: &mut pyre::Node) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The hand-rolled anchored walk ends where `try_search_fwd` does.
+    #[test]
+    fn anchored_end_agrees_with_the_dfa_search() {
+        use regex_automata::dfa::{Automaton, StartKind, dense};
+        use regex_automata::{Anchored, Input, MatchKind};
+        for pat in [r"(?:\S+\s+)?(?:sshd\[\d+\]:\s+)?", r"a+?b?", r"(?:ab|a)c*", r"x|", r"[^\n]*$"] {
+            let dfa = dense::Builder::new()
+                .configure(dense::Config::new().match_kind(MatchKind::LeftmostFirst).start_kind(StartKind::Anchored))
+                .build(pat)
+                .unwrap();
+            let start = dfa.start_state_forward(&Input::new("").anchored(Anchored::Yes)).unwrap();
+            let d = (dfa, start);
+            for hay in ["", "a", "ab", "abcc", "web01 sshd[12]: x", "web01 CRON[1]", "x", "aab\nz", "q"] {
+                let want = d.0.try_search_fwd(&Input::new(hay).anchored(Anchored::Yes)).unwrap().map(|m| m.offset());
+                assert_eq!(anchored_end(&d, hay.as_bytes()), Some(want), "{pat} on {hay:?}");
+            }
+        }
+    }
 
     #[test]
     fn spec_parsing() {
