@@ -39,14 +39,27 @@ impl LogTime {
     pub fn timestamp(&self) -> i64 {
         match self.offset {
             Some(off) => self.naive.and_utc().timestamp() - off as i64,
-            None => self
-                .naive
-                .and_local_timezone(chrono::Local)
-                .earliest()
-                .map(|t| t.timestamp())
-                .unwrap_or_else(|| self.naive.and_utc().timestamp()),
+            None => LAST_LOCAL.with(|last| match last.get() {
+                // many lines share a second: convert each local second once
+                Some((naive, ts)) if naive == self.naive => ts,
+                _ => {
+                    let ts = self
+                        .naive
+                        .and_local_timezone(chrono::Local)
+                        .earliest()
+                        .map(|t| t.timestamp())
+                        .unwrap_or_else(|| self.naive.and_utc().timestamp());
+                    last.set(Some((self.naive, ts)));
+                    ts
+                }
+            }),
         }
     }
+}
+
+thread_local! {
+    /// The last local time converted by [`LogTime::timestamp`], with its epoch.
+    static LAST_LOCAL: std::cell::Cell<Option<(NaiveDateTime, i64)>> = const { std::cell::Cell::new(None) };
 }
 
 const LINE_BEGIN: u8 = 8;
@@ -1154,6 +1167,19 @@ mod tests {
 
     fn now() -> NaiveDateTime {
         NaiveDate::from_ymd_opt(2005, 8, 14).unwrap().and_hms_opt(12, 0, 0).unwrap()
+    }
+
+    /// The one-second cache of local conversions gives what chrono gives.
+    #[test]
+    fn local_timestamps_agree_with_chrono() {
+        let direct = |t: &LogTime| t.naive.and_local_timezone(chrono::Local).earliest().map(|x| x.timestamp());
+        let a = LogTime { naive: now(), offset: None, epoch_based: false };
+        let b = LogTime { naive: now() + Duration::seconds(1), ..a };
+        for t in [a, a, b, a, b, b] {
+            assert_eq!(Some(t.timestamp()), direct(&t));
+        }
+        let z = LogTime { offset: Some(3600), ..a };
+        assert_eq!(z.timestamp(), a.naive.and_utc().timestamp() - 3600);
     }
 
     fn find(dd: &DateDetector, line: &str) -> Option<(String, NaiveDateTime, Option<i32>)> {

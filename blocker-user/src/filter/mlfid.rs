@@ -202,13 +202,6 @@ impl Fail {
         self.matches.set_none();
         self.nofail_matches.set_none();
     }
-
-    pub fn copy_from(&mut self, o: &Fail) {
-        self.groups.copy_from(&o.groups);
-        self.users.copy_from(&o.users);
-        self.matches.copy_from(&o.matches);
-        self.nofail_matches.copy_from(&o.nofail_matches);
-    }
 }
 
 /// Add a user name to a set of names; number of distinct names.
@@ -436,7 +429,9 @@ impl MlCache {
             e.key.clear();
             e.key.push_str(mlfid);
             e.hash = h;
-            e.fail.copy_from(fail);
+            // the line's failure becomes the entry; `fail` gets the slot's
+            // old buffers to reuse
+            std::mem::swap(&mut e.fail, fail);
             e.live = true;
             e.seq = self.seq;
             self.live += 1;
