@@ -750,11 +750,12 @@ fn target_of<'a>(buf: &'a str, content: &'a str, content_at: Option<usize>, is_c
     }
 }
 
-/// `s.parse::<Ipv4Addr>().is_ok()` without the general parser: four
-/// decimal octets ≤ 255, no leading zeros (as std requires).
-fn is_ipv4(s: &str) -> bool {
+/// The number of an IPv4 address, when `s.parse::<Ipv4Addr>()` would
+/// accept it, without the general parser: four decimal octets ≤ 255, no
+/// leading zeros (as std requires), so the number determines the text.
+pub(crate) fn ipv4_number(s: &str) -> Option<u32> {
     let b = s.as_bytes();
-    let (mut octets, mut i) = (0, 0);
+    let (mut octets, mut i, mut num) = (0, 0, 0u32);
     while i < b.len() {
         let start = i;
         let mut v = 0u32;
@@ -764,25 +765,26 @@ fn is_ipv4(s: &str) -> bool {
         }
         let n = i - start;
         if n == 0 || v > 255 || (n > 1 && b[start] == b'0') {
-            return false;
+            return None;
         }
         octets += 1;
+        num = num << 8 | v;
         if i == b.len() {
             break;
         }
         if b[i] != b'.' || octets == 4 {
-            return false;
+            return None;
         }
         i += 1;
         if i == b.len() {
-            return false;
+            return None;
         }
     }
-    octets == 4
+    (octets == 4).then_some(num)
 }
 
 fn host_kind(id: &str, src: &str, id_is_fid: bool, cidr: Option<u8>) -> HostKind {
-    if !id_is_fid && src == "ip4" && cidr.is_none() && is_ipv4(id) {
+    if !id_is_fid && src == "ip4" && cidr.is_none() && ipv4_number(id).is_some() {
         return HostKind::Ipv4;
     }
     if !id_is_fid && src == "ip6" && cidr.is_none() && id.parse::<std::net::Ipv6Addr>().is_ok() {
@@ -930,7 +932,7 @@ fn run(c: &CompiledRegex, text: &str, locs: &mut Locs, ascii: bool, out: &mut Sp
 
 #[cfg(test)]
 mod tests {
-    use super::is_ipv4;
+    use super::ipv4_number;
 
     #[test]
     fn ipv4_check_agrees_with_std() {
@@ -954,8 +956,10 @@ mod tests {
             "a.b.c.d",
             "10.00.1.1",
             "192.168.100.200",
+            "2001:db8::1",
+            "1.2.3.4 ",
         ] {
-            assert_eq!(is_ipv4(s), s.parse::<std::net::Ipv4Addr>().is_ok(), "{s}");
+            assert_eq!(ipv4_number(s), s.parse::<std::net::Ipv4Addr>().ok().map(u32::from), "{s}");
         }
     }
 }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use chrono::NaiveDateTime;
 
+use super::matcher::ipv4_number;
 use super::{Engine, Filter, FilterError, FilterOptions, Outcome};
 
 /// Options for [`filter_test`].
@@ -248,26 +249,6 @@ fn read_line(input: &mut impl BufRead, raw: &mut Vec<u8>) -> std::io::Result<usi
     }
 }
 
-/// The number of an IPv4 address written canonically (four decimal octets
-/// ≤ 255 without leading zeros), which then determines the text.
-fn ipv4_key(s: &str) -> Option<u32> {
-    let mut v = 0u32;
-    let mut parts = 0;
-    for p in s.split('.') {
-        let b = p.as_bytes();
-        if b.is_empty() || b.len() > 3 || (b.len() > 1 && b[0] == b'0') || !b.iter().all(u8::is_ascii_digit) {
-            return None;
-        }
-        let n = b.iter().fold(0u32, |a, d| a * 10 + u32::from(d - b'0'));
-        if n > 255 || parts == 4 {
-            return None;
-        }
-        v = v << 8 | n;
-        parts += 1;
-    }
-    (parts == 4).then_some(v)
-}
-
 /// Failure times per host. IPv4 ids are keyed by their number (a small
 /// table), other short ids inside the table (no pointer to follow per
 /// lookup); times go to one list, grouped at the end.
@@ -283,7 +264,7 @@ struct Hosts {
 impl Hosts {
     fn add(&mut self, id: &str, ts: i64) {
         let next = self.names.len() as u32;
-        let i = if let Some(n) = ipv4_key(id) {
+        let i = if let Some(n) = ipv4_number(id) {
             *self.v4.entry(n).or_insert(next)
         } else if id.len() < 32 {
             let mut k = [0u8; 32];
@@ -381,18 +362,4 @@ fn write_report(s: &FilterTestSummary, filter: &Filter, out: &mut impl Write) ->
         s.would_ban.iter().take(20).cloned().collect::<Vec<_>>().join(", ")
     )?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::ipv4_key;
-
-    #[test]
-    fn ipv4_keys_are_canonical_texts() {
-        assert_eq!(ipv4_key("1.2.3.4"), Some(0x01020304));
-        assert_eq!(ipv4_key("255.0.10.0"), Some(0xff000a00));
-        for s in ["01.2.3.4", "1.2.3", "1.2.3.4.5", "256.1.1.1", "1..2.3", "a.b.c.d", "", "1.2.3.4 ", "2001:db8::1"] {
-            assert_eq!(ipv4_key(s), None, "{s}");
-        }
-    }
 }
