@@ -961,5 +961,11 @@ mod tests {
         ] {
             assert_eq!(ipv4_number(s), s.parse::<std::net::Ipv4Addr>().ok().map(u32::from), "{s}");
         }
+        // the number is the address (filter-test keys its host table by it)
+        assert_eq!(ipv4_number("1.2.3.4"), Some(0x01020304));
+        assert_eq!(ipv4_number("255.0.10.0"), Some(0xff000a00));
+        for s in ["01.2.3.4", "1.2.3", "1.2.3.4.5", "256.1.1.1", "1..2.3", "a.b.c.d", "", "1.2.3.4 ", "2001:db8::1"] {
+            assert_eq!(ipv4_number(s), None, "{s}");
+        }
     }
 }
