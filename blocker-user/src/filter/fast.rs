@@ -279,8 +279,9 @@ impl FastPath {
     pub(crate) fn find(&self, failregex: &[CompiledRegex], hay: &[u8], st: &mut FastState, out: &mut Spans) -> Found {
         let Some(sub) = self.dispatch(hay) else { return Found::NoMatch };
         // one candidate: its program alone says whether and where it matches
-        if let [p] = self.subs[sub].pats[..] {
-            let (i, branch) = self.patterns[p];
+        let single = matches!(self.subs[sub].pats[..], [_]);
+        if single {
+            let (i, branch) = self.patterns[self.subs[sub].pats[0]];
             match self.run_prog(failregex, i, branch, hay, None, st, out) {
                 Some(Some(e)) => return Found::Match { regex: i, span: (0, e), exact: true },
                 Some(None) => return Found::NoMatch,
@@ -305,8 +306,9 @@ impl FastPath {
                 None => return Found::Unknown,
             },
         };
-        // the winner's groups: by its backtracking program, else its plan
-        if s == 0 && self.run_prog(failregex, i, branch, hay, Some(e), st, out).flatten().is_some() {
+        // the winner's groups: by its backtracking program (unless it just
+        // could not tell), else its plan
+        if s == 0 && !single && self.run_prog(failregex, i, branch, hay, Some(e), st, out).flatten().is_some() {
             return Found::Match { regex: i, span: (0, e), exact: true };
         }
         let ids = failregex[i].fast.as_ref().and_then(|f| f.plan()).and_then(|plan| {
@@ -470,6 +472,29 @@ mod tests {
     use super::*;
     use crate::filter::synth::{Mix, SyslogMix};
     use crate::filter::{Filter, FilterOptions};
+
+    /// A line too costly to backtrack still gets its answer, from the DFAs.
+    #[test]
+    fn an_over_budget_line_falls_back_to_the_dfas() {
+        let f = Filter::inline(&[r"^Bad (?:aa|a)*(?:aa|a)*c from <HOST>$".to_string()], &[], None, None).unwrap();
+        let fp = f.fast.as_ref().expect("the inline regex qualifies for the fast path");
+        assert!(fp.lits.is_some(), "dispatched by its prefix literal");
+        let mut st = fp.state(&f.failregex);
+        let mut spans = Spans::new();
+        let a = "a".repeat(300);
+        let miss = format!("Bad {a} from 192.0.2.7\n");
+        let prog = f.failregex[0].fast.as_ref().unwrap().prog().expect("a program");
+        let mut slots = vec![None; 2 * (prog.groups() + 1)];
+        assert!(prog.run(miss.as_bytes(), &mut slots, &mut Vec::new()).is_err(), "the line is over budget");
+        assert_eq!(fp.find(&f.failregex, miss.as_bytes(), &mut st, &mut spans), Found::NoMatch);
+        let hit = format!("Bad {a}c from 192.0.2.7\n");
+        match fp.find(&f.failregex, hit.as_bytes(), &mut st, &mut spans) {
+            Found::Match { regex: 0, span: (0, e), exact: true } => assert_eq!(e, hit.len() - 1),
+            other => panic!("{other:?}"),
+        }
+        let ip = spans.iter().find(|(id, _)| *id == crate::filter::gid::IP4).and_then(|(_, sp)| *sp);
+        assert_eq!(ip.map(|(s, e)| &hit[s..e]), Some("192.0.2.7"));
+    }
 
     /// The common sshd lines are resolved by the plans, without fallback.
     #[test]
