@@ -3,7 +3,7 @@
 
 use std::{
     collections::BTreeMap,
-    sync::{Arc, Mutex, Weak},
+    sync::{Arc, Mutex, OnceLock, Weak},
 };
 
 use chrono::{Datelike, Duration, NaiveDate, NaiveDateTime};
@@ -73,7 +73,7 @@ enum Fast {
 #[derive(Debug)]
 enum Kind {
     Pattern {
-        re: regex::Regex,
+        re: DateRe,
         /// (backref group index, referenced group index) pairs to verify.
         backrefs: Vec<(usize, usize)>,
         fast: Option<Fast>,
@@ -91,6 +91,45 @@ enum Kind {
     },
     /// `{NONE}`: never find a date.
     None,
+}
+
+/// A template's regex. Fail2Ban's default set has dozens of templates and
+/// a log uses one or two, so built-in ones compile on first use; a
+/// pattern from a filter compiles at once, so its errors show at load.
+#[derive(Debug)]
+struct DateRe {
+    src: String,
+    re: OnceLock<regex::Regex>,
+}
+
+impl DateRe {
+    fn build(src: &str) -> Result<regex::Regex, regex::Error> {
+        regex::RegexBuilder::new(src).size_limit(1 << 22).build()
+    }
+
+    fn get(&self) -> &regex::Regex {
+        // only built-in patterns are left unbuilt, and a test builds them all
+        self.re.get_or_init(|| Self::build(&self.src).expect("built-in date pattern compiles"))
+    }
+}
+
+/// Capture names by group index (0 is the whole match), as
+/// `regex::Regex::capture_names` gives them.
+fn capture_names(hir: &regex_syntax::hir::Hir, out: &mut Vec<Option<String>>) {
+    use regex_syntax::hir::HirKind;
+    match hir.kind() {
+        HirKind::Capture(c) => {
+            let i = c.index as usize;
+            if out.len() <= i {
+                out.resize(i + 1, None);
+            }
+            out[i] = c.name.as_deref().map(str::to_string);
+            capture_names(&c.sub, out);
+        }
+        HirKind::Concat(v) | HirKind::Alternation(v) => v.iter().for_each(|h| capture_names(h, out)),
+        HirKind::Repetition(r) => capture_names(&r.sub, out),
+        _ => {}
+    }
 }
 
 #[derive(Debug)]
@@ -407,16 +446,22 @@ impl Template {
         if bound_end {
             rust.push_str(BOUND);
         }
-        let re = regex::RegexBuilder::new(&rust)
-            .size_limit(1 << 22)
-            .build()
-            .map_err(|e| format!("cannot compile date pattern {pattern:?}: {e}"))?;
-        let names: Vec<Option<&str>> = re.capture_names().collect();
+        let bad = |e: String| format!("cannot compile date pattern {pattern:?}: {e}");
+        let re = DateRe { src: rust, re: OnceLock::new() };
+        let mut names = vec![None];
+        if is_builtin(pattern) {
+            let hir = regex_syntax::parse(&re.src).map_err(|e| bad(e.to_string()))?;
+            capture_names(&hir, &mut names);
+        } else {
+            let compiled = DateRe::build(&re.src).map_err(|e| bad(e.to_string()))?;
+            names = compiled.capture_names().map(|n| n.map(str::to_string)).collect();
+            let _ = re.re.set(compiled);
+        }
         let backrefs = brs
             .iter()
             .filter_map(|(br, target)| {
-                let bi = names.iter().position(|n| *n == Some(br.as_str()))?;
-                let ti = names.iter().position(|n| *n == Some(target.as_str()))?;
+                let bi = names.iter().position(|n| n.as_deref() == Some(br.as_str()))?;
+                let ti = names.iter().position(|n| n.as_deref() == Some(target.as_str()))?;
                 Some((bi, ti))
             })
             .collect();
@@ -449,6 +494,7 @@ impl Template {
                         return r;
                     }
                 }
+                let re = re.get();
                 let mut start = 0;
                 while start <= line.len() {
                     let caps = re.captures_at(line, start)?;
@@ -1037,6 +1083,13 @@ fn build_template(pattern: &str) -> Result<Template, String> {
 }
 
 /// All default templates: anchored copies first, then the originals.
+/// Whether `pattern` is one of Fail2Ban's default templates (as is, or
+/// anchored at the line start the way the default set adds it).
+fn is_builtin(pattern: &str) -> bool {
+    let p = pattern.strip_prefix("{^LN-BEG}").unwrap_or(pattern);
+    DEFAULT_TEMPLATES.iter().any(|d| *d == pattern || *d == p)
+}
+
 fn default_templates() -> Result<Vec<Arc<Template>>, String> {
     let mut anchored = Vec::new();
     let mut orig = Vec::new();
@@ -1180,6 +1233,27 @@ mod tests {
         }
         let z = LogTime { offset: Some(3600), ..a };
         assert_eq!(z.timestamp(), a.naive.and_utc().timestamp() - 3600);
+    }
+
+    /// Built-in templates compile on first use: each must compile, and the
+    /// group names read from its syntax tree must be the compiled regex's.
+    #[test]
+    fn default_templates_compile_lazily_with_the_same_groups() {
+        let dd = DateDetector::new(None).unwrap();
+        let mut lazy = 0;
+        for t in &dd.templates {
+            let Kind::Pattern { re, .. } = &t.kind else { continue };
+            lazy += usize::from(re.re.get().is_none());
+            let mut names = vec![None];
+            capture_names(&regex_syntax::parse(&re.src).unwrap(), &mut names);
+            let compiled: Vec<Option<String>> = re.get().capture_names().map(|n| n.map(str::to_string)).collect();
+            assert_eq!(names, compiled, "{}", t.name);
+        }
+        assert!(lazy > 20, "only {lazy} default templates were left to compile on use");
+        // a filter's own pattern is compiled (and refused) at load
+        // (this one parses, but is over the compiled size limit)
+        let own = DateDetector::new(Some(r"%Y \w{3000}")).unwrap_err();
+        assert!(own.to_string().contains("cannot compile date pattern"), "{own}");
     }
 
     fn find(dd: &DateDetector, line: &str) -> Option<(String, NaiveDateTime, Option<i32>)> {
