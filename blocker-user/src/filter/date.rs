@@ -8,8 +8,8 @@ use std::{
 
 use chrono::{Datelike, Duration, NaiveDate, NaiveDateTime};
 
-use super::FilterError;
 use super::pyre::{self, GroupKind, Node};
+use super::{FilterError, capture_names};
 
 /// A timestamp found in a log line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,25 +110,6 @@ impl DateRe {
     fn get(&self) -> &regex::Regex {
         // only built-in patterns are left unbuilt, and a test builds them all
         self.re.get_or_init(|| Self::build(&self.src).expect("built-in date pattern compiles"))
-    }
-}
-
-/// Capture names by group index (0 is the whole match), as
-/// `regex::Regex::capture_names` gives them.
-fn capture_names(hir: &regex_syntax::hir::Hir, out: &mut Vec<Option<String>>) {
-    use regex_syntax::hir::HirKind;
-    match hir.kind() {
-        HirKind::Capture(c) => {
-            let i = c.index as usize;
-            if out.len() <= i {
-                out.resize(i + 1, None);
-            }
-            out[i] = c.name.as_deref().map(str::to_string);
-            capture_names(&c.sub, out);
-        }
-        HirKind::Concat(v) | HirKind::Alternation(v) => v.iter().for_each(|h| capture_names(h, out)),
-        HirKind::Repetition(r) => capture_names(&r.sub, out),
-        _ => {}
     }
 }
 

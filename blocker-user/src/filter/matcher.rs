@@ -833,7 +833,7 @@ fn is_match(c: &CompiledRegex, text: &str) -> bool {
         return a.is_match(text.as_bytes());
     }
     match &c.re {
-        Re::Linear(r) => r.is_match(text),
+        Re::Linear(r) => r.get().is_some_and(|r| r.is_match(text)),
         Re::Fancy(r) => r.is_match(text).unwrap_or(false),
     }
 }
@@ -849,10 +849,8 @@ struct Locs {
 impl Locs {
     fn new(c: &CompiledRegex) -> Locs {
         Locs {
-            uni: match &c.re {
-                Re::Linear(r) => Some(r.capture_locations()),
-                Re::Fancy(_) => None,
-            },
+            // the Unicode slots are made when first needed
+            uni: None,
             ascii: c.ascii.as_ref().map(|a| a.capture_locations()),
             parts: c.parts.iter().map(Locs::part).collect(),
         }
@@ -902,23 +900,17 @@ fn run(c: &CompiledRegex, text: &str, locs: &mut Locs, ascii: bool, out: &mut Sp
         }
         return Some((m.start(), m.end()));
     }
-    match (&c.re, locs.uni.as_mut()) {
-        (Re::Linear(r), Some(l)) => {
+    match &c.re {
+        Re::Linear(r) => {
+            let r = r.get()?;
+            let l = locs.uni.get_or_insert_with(|| r.capture_locations());
             let m = r.captures_read(l, text)?;
             for (i, id) in &c.ids {
                 put(out, *id, l.get(*i));
             }
             Some((m.start(), m.end()))
         }
-        (Re::Linear(r), None) => {
-            let caps = r.captures(text)?;
-            for (i, id) in &c.ids {
-                put(out, *id, caps.get(*i).map(|m| (m.start(), m.end())));
-            }
-            let m = caps.get(0).unwrap();
-            Some((m.start(), m.end()))
-        }
-        (Re::Fancy(r), _) => {
+        Re::Fancy(r) => {
             // a backtrack-limit error counts as no match
             let caps = r.captures(text).ok()??;
             for (i, id) in &c.ids {

@@ -236,14 +236,80 @@ impl<T> Lazy<T> {
         self.val.get_or_init(|| (self.build)(&self.pats)).as_ref()
     }
 
+    /// Whether it has been built (tests).
+    #[cfg(test)]
+    pub fn is_built(&self) -> bool {
+        self.val.get().is_some()
+    }
+
+    /// Store a value built ahead of first use.
+    fn set(&self, v: T) {
+        let _ = self.val.set(Some(v));
+    }
+
     /// The (first) pattern.
     pub fn as_str(&self) -> &str {
         &self.pats[0]
     }
 }
 
+/// A regex whose [`nfa_weight`] is above this is built at load: it might
+/// come near the 64 MiB size limit, whose error must show then. Below it
+/// the limit allows 64 bytes per unit; Fail2Ban's filters take about 1.3
+/// (sshd's largest failregex: weight 466911, 606 KB reverse NFA).
+const EAGER_WEIGHT: u64 = (1 << 26) / 64;
+
+/// A generous bound on the NFA states of `hir`: every non-ASCII class range
+/// counted as 32 states (a UTF-8 trie of up to 8 sequences of 4 bytes,
+/// before the compiler's sharing), counted repetitions fully unrolled.
+fn nfa_weight(hir: &regex_syntax::hir::Hir) -> u64 {
+    use regex_syntax::hir::{Class, HirKind};
+    match hir.kind() {
+        HirKind::Empty | HirKind::Look(_) => 1,
+        HirKind::Literal(l) => l.0.len() as u64,
+        HirKind::Class(Class::Bytes(_)) => 1,
+        HirKind::Class(Class::Unicode(c)) => {
+            c.ranges().iter().map(|r| if r.end().is_ascii() { 1 } else { 32 }).sum::<u64>().max(1)
+        }
+        HirKind::Repetition(r) => {
+            let copies = u64::from(r.max.unwrap_or(r.min).max(r.min)) + 1;
+            nfa_weight(&r.sub).saturating_mul(copies)
+        }
+        HirKind::Capture(c) => nfa_weight(&c.sub).saturating_add(2),
+        HirKind::Concat(v) | HirKind::Alternation(v) => {
+            v.iter().fold(v.len() as u64, |a, h| a.saturating_add(nfa_weight(h)))
+        }
+    }
+}
+
+/// Capture names by group index (0 is the whole match), as the regex
+/// crate's `capture_names` lists them.
+pub(crate) fn capture_names(hir: &regex_syntax::hir::Hir, out: &mut Vec<Option<String>>) {
+    use regex_syntax::hir::HirKind;
+    match hir.kind() {
+        HirKind::Capture(c) => {
+            let i = c.index as usize;
+            if out.len() <= i {
+                out.resize(i + 1, None);
+            }
+            out[i] = c.name.as_deref().map(str::to_string);
+            capture_names(&c.sub, out);
+        }
+        HirKind::Concat(v) | HirKind::Alternation(v) => v.iter().for_each(|h| capture_names(h, out)),
+        HirKind::Repetition(r) => capture_names(&r.sub, out),
+        _ => {}
+    }
+}
+
 fn uni_regex(p: &[String]) -> Option<regex::Regex> {
-    regex::RegexBuilder::new(&p[0]).size_limit(1 << 26).dfa_size_limit(1 << 24).build().ok()
+    regex::RegexBuilder::new(&p[0])
+        .size_limit(1 << 26)
+        .dfa_size_limit(1 << 24)
+        .build()
+        .inspect_err(
+            |e| tracing::error!(pattern = %p[0], "regex cannot be built; lines that need it are not matched: {e}"),
+        )
+        .ok()
 }
 
 fn uni_set(p: &[String]) -> Option<regex::RegexSet> {
@@ -565,7 +631,7 @@ impl DualRegex {
 
 #[derive(Debug)]
 pub(crate) enum Re {
-    Linear(regex::Regex),
+    Linear(Lazy<regex::Regex>),
     Fancy(fancy_regex::Regex),
 }
 
@@ -972,19 +1038,30 @@ fn compile(
     }
     let (translated, engine) = pyre::render(&parsed, multiline, false);
     let translated = dollar_fix(&translated, multiline);
-    let (re, names) = match engine {
+    let (re, names, captures) = match engine {
         Engine::Linear => {
-            let re = regex::RegexBuilder::new(&translated)
-                .size_limit(1 << 26)
-                .dfa_size_limit(1 << 24)
-                .build()
-                .map_err(|e| err(e.to_string(), source))?;
-            let names = re
-                .capture_names()
+            // The Unicode engine is built on first use (most logs are ASCII
+            // and use the twin). The syntax is checked now, and a pattern
+            // that might come near the size limit is built now, so every
+            // error still shows at load.
+            let hir = regex_syntax::parse(&translated).map_err(|e| err(e.to_string(), source))?;
+            let mut all = vec![None];
+            capture_names(&hir, &mut all);
+            let re = Lazy::new(vec![translated.clone()], uni_regex);
+            if nfa_weight(&hir) > EAGER_WEIGHT {
+                let built = regex::RegexBuilder::new(&translated)
+                    .size_limit(1 << 26)
+                    .dfa_size_limit(1 << 24)
+                    .build()
+                    .map_err(|e| err(e.to_string(), source))?;
+                re.set(built);
+            }
+            let names = all
+                .iter()
                 .enumerate()
-                .filter_map(|(i, n)| n.map(|n| (i, pyre::base_group_name(n).to_string())))
+                .filter_map(|(i, n)| n.as_ref().map(|n| (i, pyre::base_group_name(n).to_string())))
                 .collect();
-            (Re::Linear(re), names)
+            (Re::Linear(re), names, all.len())
         }
         Engine::Backtracking => {
             let re = fancy_regex::RegexBuilder::new(&translated)
@@ -993,7 +1070,8 @@ fn compile(
                 .map_err(|e| err(e.to_string(), source))?;
             let names: Vec<(usize, String)> =
                 re.capture_names().enumerate().filter_map(|(i, n)| n.map(|n| (i, n.to_string()))).collect();
-            (Re::Fancy(re), names)
+            let captures = re.captures_len();
+            (Re::Fancy(re), names, captures)
         }
     };
     let ascii = match engine {
@@ -1008,12 +1086,12 @@ fn compile(
         None
     };
     let fast = match (&re, multiline, &ascii) {
-        (Re::Linear(r), false, Some(_)) => Some(fast::FastInfo {
+        (Re::Linear(_), false, Some(_)) => Some(fast::FastInfo {
             anchored: starts_with_caret(&parsed.node),
             branch_groups: split::root_branch_groups(&parsed.node),
             node: parsed.node.clone(),
             flags: parsed.flags.clone(),
-            captures: r.captures_len(),
+            captures,
             names: names.clone(),
             plan: std::sync::OnceLock::new(),
             prog: std::sync::OnceLock::new(),
@@ -1229,6 +1307,26 @@ mod tests {
         fn s<T: Send>() {}
         ss::<Filter>();
         s::<Matcher<'static>>();
+    }
+
+    /// The Unicode engine of a failregex is built when a non-ASCII line
+    /// first needs it; a pattern that may be too big is built, and
+    /// refused, at load.
+    #[test]
+    fn unicode_engines_build_on_first_use_and_size_errors_show_at_load() {
+        let f = Filter::inline(&[r"^x <HOST> user (?P<u>\w+)$".into()], &[], Some("{NONE}"), None).unwrap();
+        let Re::Linear(r) = &f.failregex[0].re else { panic!("linear") };
+        assert!(!r.is_built());
+        let mut m = f.matcher();
+        assert!(m.feed("x 192.0.2.1 user bob").is_failure());
+        assert!(!r.is_built(), "an ASCII line used the ASCII engines");
+        match m.feed("x 192.0.2.1 user jürgen") {
+            Outcome::Failure(f) => assert_eq!(f.capture("u"), Some("jürgen")),
+            o => panic!("{o:?}"),
+        }
+        assert!(r.is_built());
+        let e = Filter::inline(&[r"^(?:\w{100}){100} <HOST>$".into()], &[], None, None).unwrap_err();
+        assert!(e.to_string().contains("size limit"), "{e}");
     }
 
     #[test]
