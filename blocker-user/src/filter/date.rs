@@ -192,6 +192,22 @@ pub struct DateDetector {
     templates: Vec<Arc<Template>>,
 }
 
+/// What [`DateDetector::find`] keeps between the lines of one log: the
+/// template that matched last, and for a syslog stamp the bytes it was
+/// read from and what they gave. Logs are in time order, so most lines
+/// repeat the last line's second.
+#[derive(Debug, Clone, Default)]
+pub struct DateHint {
+    /// (template, where its date started).
+    last: Option<(usize, usize)>,
+    key: [u8; SYSLOG_KEY],
+    /// What the syslog fast path read from `key` (which it reads alone).
+    hit: Option<DateHit>,
+}
+
+/// The bytes the syslog fast path looks at: the stamp and two after it.
+const SYSLOG_KEY: usize = 17;
+
 /// Fail2Ban's default templates (`DateDetectorCache.DEFAULT_TEMPLATES`).
 const DEFAULT_TEMPLATES: &[&str] = &[
     r"%ExY(?P<_sep>[-/.])%m(?P=_sep)%d(?:T|  ?)%H:%M:%S(?:[.,]%f)?(?:\s*%z)?",
@@ -458,6 +474,11 @@ impl Template {
             None
         };
         Ok(Template { name, flags, kind: Kind::Pattern { re, backrefs, fast, group: 1, epoch_group } })
+    }
+
+    /// Whether this is the default syslog template (with its fast path).
+    fn is_syslog(&self) -> bool {
+        matches!(self.kind, Kind::Pattern { fast: Some(Fast::Syslog), .. })
     }
 
     fn matches(&self, line: &str) -> Option<DateHit> {
@@ -1144,17 +1165,37 @@ impl DateDetector {
         self.templates.iter().map(|t| t.name.clone()).collect()
     }
 
-    /// Find the date in `line`. `hint` is the index of the template that
-    /// matched last time (tried first, as Fail2Ban does).
-    pub fn find(&self, line: &str, hint: &mut Option<(usize, usize)>) -> Option<DateHit> {
-        if let Some((i, dist)) = *hint
+    /// Find the date in `line`. `hint` keeps what the last lines of the
+    /// same log left (the template that matched last is tried first, as
+    /// Fail2Ban does).
+    pub fn find(&self, line: &str, hint: &mut DateHint) -> Option<DateHit> {
+        if let Some((i, dist)) = hint.last
             && let Some(t) = self.templates.get(i)
-            && let Some(mut h) = t.matches(line)
-            && (t.flags & LINE_BEGIN != 0 || h.start == dist || self.templates.len() == 1)
         {
-            h.template = i;
-            return Some(h);
+            // a syslog stamp like the last line's gives what it gave
+            if t.is_syslog() {
+                let key = line.as_bytes().get(..SYSLOG_KEY);
+                if let (Some(k), Some(h)) = (key, hint.hit)
+                    && *k == hint.key
+                {
+                    return Some(h);
+                }
+                if let (Some(k), Some(Some(mut h))) = (key, fast_syslog(line)) {
+                    h.template = i;
+                    hint.key.copy_from_slice(k);
+                    hint.hit = Some(h);
+                    return Some(h);
+                }
+            }
+            hint.hit = None;
+            if let Some(mut h) = t.matches(line)
+                && (t.flags & LINE_BEGIN != 0 || h.start == dist || self.templates.len() == 1)
+            {
+                h.template = i;
+                return Some(h);
+            }
         }
+        let hint = &mut hint.last;
         let mut best: Option<DateHit> = None;
         for (i, t) in self.templates.iter().enumerate() {
             let Some(mut h) = t.matches(line) else { continue };
@@ -1220,25 +1261,68 @@ mod tests {
     /// group names read from its syntax tree must be the compiled regex's.
     #[test]
     fn default_templates_compile_lazily_with_the_same_groups() {
-        let dd = DateDetector::new(None).unwrap();
-        let mut lazy = 0;
-        for t in &dd.templates {
+        for p in DEFAULT_TEMPLATES
+            .iter()
+            .map(|p| p.to_string())
+            .chain(DEFAULT_TEMPLATES.iter().map(|p| format!("{{^LN-BEG}}{p}")))
+        {
+            // built here, not taken from the cache other tests share
+            let t = build_template(&p).unwrap();
             let Kind::Pattern { re, .. } = &t.kind else { continue };
-            lazy += usize::from(re.re.get().is_none());
+            assert!(re.re.get().is_none(), "{p} was compiled at once");
             let mut names = vec![None];
             capture_names(&regex_syntax::parse(&re.src).unwrap(), &mut names);
             let compiled: Vec<Option<String>> = re.get().capture_names().map(|n| n.map(str::to_string)).collect();
-            assert_eq!(names, compiled, "{}", t.name);
+            assert_eq!(names, compiled, "{p}");
         }
-        assert!(lazy > 20, "only {lazy} default templates were left to compile on use");
         // a filter's own pattern is compiled (and refused) at load
         // (this one parses, but is over the compiled size limit)
         let own = DateDetector::new(Some(r"%Y \w{3000}")).unwrap_err();
         assert!(own.to_string().contains("cannot compile date pattern"), "{own}");
     }
 
+    /// A hint kept across lines (which reuses a repeated syslog stamp)
+    /// finds what the template scan finds for each line alone.
+    #[test]
+    fn a_kept_hint_finds_what_a_fresh_one_finds() {
+        let lines = [
+            "Jan  1 00:00:00 web01 sshd[1]: a",
+            "Jan  1 00:00:00 web01 sshd[2]: b",
+            "Jan  1 00:00:00 web01 sshd[2]: b again",
+            "Jan  1 00:00:00 2005 web01 sshd[2]: with a year",
+            "Jan  1 00:00:00 web01 sshd[3]: c",
+            "Jan  1 00:00:01 web01 sshd[3]: next second",
+            "Jan  1 00:00:01 web01 sshd[3]: same second",
+            "Jan  1 00:00:01",
+            "Jan  1 00:00:01.5 fraction",
+            "2005-08-14 12:00:00 iso",
+            "Jan  1 00:00:01 web01 back to syslog",
+            "no date at all",
+            "Jan  1 00:00:01 web01 again",
+            "Jan 31 23:59:59 x",
+            "Jan 31 23:59:59x glued",
+        ];
+        let dd = DateDetector::new(None).unwrap();
+        let mut kept = DateHint::default();
+        let mut reused = 0;
+        for round in 0..2 {
+            for l in lines {
+                let before = kept.hit;
+                let got = dd.find(l, &mut kept);
+                reused += usize::from(before.is_some() && before == got && l.len() >= SYSLOG_KEY);
+                let fresh = dd.find(l, &mut DateHint::default());
+                assert_eq!(
+                    got.map(|h| (h.start, h.end, h.fields)),
+                    fresh.map(|h| (h.start, h.end, h.fields)),
+                    "{l} (round {round})"
+                );
+            }
+        }
+        assert!(reused >= 2, "the repeated stamps were parsed again");
+    }
+
     fn find(dd: &DateDetector, line: &str) -> Option<(String, NaiveDateTime, Option<i32>)> {
-        let h = dd.find(line, &mut None)?;
+        let h = dd.find(line, &mut DateHint::default())?;
         let t = h.fields.resolve(now())?;
         Some((line[h.start..h.end].to_string(), t.naive, t.offset))
     }
@@ -1295,12 +1379,12 @@ mod tests {
         let (txt, _, _) = find(&dd, "a b [Sun Aug 14 10:00:00 2005] x").unwrap();
         assert_eq!(txt, "Sun Aug 14 10:00:00 2005");
         let dd = DateDetector::new(Some("{^LN-BEG}Epoch")).unwrap();
-        let h = dd.find("1124013600.123 x", &mut None).unwrap();
+        let h = dd.find("1124013600.123 x", &mut DateHint::default()).unwrap();
         let t = h.fields.resolve(now()).unwrap();
         assert_eq!(t.timestamp(), 1124013600);
         assert!(t.epoch_based);
         let dd = DateDetector::new(Some("{^LN-BEG}TAI64N")).unwrap();
-        let h = dd.find("@4000000042ff2fc0000a1b2c x", &mut None).unwrap();
+        let h = dd.find("@4000000042ff2fc0000a1b2c x", &mut DateHint::default()).unwrap();
         assert_eq!(h.fields.resolve(now()).unwrap().timestamp(), 0x42ff2fc0);
         let dd = DateDetector::new(Some("^%b %d, %ExY %I:%M:%S %p")).unwrap();
         let (_, t, _) = find(&dd, "Aug 14, 2005 1:00:00 PM x").unwrap();

@@ -118,7 +118,7 @@ pub struct Matcher<'f> {
     now_cache: std::cell::Cell<(u64, NaiveDateTime)>,
     last_resolved: std::cell::Cell<Option<(super::date::Fields, NaiveDateTime, Option<LogTime>)>>,
     check_all: bool,
-    hint: Option<(usize, usize)>,
+    hint: super::date::DateHint,
     last_hit: Option<DateHit>,
     /// Fields of the last non-empty date seen (Fail2Ban's `__lastDate`).
     last_date: Option<super::date::Fields>,
@@ -164,7 +164,7 @@ impl<'f> Matcher<'f> {
             now_cache: std::cell::Cell::new((0, NaiveDateTime::default())),
             last_resolved: std::cell::Cell::new(None),
             check_all: false,
-            hint: None,
+            hint: Default::default(),
             last_hit: None,
             last_date: None,
             buf: String::with_capacity(512),

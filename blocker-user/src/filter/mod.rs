@@ -32,7 +32,7 @@ mod test_cmd;
 
 use std::path::{Path, PathBuf};
 
-pub use date::{DateDetector, DateHit, LogTime};
+pub use date::{DateDetector, DateHint, DateHit, LogTime};
 pub use matcher::{Captures, Failure, HostKind, Matcher, Outcome};
 pub use pyre::Engine;
 pub use test_cmd::{FilterTestOptions, FilterTestSummary, RegexStat, filter_test, load_filter_arg};
