@@ -1084,7 +1084,6 @@ fn build_template(pattern: &str) -> Result<Template, String> {
     Template::pattern(pattern)
 }
 
-/// All default templates: anchored copies first, then the originals.
 /// Whether `pattern` is one of Fail2Ban's default templates (as is, or
 /// anchored at the line start the way the default set adds it).
 fn is_builtin(pattern: &str) -> bool {
@@ -1092,6 +1091,7 @@ fn is_builtin(pattern: &str) -> bool {
     DEFAULT_TEMPLATES.iter().any(|d| *d == pattern || *d == p)
 }
 
+/// All default templates: anchored copies first, then the originals.
 fn default_templates() -> Result<Vec<Arc<Template>>, String> {
     let mut anchored = Vec::new();
     let mut orig = Vec::new();
