@@ -3,13 +3,13 @@
 
 use std::{
     collections::BTreeMap,
-    sync::{Arc, Mutex, OnceLock, Weak},
+    sync::{Arc, Mutex, Weak},
 };
 
 use chrono::{Datelike, Duration, NaiveDate, NaiveDateTime};
 
 use super::pyre::{self, GroupKind, Node};
-use super::{FilterError, capture_names};
+use super::{FilterError, Lazy, capture_names};
 
 /// A timestamp found in a log line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,7 +73,10 @@ enum Fast {
 #[derive(Debug)]
 enum Kind {
     Pattern {
-        re: DateRe,
+        /// Built on first use for Fail2Ban's built-in templates (a log uses
+        /// one or two of them); at load for a filter's own pattern, so its
+        /// errors show then.
+        re: Lazy<regex::Regex>,
         /// (backref group index, referenced group index) pairs to verify.
         backrefs: Vec<(usize, usize)>,
         fast: Option<Fast>,
@@ -91,26 +94,6 @@ enum Kind {
     },
     /// `{NONE}`: never find a date.
     None,
-}
-
-/// A template's regex. Fail2Ban's default set has dozens of templates and
-/// a log uses one or two, so built-in ones compile on first use; a
-/// pattern from a filter compiles at once, so its errors show at load.
-#[derive(Debug)]
-struct DateRe {
-    src: String,
-    re: OnceLock<regex::Regex>,
-}
-
-impl DateRe {
-    fn build(src: &str) -> Result<regex::Regex, regex::Error> {
-        regex::RegexBuilder::new(src).size_limit(1 << 22).build()
-    }
-
-    fn get(&self) -> &regex::Regex {
-        // only built-in patterns are left unbuilt, and a test builds them all
-        self.re.get_or_init(|| Self::build(&self.src).expect("built-in date pattern compiles"))
-    }
 }
 
 #[derive(Debug)]
@@ -444,15 +427,16 @@ impl Template {
             rust.push_str(BOUND);
         }
         let bad = |e: String| format!("cannot compile date pattern {pattern:?}: {e}");
-        let re = DateRe { src: rust, re: OnceLock::new() };
         let mut names = vec![None];
         if is_builtin(pattern) {
-            let hir = regex_syntax::parse(&re.src).map_err(|e| bad(e.to_string()))?;
+            let hir = regex_syntax::parse(&rust).map_err(|e| bad(e.to_string()))?;
             capture_names(&hir, &mut names);
-        } else {
-            let compiled = DateRe::build(&re.src).map_err(|e| bad(e.to_string()))?;
+        }
+        let re = Lazy::new(vec![rust], |p| date_regex(&p[0]).ok());
+        if !is_builtin(pattern) {
+            let compiled = date_regex(re.as_str()).map_err(|e| bad(e.to_string()))?;
             names = compiled.capture_names().map(|n| n.map(str::to_string)).collect();
-            let _ = re.re.set(compiled);
+            re.set(compiled);
         }
         let backrefs = brs
             .iter()
@@ -496,7 +480,8 @@ impl Template {
                         return r;
                     }
                 }
-                let re = re.get();
+                // a built-in pattern compiles (a test builds them all)
+                let re = re.get()?;
                 let mut start = 0;
                 while start <= line.len() {
                     let caps = re.captures_at(line, start)?;
@@ -1084,6 +1069,10 @@ fn build_template(pattern: &str) -> Result<Template, String> {
     Template::pattern(pattern)
 }
 
+fn date_regex(src: &str) -> Result<regex::Regex, regex::Error> {
+    regex::RegexBuilder::new(src).size_limit(1 << 22).build()
+}
+
 /// Whether `pattern` is one of Fail2Ban's default templates (as is, or
 /// anchored at the line start the way the default set adds it).
 fn is_builtin(pattern: &str) -> bool {
@@ -1269,10 +1258,11 @@ mod tests {
             // built here, not taken from the cache other tests share
             let t = build_template(&p).unwrap();
             let Kind::Pattern { re, .. } = &t.kind else { continue };
-            assert!(re.re.get().is_none(), "{p} was compiled at once");
+            assert!(!re.is_built(), "{p} was compiled at once");
             let mut names = vec![None];
-            capture_names(&regex_syntax::parse(&re.src).unwrap(), &mut names);
-            let compiled: Vec<Option<String>> = re.get().capture_names().map(|n| n.map(str::to_string)).collect();
+            capture_names(&regex_syntax::parse(re.as_str()).unwrap(), &mut names);
+            let compiled: Vec<Option<String>> =
+                re.get().expect("compiles").capture_names().map(|n| n.map(str::to_string)).collect();
             assert_eq!(names, compiled, "{p}");
         }
         // a filter's own pattern is compiled (and refused) at load

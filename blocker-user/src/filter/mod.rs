@@ -217,9 +217,11 @@ fn anchored_prefixes(translated: &str) -> Option<Vec<Vec<u8>>> {
     Some(lits.iter().map(|l| l.as_bytes().to_vec()).collect())
 }
 
-/// A Unicode regex or set built on first use: ASCII text (most logs) uses
-/// the `(?-u)` twin, so most are never built. `None` inside: it does not
-/// compile (callers then fall back to something safe).
+/// A regex or set built on first use: the Unicode forms (ASCII text, most
+/// logs, uses the `(?-u)` twins) and Fail2Ban's built-in date templates, so
+/// most are never built. `set` stores one built at load to report its
+/// errors then. `None` inside: it does not compile (callers then fall back
+/// to something safe).
 #[derive(Debug)]
 pub(crate) struct Lazy<T> {
     pats: Vec<String>,
@@ -302,14 +304,15 @@ pub(crate) fn capture_names(hir: &regex_syntax::hir::Hir, out: &mut Vec<Option<S
 }
 
 fn uni_regex(p: &[String]) -> Option<regex::Regex> {
-    regex::RegexBuilder::new(&p[0])
-        .size_limit(1 << 26)
-        .dfa_size_limit(1 << 24)
-        .build()
-        .inspect_err(
-            |e| tracing::error!(pattern = %p[0], "regex cannot be built; lines that need it are not matched: {e}"),
-        )
+    uni_build(&p[0])
+        .inspect_err(|e| {
+            tracing::error!(pattern = %p[0], "regex cannot be built, so non-ASCII lines that need it do not match; simplify it: {e}")
+        })
         .ok()
+}
+
+fn uni_build(p: &str) -> Result<regex::Regex, regex::Error> {
+    regex::RegexBuilder::new(p).size_limit(1 << 26).dfa_size_limit(1 << 24).build()
 }
 
 fn uni_set(p: &[String]) -> Option<regex::RegexSet> {
@@ -1049,12 +1052,7 @@ fn compile(
             capture_names(&hir, &mut all);
             let re = Lazy::new(vec![translated.clone()], uni_regex);
             if nfa_weight(&hir) > EAGER_WEIGHT {
-                let built = regex::RegexBuilder::new(&translated)
-                    .size_limit(1 << 26)
-                    .dfa_size_limit(1 << 24)
-                    .build()
-                    .map_err(|e| err(e.to_string(), source))?;
-                re.set(built);
+                re.set(uni_build(&translated).map_err(|e| err(e.to_string(), source))?);
             }
             let names = all
                 .iter()
