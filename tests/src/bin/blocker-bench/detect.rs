@@ -90,12 +90,15 @@ fn measure(cmd: &mut Command) -> anyhow::Result<Run> {
 fn best_of(n: usize, mut make: impl FnMut() -> Command) -> anyhow::Result<Run> {
     let mut best: Option<Run> = None;
     for _ in 0..n {
-        let r = measure(&mut make())?;
-        if best.as_ref().is_none_or(|b| r.cpu < b.cpu) {
-            best = Some(r);
-        }
+        keep_best(&mut best, measure(&mut make())?);
     }
     Ok(best.expect("at least one run"))
+}
+
+fn keep_best(best: &mut Option<Run>, r: Run) {
+    if best.as_ref().is_none_or(|b| r.cpu < b.cpu) {
+        *best = Some(r);
+    }
 }
 
 /// Best of `n` runs of each of two commands, run in turn (a, b, a, b, ...),
@@ -110,12 +113,8 @@ fn best_of_pairs(
     for _ in 0..n {
         let (ra, rb) = (measure(&mut a())?, measure(&mut b())?);
         ratios.push(rb.cpu.as_secs_f64() / ra.cpu.as_secs_f64().max(1e-9));
-        if best_a.as_ref().is_none_or(|x| ra.cpu < x.cpu) {
-            best_a = Some(ra);
-        }
-        if best_b.as_ref().is_none_or(|x| rb.cpu < x.cpu) {
-            best_b = Some(rb);
-        }
+        keep_best(&mut best_a, ra);
+        keep_best(&mut best_b, rb);
     }
     ratios.sort_by(f64::total_cmp);
     Ok((best_a.expect("at least one run"), best_b.expect("at least one run"), ratios))
