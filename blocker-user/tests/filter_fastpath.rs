@@ -78,6 +78,8 @@ fn tricky_lines() -> Vec<String> {
         "Üser",
         "user:colon",
         "[preauth]",
+        "a: b",
+        "invalid user x",
     ];
     let mut out = Vec::new();
     let pre = "Aug 14 11:59:59 host sshd[1234]: ";
@@ -87,6 +89,9 @@ fn tricky_lines() -> Vec<String> {
             out.push(format!("{pre}Failed password for invalid user {u} from {h} port 22 ssh2"));
             out.push(format!("{pre}Failed publickey for invalid user {u} from {h} port 22 ssh2: RSA SHA256:x"));
             out.push(format!("{pre}Failed password for {u} from {h} port 22 ssh2 from 203.0.113.9 port 1"));
+            // the branches that need ": " after the host
+            out.push(format!("{pre}Failed publickey for {u} from {h} port 22 ssh2: RSA SHA256:x"));
+            out.push(format!("{pre}Failed password for invalid user {u} from {h} port 22 ssh2: x"));
             out.push(format!("{pre}Invalid user {u} from {h} port 22"));
             out.push(format!("{pre}Invalid user {u} from {h}"));
             out.push(format!(
@@ -95,6 +100,7 @@ fn tricky_lines() -> Vec<String> {
             out.push(format!("{pre}Connection closed by invalid user {u} {h} port 22 [preauth]"));
             out.push(format!("{pre}Disconnected from authenticating user {u} {h} port 22 [preauth]"));
             out.push(format!("{pre}User {u} from {h} not allowed because not listed in AllowUsers"));
+            out.push(format!("{pre}User {u} from {h} not allowed because listed in DenyUsers port 22"));
             out.push(format!(
                 "{pre}pam_unix(sshd:auth): authentication failure; logname= uid=0 euid=0 tty=ssh ruser={u} rhost={h}  user={u}"
             ));

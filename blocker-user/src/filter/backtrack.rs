@@ -85,6 +85,10 @@ const MAX_INSTS: usize = 1 << 16;
 /// No first-byte set: the position may match without consuming a byte.
 const ANY: u32 = u32::MAX;
 
+/// A group slot that is not set. Positions fit in `u32`: lines are far
+/// shorter than 4 GiB.
+pub(crate) const UNSET: u32 = u32::MAX;
+
 struct Builder<'a> {
     flags: &'a str,
     next_group: usize,
@@ -437,7 +441,7 @@ impl Prog {
     pub(crate) fn run(
         &self,
         hay: &[u8],
-        slots: &mut [Option<usize>],
+        slots: &mut [u32],
         stack: &mut Vec<Frame>,
     ) -> Result<Option<(usize, usize)>, OverBudget> {
         self.run_from(0, hay, slots, stack)
@@ -448,7 +452,7 @@ impl Prog {
         &self,
         b: usize,
         hay: &[u8],
-        slots: &mut [Option<usize>],
+        slots: &mut [u32],
         stack: &mut Vec<Frame>,
     ) -> Result<Option<(usize, usize)>, OverBudget> {
         self.run_from(*self.branches.get(b).ok_or(OverBudget)?, hay, slots, stack)
@@ -458,10 +462,13 @@ impl Prog {
         &self,
         pc: u32,
         hay: &[u8],
-        slots: &mut [Option<usize>],
+        slots: &mut [u32],
         stack: &mut Vec<Frame>,
     ) -> Result<Option<(usize, usize)>, OverBudget> {
-        slots.iter_mut().for_each(|s| *s = None);
+        if hay.len() >= UNSET as usize {
+            return Err(OverBudget);
+        }
+        slots.fill(UNSET);
         stack.clear();
         let mut budget = 16 * hay.len() + 512;
         stack.push(Frame::Try(pc, 0));
@@ -544,7 +551,7 @@ impl Prog {
                     Inst::Save(k) => {
                         if let Some(s) = slots.get_mut(k as usize) {
                             stack.push(Frame::Restore(k, *s));
-                            *s = Some(at);
+                            *s = at as u32;
                         }
                         pc += 1;
                     }
@@ -578,8 +585,8 @@ impl Prog {
                         pc += 1;
                     }
                     Inst::Match(b) => {
-                        slots[0] = Some(0);
-                        slots[1] = Some(at);
+                        slots[0] = 0;
+                        slots[1] = at as u32;
                         return Ok(Some((at, b as usize)));
                     }
                 }
@@ -638,11 +645,20 @@ fn first_sets(e: &mut Emitter) -> Vec<u32> {
     first.iter().map(|f| f.map_or(ANY, |s| e.set_id(&s))).collect()
 }
 
+/// The span of group `g` in `slots`, if it took part in the match.
+pub(crate) fn span(slots: &[u32], g: usize) -> Option<(usize, usize)> {
+    match (slots[2 * g], slots[2 * g + 1]) {
+        (UNSET, _) | (_, UNSET) => None,
+        (s, e) => Some((s as usize, e as usize)),
+    }
+}
+
 /// Backtracking stack entry.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Frame {
     Try(u32, u32),
-    Restore(u32, Option<usize>),
+    /// (slot, old value).
+    Restore(u32, u32),
     /// A greedy run at `pc` may give back bytes down to `lo`: (pc, lo, at).
     Shorter(u32, u32, u32),
     /// A lazy run at `pc` of byte set `set` may take more bytes up to
@@ -680,7 +696,7 @@ mod tests {
         let re =
             regex::bytes::Regex::new(&format!("(?-u)^(?:{})", super::super::dollar_fix(&rendered, false))).unwrap();
         assert_eq!(prog.groups() + 1, re.captures_len(), "{pattern}");
-        let mut slots = vec![None; 2 * (prog.groups() + 1)];
+        let mut slots = vec![UNSET; 2 * (prog.groups() + 1)];
         let mut stack = Vec::new();
         for t in texts {
             let got = prog.run(t.as_bytes(), &mut slots, &mut stack).expect("within budget");
@@ -688,7 +704,7 @@ mod tests {
             assert_eq!(got.map(|g| g.0), want.as_ref().map(|c| c.get(0).unwrap().end()), "{pattern} on {t:?}");
             if let Some(caps) = want {
                 for g in 1..=prog.groups() {
-                    let span = slots[2 * g].zip(slots[2 * g + 1]);
+                    let span = span(&slots, g);
                     assert_eq!(span, caps.get(g).map(|m| (m.start(), m.end())), "{pattern} on {t:?} group {g}");
                 }
             }
@@ -723,7 +739,7 @@ mod tests {
         let parsed = super::super::pyre::parse(r"^(?:a|a)*(?:a|a)*(?:a|a)*b").unwrap();
         let prog = Prog::new(&parsed.node, &parsed.flags).unwrap();
         let hay = "a".repeat(64);
-        assert_eq!(prog.run(hay.as_bytes(), &mut [None; 2], &mut Vec::new()), Err(OverBudget));
+        assert_eq!(prog.run(hay.as_bytes(), &mut [UNSET; 2], &mut Vec::new()), Err(OverBudget));
     }
 
     #[test]

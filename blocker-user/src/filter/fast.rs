@@ -3,15 +3,16 @@
 //! Fail2Ban tries the failregexes one by one and extracts groups from the
 //! first that matches. Here the literal a line starts with (every match of
 //! an anchored failregex starts with one of a few) picks the failregexes
-//! that can match it. When that is one, its backtracking program (see
-//! `backtrack.rs`) says at once whether it matches and where its groups
-//! are. When there are several, a leftmost-first lazy DFA over them (in
-//! order: a failregex without `^` is searched as `(?s:.*?)(?:re)`) finds in
-//! one pass which is the first to match and where that match ends; only its
-//! groups are then placed, by its program or its [`SplitPlan`] (DFA scans,
-//! see `split.rs`). A regex with neither, or a span the plan finds
-//! ambiguous, gets its groups from the reference engine: the result is the
-//! same either way, only slower.
+//! that can match it, and the inner literals each of them needs (see
+//! `screen.rs`) drop those the line lacks text for. When one or two are
+//! left, their backtracking programs (see `backtrack.rs`), in order, say at
+//! once which matches and where its groups are. When there are more, a
+//! leftmost-first lazy DFA over them (in order: a failregex without `^` is
+//! searched as `(?s:.*?)(?:re)`) finds in one pass which is the first to
+//! match and where that match ends; only its groups are then placed, by its
+//! program or its [`SplitPlan`] (DFA scans, see `split.rs`). A regex with
+//! neither, or a span the plan finds ambiguous, gets its groups from the
+//! reference engine: the result is the same either way, only slower.
 
 use regex_automata::dfa::{Automaton, StartKind, dense};
 use regex_automata::hybrid;
@@ -22,9 +23,14 @@ use regex_automata::{Anchored, Input, MatchKind};
 use std::sync::OnceLock;
 
 use super::CompiledRegex;
-use super::backtrack::{Frame, Prog};
+use super::backtrack::{self, Frame, Prog};
 use super::pyre::Node;
+use super::screen::Screen;
 use super::split::{self, Scratch, SplitPlan};
+
+/// Most candidates tried one by one with their programs before the winner
+/// DFA decides instead: a candidate that fails late costs a whole run.
+const MAX_TRIED: u32 = 2;
 
 /// Capture spans of one search: (name id, byte span), in the reference
 /// engine's order.
@@ -60,14 +66,29 @@ struct Dispatch {
 }
 
 /// A leftmost-first lazy DFA over some winner patterns (in their order),
-/// built on first use.
+/// and the literal screen over them, built on first use.
 #[derive(Debug)]
 struct Sub {
     pats: Vec<usize>,
     dfa: OnceLock<Option<hybrid::dfa::DFA>>,
+    screen: OnceLock<Option<Screen>>,
 }
 
 impl Sub {
+    fn new(pats: Vec<usize>) -> Sub {
+        Sub { pats, dfa: OnceLock::new(), screen: OnceLock::new() }
+    }
+
+    /// The candidates (bits over `pats`) that may match `text`, or `None`
+    /// when more than `max` may or no literal tells them apart.
+    fn left(&self, all: &[String], text: &[u8], max: u32) -> Option<u64> {
+        if let [_] = self.pats[..] {
+            return Some(1);
+        }
+        let screen = self.screen.get_or_init(|| Screen::new(&self.pats.iter().map(|&p| &*all[p]).collect::<Vec<_>>()));
+        screen.as_ref()?.left(text, max)
+    }
+
     fn dfa(&self, all: &[String]) -> Option<&hybrid::dfa::DFA> {
         self.dfa
             .get_or_init(|| {
@@ -141,7 +162,7 @@ pub(crate) struct FastState {
     caches: Vec<Option<hybrid::dfa::Cache>>,
     slots: Vec<Option<(usize, usize)>>,
     scratch: Scratch,
-    bt_slots: Vec<Option<usize>>,
+    bt_slots: Vec<u32>,
     stack: Vec<Frame>,
 }
 
@@ -244,7 +265,7 @@ impl FastPath {
                     match subs.iter().position(|s| s.pats == pats) {
                         Some(i) => i,
                         None => {
-                            subs.push(Sub { pats, dfa: OnceLock::new() });
+                            subs.push(Sub::new(pats));
                             subs.len() - 1
                         }
                     }
@@ -252,7 +273,7 @@ impl FastPath {
                 .collect();
             Dispatch { first, lits, sub }
         });
-        subs.push(Sub { pats: (0..pats.len()).collect(), dfa: OnceLock::new() });
+        subs.push(Sub::new((0..pats.len()).collect()));
         Some(FastPath { lits, pats, subs, patterns, regexes })
     }
 
@@ -278,14 +299,25 @@ impl FastPath {
     /// Find the first failregex matching `hay` (ASCII) and its groups.
     pub(crate) fn find(&self, failregex: &[CompiledRegex], hay: &[u8], st: &mut FastState, out: &mut Spans) -> Found {
         let Some(sub) = self.dispatch(hay) else { return Found::NoMatch };
-        // one candidate: its program alone says whether and where it matches
-        let single = matches!(self.subs[sub].pats[..], [_]);
-        if single {
-            let (i, branch) = self.patterns[self.subs[sub].pats[0]];
-            match self.run_prog(failregex, i, branch, hay, None, st, out) {
-                Some(Some(e)) => return Found::Match { regex: i, span: (0, e), exact: true },
-                Some(None) => return Found::NoMatch,
-                None => {}
+        // few candidates left: their programs, in order, say which matches
+        // first and where (the DFA pass decides when one cannot tell)
+        let mut unsure = 0u64;
+        if let Some(mut left) = self.subs[sub].left(&self.pats, hay, MAX_TRIED) {
+            while left != 0 {
+                let k = left.trailing_zeros() as usize;
+                left &= left - 1;
+                let (i, branch) = self.patterns[self.subs[sub].pats[k]];
+                match self.run_prog(failregex, i, branch, hay, None, st, out) {
+                    Some(Some(e)) => return Found::Match { regex: i, span: (0, e), exact: true },
+                    Some(None) => {}
+                    None => {
+                        unsure = 1 << k;
+                        break;
+                    }
+                }
+            }
+            if unsure == 0 {
+                return Found::NoMatch;
             }
         }
         let Some(dfa) = self.subs[sub].dfa(&self.pats) else { return Found::Unknown };
@@ -296,7 +328,8 @@ impl FastPath {
             Ok(None) => return Found::NoMatch,
             Err(_) => return Found::Unknown,
         };
-        let (i, branch) = self.patterns[self.subs[sub].pats[hm.pattern().as_usize()]];
+        let k = hm.pattern().as_usize();
+        let (i, branch) = self.patterns[self.subs[sub].pats[k]];
         let e = hm.offset();
         let fr = &self.regexes[i];
         let s = match &fr.start {
@@ -308,7 +341,8 @@ impl FastPath {
         };
         // the winner's groups: by its backtracking program (unless it just
         // could not tell), else its plan
-        if s == 0 && !single && self.run_prog(failregex, i, branch, hay, Some(e), st, out).flatten().is_some() {
+        let asked = k < 64 && unsure & (1 << k) != 0;
+        if s == 0 && !asked && self.run_prog(failregex, i, branch, hay, Some(e), st, out).flatten().is_some() {
             return Found::Match { regex: i, span: (0, e), exact: true };
         }
         let ids = failregex[i].fast.as_ref().and_then(|f| f.plan()).and_then(|plan| {
@@ -348,7 +382,7 @@ impl FastPath {
             return None;
         }
         let prog = failregex[i].fast.as_ref()?.prog()?;
-        st.bt_slots.resize(2 * (prog.groups() + 1), None);
+        st.bt_slots.resize(2 * (prog.groups() + 1), backtrack::UNSET);
         let b = branch.unwrap_or(0);
         let Some((e, _)) = prog.run_branch(b, hay, &mut st.bt_slots, &mut st.stack).ok()? else {
             return end.is_none().then_some(None);
@@ -359,7 +393,7 @@ impl FastPath {
         let ids = if fr.ids.len() == 1 { fr.ids.first() } else { fr.ids.get(b) }?;
         st.stats[0] += 1;
         let slots = &st.bt_slots;
-        ids.fill(out, |g| slots[2 * g].zip(slots[2 * g + 1]));
+        ids.fill(out, |g| backtrack::span(slots, g));
         Some(Some(e))
     }
 }
@@ -484,7 +518,7 @@ mod tests {
         let a = "a".repeat(300);
         let miss = format!("Bad {a} from 192.0.2.7\n");
         let prog = f.failregex[0].fast.as_ref().unwrap().prog().expect("a program");
-        let mut slots = vec![None; 2 * (prog.groups() + 1)];
+        let mut slots = vec![backtrack::UNSET; 2 * (prog.groups() + 1)];
         assert!(prog.run(miss.as_bytes(), &mut slots, &mut Vec::new()).is_err(), "the line is over budget");
         assert_eq!(fp.find(&f.failregex, miss.as_bytes(), &mut st, &mut spans), Found::NoMatch);
         let hit = format!("Bad {a}c from 192.0.2.7\n");

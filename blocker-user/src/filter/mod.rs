@@ -26,6 +26,7 @@ mod matcher;
 mod mlfid;
 mod pyre;
 mod reader;
+mod screen;
 mod split;
 pub mod synth;
 mod test_cmd;
