@@ -56,6 +56,21 @@ fn human_report_names_engines_and_counts() {
     assert!(s.failregex.iter().map(|r| r.hits).sum::<u64>() == 3);
 }
 
+/// Valid UTF-8 beyond ASCII is matched (by the Unicode engines), not
+/// counted as invalid.
+#[test]
+fn non_ascii_lines_match_like_ascii_ones() {
+    let log = "Aug 14 11:50:05 host sshd[5]: Invalid user jürgen from 192.0.2.5 port 4\n\
+Aug 14 11:50:06 host sshd[6]: Invalid user jurgen from 192.0.2.6 port 4\n";
+    let mut out = Vec::new();
+    let s = filter_test(&opts("sshd", true), Cursor::new(log.as_bytes()), &mut out).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    let hosts: Vec<serde_json::Value> =
+        text.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["host"].clone()).collect();
+    assert_eq!(hosts, ["192.0.2.5", "192.0.2.6"]);
+    assert_eq!((s.lines, s.matched, s.invalid_utf8), (2, 2, 0));
+}
+
 #[test]
 fn inline_filter_argument() {
     let mut out = Vec::new();

@@ -270,6 +270,13 @@ impl<'f> Matcher<'f> {
     /// Feed one log line (a trailing newline is ignored). The date is found
     /// with the filter's date templates and cut out before matching.
     pub fn feed(&mut self, line: &str) -> Outcome<'_> {
+        self.feed_known(line, line.is_ascii())
+    }
+
+    /// [`Matcher::feed`] for a caller that has already checked whether the
+    /// line is ASCII.
+    pub fn feed_known(&mut self, line: &str, ascii: bool) -> Outcome<'_> {
+        debug_assert_eq!(ascii, line.is_ascii());
         let line = line.strip_suffix('\n').unwrap_or(line);
         let line = line.strip_suffix('\r').unwrap_or(line);
         let hit = if self.filter.dates.is_none() { None } else { self.filter.dates.find(line, &mut self.hint) };
@@ -280,19 +287,20 @@ impl<'f> Matcher<'f> {
             self.last_date = Some(h.fields);
         }
         let (s, e) = hit.map_or((0, 0), |h| (h.start, h.end));
-        self.process(line, s, e, hit, None)
+        self.process(line, ascii, s, e, hit, None)
     }
 
     /// Feed a line whose time is already known (e.g. from the journal): no
     /// date is searched; the whole line is matched.
     pub fn feed_with_time(&mut self, line: &str, time: Option<LogTime>) -> Outcome<'_> {
         let line = line.strip_suffix('\n').unwrap_or(line);
-        self.process(line, 0, 0, None, Some(time))
+        self.process(line, line.is_ascii(), 0, 0, None, Some(time))
     }
 
     fn process(
         &mut self,
         line: &str,
+        line_ascii: bool,
         ds: usize,
         de: usize,
         hit: Option<DateHit>,
@@ -327,7 +335,10 @@ impl<'f> Matcher<'f> {
         {
             return Outcome::Ignored { regex_index: Some(i) };
         }
-        let ascii = self.buf.is_ascii();
+        // the buffer is the line without its date, or several lines (when
+        // only a date is not ASCII, the line takes the Unicode engines:
+        // slower, same result)
+        let ascii = if multiline { self.buf.is_ascii() } else { line_ascii };
         // the fast path rejects lines in its own single pass
         let fast = self.fast_on && !multiline && !self.check_all && ascii && f.fast.is_some();
         if !fast

@@ -142,14 +142,20 @@ pub fn filter_test(
             }
         };
         lines += 1;
-        let text = match std::str::from_utf8(line) {
-            Ok(s) => std::borrow::Cow::Borrowed(s),
-            Err(_) => {
-                invalid += 1;
-                String::from_utf8_lossy(line)
-            }
+        // one pass tells ASCII, the common case, which needs no more checks
+        let ascii = line.is_ascii();
+        let text = match ascii {
+            // SAFETY: ASCII bytes are valid UTF-8.
+            true => std::borrow::Cow::Borrowed(unsafe { std::str::from_utf8_unchecked(line) }),
+            false => match std::str::from_utf8(line) {
+                Ok(s) => std::borrow::Cow::Borrowed(s),
+                Err(_) => {
+                    invalid += 1;
+                    String::from_utf8_lossy(line)
+                }
+            },
         };
-        let outcome = m.feed(&text);
+        let outcome = m.feed_known(&text, ascii);
         let (is_match, host, time) = match &outcome {
             Outcome::Failure(f) => {
                 matched += 1;
