@@ -270,7 +270,7 @@ impl<'f> Matcher<'f> {
     /// Feed one log line (a trailing newline is ignored). The date is found
     /// with the filter's date templates and cut out before matching.
     pub fn feed(&mut self, line: &str) -> Outcome<'_> {
-        self.feed_known(line, line.is_ascii())
+        self.feed_known(line, is_ascii(line.as_bytes()))
     }
 
     /// [`Matcher::feed`] for a caller that has already checked whether the
@@ -294,7 +294,7 @@ impl<'f> Matcher<'f> {
     /// date is searched; the whole line is matched.
     pub fn feed_with_time(&mut self, line: &str, time: Option<LogTime>) -> Outcome<'_> {
         let line = line.strip_suffix('\n').unwrap_or(line);
-        self.process(line, line.is_ascii(), 0, 0, None, Some(time))
+        self.process(line, is_ascii(line.as_bytes()), 0, 0, None, Some(time))
     }
 
     fn process(
@@ -933,9 +933,28 @@ fn run(c: &CompiledRegex, text: &str, locs: &mut Locs, ascii: bool, out: &mut Sp
     }
 }
 
+/// Whether `b` is ASCII: an OR over all bytes, which the compiler turns
+/// into wide vector steps (the standard check stops early, word by word,
+/// which costs more on short lines).
+pub(crate) fn is_ascii(b: &[u8]) -> bool {
+    b.iter().fold(0u8, |acc, &x| acc | x) < 0x80
+}
+
 #[cfg(test)]
 mod tests {
-    use super::ipv4_number;
+    use super::{ipv4_number, is_ascii};
+
+    #[test]
+    fn a_high_byte_anywhere_is_not_ascii() {
+        let mut b = vec![b'a'; 100];
+        assert!(is_ascii(&b) && is_ascii(&[]));
+        for i in 0..b.len() {
+            b[i] = 0x80;
+            assert!(!is_ascii(&b), "at {i}");
+            b[i] = 0x7f;
+            assert!(is_ascii(&b), "at {i}");
+        }
+    }
 
     #[test]
     fn ipv4_check_agrees_with_std() {

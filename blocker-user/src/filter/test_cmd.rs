@@ -143,7 +143,7 @@ pub fn filter_test(
         };
         lines += 1;
         // one pass tells ASCII, the common case, which needs no more checks
-        let ascii = line.is_ascii();
+        let ascii = super::matcher::is_ascii(line);
         let text = match ascii {
             // SAFETY: ASCII bytes are valid UTF-8.
             true => std::borrow::Cow::Borrowed(unsafe { std::str::from_utf8_unchecked(line) }),
