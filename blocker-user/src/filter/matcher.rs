@@ -60,10 +60,19 @@ impl<'a> Failure<'a> {
 }
 
 /// Named captures of a failure.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Clone, Copy)]
 pub struct Captures<'a> {
     names: &'a [String],
-    items: &'a [(u16, String)],
+    items: Items<'a>,
+}
+
+/// Where the captures are: copied for the result, or the failure's own
+/// groups (read in place when nothing can change them before the next
+/// line).
+#[derive(Clone, Copy)]
+enum Items<'a> {
+    Copied(&'a [(u16, String)]),
+    Groups(&'a Groups),
 }
 
 impl<'a> Captures<'a> {
@@ -75,17 +84,35 @@ impl<'a> Captures<'a> {
     /// All (name, value) pairs.
     pub fn iter(&self) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
         let names = self.names;
-        self.items.iter().map(move |(id, v)| (names[*id as usize].as_str(), v.as_str()))
+        let (copied, groups) = match self.items {
+            Items::Copied(c) => (c, None),
+            Items::Groups(g) => (&[][..], Some(g)),
+        };
+        let copied = copied.iter().map(|(id, v)| (*id, v.as_str()));
+        let groups = groups.into_iter().flat_map(|g| g.iter().filter_map(|(id, v)| Some((id, v?))));
+        copied.chain(groups).map(move |(id, v)| (names[id as usize].as_str(), v))
     }
 
     /// Number of captures.
     pub fn len(&self) -> usize {
-        self.items.len()
+        self.iter().count()
     }
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
+        self.iter().next().is_none()
+    }
+}
+
+impl PartialEq for Captures<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.iter().eq(other.iter())
+    }
+}
+
+impl std::fmt::Debug for Captures<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
     }
 }
 
@@ -147,8 +174,9 @@ pub struct Matcher<'f> {
     r_caps: Vec<(u16, String)>,
     r_caps_len: usize,
     r_lines: Lines,
-    /// Where the failure's lines are when not copied to `r_lines`.
-    r_lines_at: Option<Merged>,
+    /// Where the failure's lines and captures are when not copied to
+    /// `r_lines` and `r_caps`.
+    r_at: Option<Merged>,
     r_id: String,
     r_host: String,
     r_has_host: bool,
@@ -188,7 +216,7 @@ impl<'f> Matcher<'f> {
             r_caps: Vec::new(),
             r_caps_len: 0,
             r_lines: Lines::default(),
-            r_lines_at: None,
+            r_at: None,
             r_id: String::new(),
             r_host: String::new(),
             r_has_host: false,
@@ -630,28 +658,28 @@ impl<'f> Matcher<'f> {
             if result.is_some() {
                 continue;
             }
-            // store the result, reusing the result buffers' allocations
-            let mut n = 0;
-            for (k, v) in w.groups.iter() {
-                if let Some(v) = v {
-                    if n < self.r_caps.len() {
-                        self.r_caps[n].0 = k;
-                        self.r_caps[n].1.clear();
-                        self.r_caps[n].1.push_str(v);
-                    } else {
-                        self.r_caps.push((k, v.to_string()));
-                    }
-                    n += 1;
-                }
-            }
-            self.r_caps_len = n;
             if self.check_all {
-                // later regexes may still change the entry
+                // later regexes may still change the entry: copy the
+                // result, reusing the result buffers' allocations
+                let mut n = 0;
+                for (k, v) in w.groups.iter() {
+                    if let Some(v) = v {
+                        if n < self.r_caps.len() {
+                            self.r_caps[n].0 = k;
+                            self.r_caps[n].1.clear();
+                            self.r_caps[n].1.push_str(v);
+                        } else {
+                            self.r_caps.push((k, v.to_string()));
+                        }
+                        n += 1;
+                    }
+                }
+                self.r_caps_len = n;
                 self.r_lines.copy_from(&w.matches);
-                self.r_lines_at = None;
+                self.r_at = None;
             } else {
-                // the loop ends here: point at the entry's lines
-                self.r_lines_at = Some(merged);
+                // the loop ends here: point at the entry
+                self.r_at = Some(merged);
             }
             let kind = host_kind(&self.tmp_id, kind_src, id_is_fid, cidr);
             std::mem::swap(&mut self.r_id, &mut self.tmp_id);
@@ -670,8 +698,15 @@ impl<'f> Matcher<'f> {
                 cidr,
                 time,
                 regex_index,
-                captures: Captures { names: &f.names, items: &self.r_caps[..self.r_caps_len] },
-                lines: match self.r_lines_at {
+                captures: Captures {
+                    names: &f.names,
+                    items: match self.r_at {
+                        Some(Merged::Cached(s) | Merged::Forgotten(s)) => Items::Groups(&self.ml.get(s).groups),
+                        Some(Merged::Own) => Items::Groups(&self.fail.groups),
+                        None => Items::Copied(&self.r_caps[..self.r_caps_len]),
+                    },
+                },
+                lines: match self.r_at {
                     Some(Merged::Cached(s) | Merged::Forgotten(s)) => self.ml.get(s).matches.as_slice(),
                     Some(Merged::Own) => self.fail.matches.as_slice(),
                     None => self.r_lines.as_slice(),
