@@ -64,14 +64,15 @@ impl Groups {
     }
 
     pub fn truthy(&self, id: u16) -> bool {
-        self.get(id).is_some_and(|s| !s.is_empty())
+        self.range(id).is_some_and(|(s, e)| e > s)
     }
 
     /// Remove a group; whether it had a non-empty value.
     pub fn pop_truthy(&mut self, id: u16) -> bool {
-        let t = self.truthy(id);
-        self.remove(id);
-        t
+        match self.items.iter().position(|(k, _)| *k == id) {
+            Some(i) => self.items.swap_remove(i).1.is_some_and(|(s, e)| e > s),
+            None => false,
+        }
     }
 
     /// (id, value) pairs in order.
