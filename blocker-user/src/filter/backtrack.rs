@@ -49,8 +49,18 @@ enum Inst {
     Look(LookKind),
     /// A match of top-level branch n.
     Match(u32),
-    /// `set{min,max}` in one step: (set, min, max or u32::MAX, greedy).
-    Run(u32, u32, u32, bool),
+    /// `set{min,max}` in one step: (set, min, max or u32::MAX, how).
+    Run(u32, u32, u32, Take),
+}
+
+/// How a run takes bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Take {
+    Lazy,
+    Greedy,
+    /// Greedy, and giving bytes back cannot help: what follows cannot
+    /// start with a byte of the run's set.
+    All,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -322,7 +332,8 @@ impl Emitter {
             }
             Re::Rep { re, min, max, greedy } if single_set(re).is_some() => {
                 let id = self.set_id(&single_set(re).unwrap_or_default());
-                self.push(Inst::Run(id, *min, max.unwrap_or(u32::MAX), *greedy))?;
+                let take = if *greedy { Take::Greedy } else { Take::Lazy };
+                self.push(Inst::Run(id, *min, max.unwrap_or(u32::MAX), take))?;
             }
             Re::Rep { re, min, max, greedy } => {
                 for _ in 0..*min {
@@ -388,6 +399,7 @@ impl Prog {
             }
         }
         let first = first_sets(&mut e);
+        possessive_runs(&mut e, &first);
         Some(Prog {
             insts: e.insts,
             sets: e.sets.iter().map(|s| std::array::from_fn(|b| s[b / 64] & (1 << (b % 64)) != 0)).collect(),
@@ -561,17 +573,17 @@ impl Prog {
                         }
                         pc += 1;
                     }
-                    Inst::Run(set, min, max, greedy) => {
+                    Inst::Run(set, min, max, take) => {
                         let lo = at + min as usize;
                         let tbl = &self.sets[set as usize];
                         if lo > hay.len() || !hay[at..lo].iter().all(|&c| tbl[c as usize]) {
                             break;
                         }
                         let lim = hay.len().min(at.saturating_add(max as usize));
-                        if greedy {
+                        if take != Take::Lazy {
                             let hi = lo + hay[lo..lim].iter().position(|&c| !tbl[c as usize]).unwrap_or(lim - lo);
                             budget = budget.saturating_sub(hi - at);
-                            if hi > lo {
+                            if hi > lo && take == Take::Greedy {
                                 stack.push(Frame::Shorter(pc as u32, lo as u32, hi as u32));
                             }
                             at = hi;
@@ -637,6 +649,21 @@ fn u32_at(b: &[u8], i: usize) -> u32 {
 
 fn u64_at(b: &[u8], i: usize) -> u64 {
     u64::from_ne_bytes(b[i..i + 8].try_into().unwrap_or_default())
+}
+
+/// Mark greedy runs whose set shares no byte with what must follow them:
+/// bytes they give back could not start the rest, so they keep them all
+/// and leave no frame to retry.
+fn possessive_runs(e: &mut Emitter, first: &[u32]) {
+    for pc in 0..e.insts.len() {
+        if let Inst::Run(s, min, max, Take::Greedy) = e.insts[pc]
+            && let Some(&next) = first.get(pc + 1)
+            && next != ANY
+            && (0..4).all(|i| e.sets[s as usize][i] & e.sets[next as usize][i] == 0)
+        {
+            e.insts[pc] = Inst::Run(s, min, max, Take::All);
+        }
+    }
 }
 
 /// For each instruction, the bytes a match from there can start with
@@ -763,6 +790,19 @@ mod tests {
         // branches that cannot start with the next byte are skipped
         check(r"^(?:ab|a(?P<c>c)|(?P<d>a)d?)(?P<e>e?)$", &["ab", "ac", "a", "ad", "ae", "ace", "x"]);
         check(r"^x(?:(?P<a>ab)|ac)?$", &["x", "xab", "xac", "xa"]);
+    }
+
+    #[test]
+    fn runs_that_cannot_give_back_usefully_keep_all() {
+        let pat = r"^(?P<a>\d{1,3})\.(?P<b>\d+)(?P<c>a*)a?x$";
+        check(pat, &["1.2x", "123.45x", "1234.5x", "12.x", "1.2aax", "1.2ax", "1.2a"]);
+        let parsed = super::super::pyre::parse(pat).unwrap();
+        let prog = Prog::new(&parsed.node, &parsed.flags).unwrap();
+        let takes: Vec<Take> =
+            prog.insts.iter().filter_map(|i| if let Inst::Run(_, _, _, t) = i { Some(*t) } else { None }).collect();
+        // digits before '.' or 'a', and `a?` before 'x', keep all; `a*`
+        // before `a?x` may have to give one back
+        assert_eq!(takes, [Take::All, Take::All, Take::Greedy, Take::All]);
     }
 
     #[test]
