@@ -303,7 +303,7 @@ impl<'f> Matcher<'f> {
 
     /// [`Matcher::feed`] for a caller that has already checked whether the
     /// line is ASCII.
-    pub fn feed_known(&mut self, line: &str, ascii: bool) -> Outcome<'_> {
+    pub(crate) fn feed_known(&mut self, line: &str, ascii: bool) -> Outcome<'_> {
         debug_assert_eq!(ascii, line.is_ascii());
         let line = line.strip_suffix('\n').unwrap_or(line);
         let line = line.strip_suffix('\r').unwrap_or(line);

@@ -3,8 +3,8 @@
 //! A line that starts with `Failed ` may match several sshd failregex
 //! branches, but most of them need some text the others do not (e.g.
 //! `invalid user ` or `: `). A candidate whose needed text is absent from
-//! the line cannot match it. When one candidate is left, its program
-//! decides alone and the winner DFA pass is skipped.
+//! the line cannot match it. When one or two candidates are left, their
+//! programs decide in order and the winner DFA pass is skipped.
 
 use regex_syntax::hir::{Hir, HirKind, Look};
 
