@@ -428,12 +428,13 @@ impl Template {
         }
         let bad = |e: String| format!("cannot compile date pattern {pattern:?}: {e}");
         let mut names = vec![None];
-        if is_builtin(pattern) {
+        let builtin = is_builtin(pattern);
+        if builtin {
             let hir = regex_syntax::parse(&rust).map_err(|e| bad(e.to_string()))?;
             capture_names(&hir, &mut names);
         }
         let re = Lazy::new(vec![rust], |p| date_regex(&p[0]).ok());
-        if !is_builtin(pattern) {
+        if !builtin {
             let compiled = date_regex(re.as_str()).map_err(|e| bad(e.to_string()))?;
             names = compiled.capture_names().map(|n| n.map(str::to_string)).collect();
             re.set(compiled);

@@ -300,8 +300,8 @@ impl FastPath {
     pub(crate) fn find(&self, failregex: &[CompiledRegex], hay: &[u8], st: &mut FastState, out: &mut Spans) -> Found {
         let Some(sub) = self.dispatch(hay) else { return Found::NoMatch };
         // few candidates left: their programs, in order, say which matches
-        // first and where (the DFA pass decides when one cannot tell)
-        let mut unsure = 0u64;
+        // first and where; when one cannot tell (`unsure`), the DFA decides
+        let mut unsure = None;
         if let Some(mut left) = self.subs[sub].left(&self.pats, hay, MAX_TRIED) {
             while left != 0 {
                 let k = left.trailing_zeros() as usize;
@@ -311,12 +311,12 @@ impl FastPath {
                     Some(Some(e)) => return Found::Match { regex: i, span: (0, e), exact: true },
                     Some(None) => {}
                     None => {
-                        unsure = 1 << k;
+                        unsure = Some(k);
                         break;
                     }
                 }
             }
-            if unsure == 0 {
+            if unsure.is_none() {
                 return Found::NoMatch;
             }
         }
@@ -341,8 +341,8 @@ impl FastPath {
         };
         // the winner's groups: by its backtracking program (unless it just
         // could not tell), else its plan
-        let asked = k < 64 && unsure & (1 << k) != 0;
-        if s == 0 && !asked && self.run_prog(failregex, i, branch, hay, Some(e), st, out).flatten().is_some() {
+        if s == 0 && unsure != Some(k) && self.run_prog(failregex, i, branch, hay, Some(e), st, out).flatten().is_some()
+        {
             return Found::Match { regex: i, span: (0, e), exact: true };
         }
         let ids = failregex[i].fast.as_ref().and_then(|f| f.plan()).and_then(|plan| {
