@@ -17,6 +17,7 @@ use regex_syntax::hir::{Class, Hir, HirKind, Look};
 
 use super::pyre::{GroupKind, Node};
 use super::split;
+use super::tail::Tail;
 
 /// A compiled program (anchored at the text start).
 #[derive(Debug)]
@@ -30,6 +31,8 @@ pub(crate) struct Prog {
     first: Vec<u32>,
     /// Where each top-level branch starts.
     branches: Vec<u32>,
+    /// Capture-free branch ends, scanned by DFAs.
+    tails: Vec<Tail>,
     /// Capture groups, numbered from 1 as the regex crate does.
     groups: usize,
     names: Vec<Option<String>>,
@@ -49,6 +52,8 @@ enum Inst {
     Look(LookKind),
     /// A match of top-level branch n.
     Match(u32),
+    /// A match if tail n (in `tails`) matches from here.
+    Tail(u32),
     /// `set{min,max}` in one step: (set, min, max or u32::MAX, how).
     Run(u32, u32, u32, Take),
 }
@@ -233,6 +238,9 @@ struct Emitter {
     insts: Vec<Inst>,
     sets: Vec<[u64; 4]>,
     lits: Vec<Box<[u8]>>,
+    tails: Vec<Tail>,
+    /// Per tail: the bytes its matches start with, when none is empty.
+    tail_first: Vec<Option<[u64; 4]>>,
 }
 
 /// The one byte a piece matches, if it is a single byte.
@@ -241,6 +249,118 @@ fn one_byte(r: &Re) -> Option<u8> {
     (s.iter().map(|w| w.count_ones()).sum::<u32>() == 1)
         .then(|| (0..=255u8).find(|&b| s[b as usize / 64] & (1 << (b % 64)) != 0))
         .flatten()
+}
+
+/// The bytes a match of `r` can start with, and whether it can be empty;
+/// `None` when an assertion may come first.
+fn first_of(r: &Re) -> Option<([u64; 4], bool)> {
+    let or = |a: [u64; 4], b: [u64; 4]| -> [u64; 4] { std::array::from_fn(|i| a[i] | b[i]) };
+    Some(match r {
+        Re::Empty => ([0; 4], true),
+        Re::Set(s) => (*s, false),
+        Re::Look(_) => return None,
+        Re::Cap(_, x) => first_of(x)?,
+        Re::Cat(v) => {
+            let mut acc = [0; 4];
+            for x in v {
+                let (f, empty) = first_of(x)?;
+                acc = or(acc, f);
+                if !empty {
+                    return Some((acc, false));
+                }
+            }
+            (acc, true)
+        }
+        Re::Alt(v) => v.iter().try_fold(([0; 4], false), |(acc, e), x| {
+            let (f, empty) = first_of(x)?;
+            Some((or(acc, f), e || empty))
+        })?,
+        Re::Rep { re, min, .. } => {
+            let (f, empty) = first_of(re)?;
+            (f, empty || *min == 0)
+        }
+    })
+}
+
+/// Whether `r` has an assertion that may look at the byte before it.
+fn looks_back(r: &Re) -> bool {
+    match r {
+        Re::Look(l) => !matches!(l, LookKind::End | LookKind::EndLF),
+        Re::Cap(_, x) => looks_back(x),
+        Re::Cat(v) | Re::Alt(v) => v.iter().any(looks_back),
+        Re::Rep { re, .. } => looks_back(re),
+        Re::Empty | Re::Set(_) => false,
+    }
+}
+
+fn has_cap(r: &Re) -> bool {
+    match r {
+        Re::Cap(..) => true,
+        Re::Cat(v) | Re::Alt(v) => v.iter().any(has_cap),
+        Re::Rep { re, .. } => has_cap(re),
+        Re::Empty | Re::Set(_) | Re::Look(_) => false,
+    }
+}
+
+/// `r` as a byte-level pattern (groups become plain groups); `None` for a
+/// set of no bytes, which the syntax cannot write.
+fn render(r: &Re, out: &mut String) -> Option<()> {
+    use std::fmt::Write;
+    match r {
+        Re::Empty => out.push_str("(?:)"),
+        Re::Set(s) => {
+            let has = |b: usize| s[b / 64] & (1 << (b % 64)) != 0;
+            if s.iter().all(|w| *w == 0) {
+                return None;
+            }
+            out.push('[');
+            let mut b = 0;
+            while b < 256 {
+                if has(b) {
+                    let lo = b;
+                    while b + 1 < 256 && has(b + 1) {
+                        b += 1;
+                    }
+                    let _ = write!(out, "\\x{lo:02X}-\\x{b:02X}");
+                }
+                b += 1;
+            }
+            out.push(']');
+        }
+        Re::Look(l) => out.push_str(match l {
+            LookKind::Start => r"\A",
+            LookKind::End => r"\z",
+            LookKind::StartLF => "(?m:^)",
+            LookKind::EndLF => "(?m:$)",
+            LookKind::Word => r"\b",
+            LookKind::NotWord => r"\B",
+        }),
+        Re::Cap(_, x) => render(x, out)?,
+        Re::Cat(v) | Re::Alt(v) => {
+            out.push_str("(?:");
+            for (i, x) in v.iter().enumerate() {
+                if i > 0 && matches!(r, Re::Alt(_)) {
+                    out.push('|');
+                }
+                out.push_str("(?:");
+                render(x, out)?;
+                out.push(')');
+            }
+            out.push(')');
+        }
+        Re::Rep { re, min, max, greedy } => {
+            out.push_str("(?:");
+            render(re, out)?;
+            let _ = match max {
+                Some(m) => write!(out, "){{{min},{m}}}"),
+                None => write!(out, "){{{min},}}"),
+            };
+            if !greedy {
+                out.push('?');
+            }
+        }
+    }
+    Some(())
 }
 
 fn flatten_cat<'r>(r: &'r Re, out: &mut Vec<&'r Re>) {
@@ -369,6 +489,31 @@ impl Emitter {
         Some(())
     }
 
+    /// Top-level branch `n`: its end after the last group, when that end
+    /// has alternations or repetitions, becomes one tail scan.
+    fn emit_branch(&mut self, r: &Re, n: u32) -> Option<()> {
+        let mut items = Vec::new();
+        flatten_cat(r, &mut items);
+        let cut = items.iter().rposition(|x| has_cap(x)).map_or(0, |i| i + 1);
+        let tail = &items[cut..];
+        let mut pattern = String::new();
+        if tail.iter().any(|x| matches!(x, Re::Alt(_) | Re::Rep { .. }))
+            && tail.iter().all(|x| render(x, &mut pattern).is_some())
+        {
+            self.emit(&Re::Cat(items[..cut].iter().map(|x| (*x).clone()).collect()))?;
+            let lead = tail.iter().map_while(|x| one_byte(x)).collect();
+            let looks_back = tail.iter().any(|x| looks_back(x));
+            self.tails.push(Tail::new(pattern, n, lead, looks_back));
+            self.tail_first
+                .push(first_of(&Re::Cat(tail.iter().map(|x| (*x).clone()).collect())).filter(|f| !f.1).map(|f| f.0));
+            self.push(Inst::Tail(self.tails.len() as u32 - 1))?;
+        } else {
+            self.emit(r)?;
+            self.push(Inst::Match(n))?;
+        }
+        Some(())
+    }
+
     fn split(&self, greedy: bool, body: u32, out: u32) -> Inst {
         if greedy { Inst::Split(body, out) } else { Inst::Split(out, body) }
     }
@@ -386,13 +531,18 @@ impl Prog {
             Some(alts) => alts.iter().map(|(n, _)| b.node(n, &[]).map(simplify)).collect::<Option<_>>()?,
             None => vec![simplify(b.node(node, &[])?)],
         };
-        let mut e = Emitter { insts: Vec::new(), sets: Vec::new(), lits: Vec::new() };
+        let mut e = Emitter {
+            insts: Vec::new(),
+            sets: Vec::new(),
+            lits: Vec::new(),
+            tails: Vec::new(),
+            tail_first: Vec::new(),
+        };
         let mut starts = Vec::new();
         for (i, r) in branches.iter().enumerate() {
             starts.push(e.here() + u32::from(i + 1 < branches.len()));
             let split = (i + 1 < branches.len()).then(|| e.push(Inst::Split(0, 0))).flatten();
-            e.emit(r)?;
-            e.push(Inst::Match(i as u32))?;
+            e.emit_branch(r, i as u32)?;
             if let Some(s) = split {
                 let next = e.here();
                 e.insts[s as usize] = Inst::Split(s + 1, next);
@@ -406,6 +556,7 @@ impl Prog {
             lits: e.lits,
             first,
             branches: starts,
+            tails: e.tails,
             groups: b.next_group,
             names: b.names,
         })
@@ -424,6 +575,7 @@ impl Prog {
                 Inst::Save(_) => pc += 1,
                 Inst::Byte(b) => return Some((*b, &[])),
                 Inst::Lit(i) => return self.lits[*i as usize].split_first().map(|(b, r)| (*b, r)),
+                Inst::Tail(t) => return self.tails[*t as usize].lead.as_ref().map(|(b, r)| (*b, &r[..])),
                 _ => return None,
             }
         }
@@ -601,6 +753,15 @@ impl Prog {
                         slots[1] = at as u32;
                         return Ok(Some((at, b as usize)));
                     }
+                    Inst::Tail(t) => {
+                        let tail = &self.tails[t as usize];
+                        let (end, read) = tail.end(hay, at).map_err(|_| OverBudget)?;
+                        budget = budget.saturating_sub(read);
+                        let Some(end) = end else { break };
+                        slots[0] = 0;
+                        slots[1] = end as u32;
+                        return Ok(Some((end, tail.branch as usize)));
+                    }
                 }
             }
         }
@@ -689,6 +850,7 @@ fn first_sets(e: &mut Emitter) -> Vec<u32> {
                 Inst::Split(a, b) => union(first[a as usize], first[b as usize]),
                 Inst::Jmp(a) => first[a as usize],
                 Inst::Save(_) => next(pc + 1),
+                Inst::Tail(t) => e.tail_first[t as usize],
                 Inst::Look(_) | Inst::Match(_) => None,
             };
             if f != first[pc] {
@@ -793,6 +955,26 @@ mod tests {
     }
 
     #[test]
+    fn tails_after_the_last_group_agree() {
+        // a tail that fails sends the backtracker back into the groups
+        check(
+            r"^(?P<u>.*) from (?P<h>\S+)(?: port \d+)?(?: ssh\d)?$",
+            &["a from b port 1 ssh2", "a from b port x from c port 2", "a from b ssh", " from x port", "a from b"],
+        );
+        // a tail that starts with a literal: the run before it gives back
+        // straight to it
+        check(r"^(?P<u>.*)(?: from \S+)+$", &["a from b from c", "a from b fro", "from x"]);
+        // preferences inside the tail decide where the match ends
+        check(r"^(?P<a>x)(?:ab|a)??b*", &["xab", "xabb", "xb", "x"]);
+        check(r"^(?P<a>x)\b(?:\s|$)", &["x y", "x", "xy"]);
+        // a branch with no group is all tail
+        check(r"^(?:ab|a)(?:c|bc)+$", &["abc", "abcbc", "ac", "abd"]);
+        let parsed = super::super::pyre::parse(r"^(?P<a>x)(?: port \d+)?$").unwrap();
+        let prog = Prog::new(&parsed.node, &parsed.flags).unwrap();
+        assert!(matches!(prog.insts.last(), Some(Inst::Tail(0))), "{:?}", prog.insts);
+    }
+
+    #[test]
     fn runs_that_cannot_give_back_usefully_keep_all() {
         let pat = r"^(?P<a>\d{1,3})\.(?P<b>\d+)(?P<c>a*)a?x$";
         check(pat, &["1.2x", "123.45x", "1234.5x", "12.x", "1.2aax", "1.2ax", "1.2a"]);
@@ -800,17 +982,17 @@ mod tests {
         let prog = Prog::new(&parsed.node, &parsed.flags).unwrap();
         let takes: Vec<Take> =
             prog.insts.iter().filter_map(|i| if let Inst::Run(_, _, _, t) = i { Some(*t) } else { None }).collect();
-        // digits before '.' or 'a', and `a?` before 'x', keep all; `a*`
-        // before `a?x` may have to give one back
-        assert_eq!(takes, [Take::All, Take::All, Take::Greedy, Take::All]);
+        // digits before '.' or 'a' keep all; `a*` before `a?x` (a tail
+        // scan) may have to give one back
+        assert_eq!(takes, [Take::All, Take::All, Take::Greedy]);
     }
 
     #[test]
     fn a_crafted_line_runs_out_of_budget() {
-        let parsed = super::super::pyre::parse(r"^(?:a|a)*(?:a|a)*(?:a|a)*b").unwrap();
+        let parsed = super::super::pyre::parse(r"^(?:a|a)*(?:a|a)*(?:a|a)*(?P<b>b)").unwrap();
         let prog = Prog::new(&parsed.node, &parsed.flags).unwrap();
         let hay = "a".repeat(64);
-        assert_eq!(prog.run(hay.as_bytes(), &mut [UNSET; 2], &mut Vec::new()), Err(OverBudget));
+        assert_eq!(prog.run(hay.as_bytes(), &mut [UNSET; 4], &mut Vec::new()), Err(OverBudget));
     }
 
     #[test]
@@ -832,7 +1014,7 @@ mod tests {
 
     #[test]
     fn nullable_loops_have_no_program() {
-        let parsed = super::super::pyre::parse(r"^(?:a?)*b").unwrap();
+        let parsed = super::super::pyre::parse(r"^(?:a?)*(?P<b>b)").unwrap();
         assert!(Prog::new(&parsed.node, &parsed.flags).is_none());
     }
 }

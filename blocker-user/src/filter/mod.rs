@@ -29,6 +29,7 @@ mod reader;
 mod screen;
 mod split;
 pub mod synth;
+mod tail;
 mod test_cmd;
 
 use std::path::{Path, PathBuf};
@@ -395,26 +396,33 @@ struct HeadDfas {
 /// DFA's state at the text start): what `try_search_fwd` finds, without its
 /// per-search setup. `None` when the DFA gives up (quit byte).
 fn anchored_end((dfa, start): &(DenseDfa, StateID), hay: &[u8]) -> Option<Option<usize>> {
+    anchored_scan(dfa, *start, hay).0
+}
+
+/// [`anchored_end`] from state `sid` (a state of `dfa`), and how many
+/// bytes it read.
+pub(crate) fn anchored_scan(dfa: &DenseDfa, mut sid: StateID, hay: &[u8]) -> (Option<Option<usize>>, usize) {
     use regex_automata::dfa::Automaton;
-    let mut sid = *start;
     let mut end = None;
     for (i, &b) in hay.iter().enumerate() {
-        sid = dfa.next_state(sid, b);
+        // SAFETY: `sid` is the given state of `dfa` or a transition of it,
+        // so it is a valid state of `dfa`.
+        sid = unsafe { dfa.next_state_unchecked(sid, b) };
         if dfa.is_special_state(sid) {
             // matches are reported one byte late
             if dfa.is_match_state(sid) {
                 end = Some(i);
             } else if dfa.is_dead_state(sid) {
-                return Some(end);
+                return (Some(end), i + 1);
             } else if dfa.is_quit_state(sid) {
-                return None;
+                return (None, i + 1);
             }
         }
     }
     if dfa.is_match_state(dfa.next_eoi_state(sid)) {
         end = Some(hay.len());
     }
-    Some(end)
+    (Some(end), hay.len())
 }
 
 impl HeadSplit {
