@@ -11,7 +11,8 @@
 //! branch that cannot start with the next byte is not tried, and a run
 //! gives back bytes straight to the literal that must follow it. Steps are
 //! budgeted linearly in the line length: a line that needs more (crafted
-//! input) goes to the DFAs, so matching stays linear.
+//! input) goes to the DFAs, so matching stays linear. What follows a
+//! branch's last group is one DFA scan (see `tail.rs`).
 
 use regex_syntax::hir::{Class, Hir, HirKind, Look};
 
@@ -69,7 +70,7 @@ enum Take {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum LookKind {
+pub(super) enum LookKind {
     Start,
     End,
     StartLF,
@@ -84,7 +85,7 @@ pub(crate) struct OverBudget;
 
 /// A regex as a tree of byte-level pieces.
 #[derive(Debug, Clone)]
-enum Re {
+pub(super) enum Re {
     Empty,
     Set([u64; 4]),
     Look(LookKind),
@@ -244,123 +245,11 @@ struct Emitter {
 }
 
 /// The one byte a piece matches, if it is a single byte.
-fn one_byte(r: &Re) -> Option<u8> {
+pub(super) fn one_byte(r: &Re) -> Option<u8> {
     let s = single_set(r)?;
     (s.iter().map(|w| w.count_ones()).sum::<u32>() == 1)
         .then(|| (0..=255u8).find(|&b| s[b as usize / 64] & (1 << (b % 64)) != 0))
         .flatten()
-}
-
-/// The bytes a match of `r` can start with, and whether it can be empty;
-/// `None` when an assertion may come first.
-fn first_of(r: &Re) -> Option<([u64; 4], bool)> {
-    let or = |a: [u64; 4], b: [u64; 4]| -> [u64; 4] { std::array::from_fn(|i| a[i] | b[i]) };
-    Some(match r {
-        Re::Empty => ([0; 4], true),
-        Re::Set(s) => (*s, false),
-        Re::Look(_) => return None,
-        Re::Cap(_, x) => first_of(x)?,
-        Re::Cat(v) => {
-            let mut acc = [0; 4];
-            for x in v {
-                let (f, empty) = first_of(x)?;
-                acc = or(acc, f);
-                if !empty {
-                    return Some((acc, false));
-                }
-            }
-            (acc, true)
-        }
-        Re::Alt(v) => v.iter().try_fold(([0; 4], false), |(acc, e), x| {
-            let (f, empty) = first_of(x)?;
-            Some((or(acc, f), e || empty))
-        })?,
-        Re::Rep { re, min, .. } => {
-            let (f, empty) = first_of(re)?;
-            (f, empty || *min == 0)
-        }
-    })
-}
-
-/// Whether `r` has an assertion that may look at the byte before it.
-fn looks_back(r: &Re) -> bool {
-    match r {
-        Re::Look(l) => !matches!(l, LookKind::End | LookKind::EndLF),
-        Re::Cap(_, x) => looks_back(x),
-        Re::Cat(v) | Re::Alt(v) => v.iter().any(looks_back),
-        Re::Rep { re, .. } => looks_back(re),
-        Re::Empty | Re::Set(_) => false,
-    }
-}
-
-fn has_cap(r: &Re) -> bool {
-    match r {
-        Re::Cap(..) => true,
-        Re::Cat(v) | Re::Alt(v) => v.iter().any(has_cap),
-        Re::Rep { re, .. } => has_cap(re),
-        Re::Empty | Re::Set(_) | Re::Look(_) => false,
-    }
-}
-
-/// `r` as a byte-level pattern (groups become plain groups); `None` for a
-/// set of no bytes, which the syntax cannot write.
-fn render(r: &Re, out: &mut String) -> Option<()> {
-    use std::fmt::Write;
-    match r {
-        Re::Empty => out.push_str("(?:)"),
-        Re::Set(s) => {
-            let has = |b: usize| s[b / 64] & (1 << (b % 64)) != 0;
-            if s.iter().all(|w| *w == 0) {
-                return None;
-            }
-            out.push('[');
-            let mut b = 0;
-            while b < 256 {
-                if has(b) {
-                    let lo = b;
-                    while b + 1 < 256 && has(b + 1) {
-                        b += 1;
-                    }
-                    let _ = write!(out, "\\x{lo:02X}-\\x{b:02X}");
-                }
-                b += 1;
-            }
-            out.push(']');
-        }
-        Re::Look(l) => out.push_str(match l {
-            LookKind::Start => r"\A",
-            LookKind::End => r"\z",
-            LookKind::StartLF => "(?m:^)",
-            LookKind::EndLF => "(?m:$)",
-            LookKind::Word => r"\b",
-            LookKind::NotWord => r"\B",
-        }),
-        Re::Cap(_, x) => render(x, out)?,
-        Re::Cat(v) | Re::Alt(v) => {
-            out.push_str("(?:");
-            for (i, x) in v.iter().enumerate() {
-                if i > 0 && matches!(r, Re::Alt(_)) {
-                    out.push('|');
-                }
-                out.push_str("(?:");
-                render(x, out)?;
-                out.push(')');
-            }
-            out.push(')');
-        }
-        Re::Rep { re, min, max, greedy } => {
-            out.push_str("(?:");
-            render(re, out)?;
-            let _ = match max {
-                Some(m) => write!(out, "){{{min},{m}}}"),
-                None => write!(out, "){{{min},}}"),
-            };
-            if !greedy {
-                out.push('?');
-            }
-        }
-    }
-    Some(())
 }
 
 fn flatten_cat<'r>(r: &'r Re, out: &mut Vec<&'r Re>) {
@@ -489,27 +378,22 @@ impl Emitter {
         Some(())
     }
 
-    /// Top-level branch `n`: its end after the last group, when that end
-    /// has alternations or repetitions, becomes one tail scan.
+    /// Top-level branch `n`, its end after the last group as a tail scan
+    /// when that pays (see `tail.rs`).
     fn emit_branch(&mut self, r: &Re, n: u32) -> Option<()> {
         let mut items = Vec::new();
         flatten_cat(r, &mut items);
-        let cut = items.iter().rposition(|x| has_cap(x)).map_or(0, |i| i + 1);
-        let tail = &items[cut..];
-        let mut pattern = String::new();
-        if tail.iter().any(|x| matches!(x, Re::Alt(_) | Re::Rep { .. }))
-            && tail.iter().all(|x| render(x, &mut pattern).is_some())
-        {
-            self.emit(&Re::Cat(items[..cut].iter().map(|x| (*x).clone()).collect()))?;
-            let lead = tail.iter().map_while(|x| one_byte(x)).collect();
-            let looks_back = tail.iter().any(|x| looks_back(x));
-            self.tails.push(Tail::new(pattern, n, lead, looks_back));
-            self.tail_first
-                .push(first_of(&Re::Cat(tail.iter().map(|x| (*x).clone()).collect())).filter(|f| !f.1).map(|f| f.0));
-            self.push(Inst::Tail(self.tails.len() as u32 - 1))?;
-        } else {
-            self.emit(r)?;
-            self.push(Inst::Match(n))?;
+        match Tail::after_groups(&items, n) {
+            Some((cut, tail, first)) => {
+                self.emit(&Re::Cat(items[..cut].iter().map(|x| (*x).clone()).collect()))?;
+                self.tails.push(tail);
+                self.tail_first.push(first);
+                self.push(Inst::Tail(self.tails.len() as u32 - 1))?;
+            }
+            None => {
+                self.emit(r)?;
+                self.push(Inst::Match(n))?;
+            }
         }
         Some(())
     }
@@ -755,6 +639,8 @@ impl Prog {
                     }
                     Inst::Tail(t) => {
                         let tail = &self.tails[t as usize];
+                        // a scan that cannot tell sends the line to the
+                        // DFAs, as a line over budget goes
                         let (end, read) = tail.end(hay, at).map_err(|_| OverBudget)?;
                         budget = budget.saturating_sub(read);
                         let Some(end) = end else { break };

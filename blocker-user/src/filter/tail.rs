@@ -16,6 +16,8 @@ use regex_automata::util::primitives::StateID;
 use regex_automata::util::{start, syntax};
 use regex_automata::{Anchored, MatchKind};
 
+use super::backtrack::{LookKind, Re, one_byte};
+
 type DenseDfa = dense::DFA<Vec<u32>>;
 
 /// The rest of a branch from some point on, with no groups in it.
@@ -39,7 +41,29 @@ pub(crate) struct Tail {
 pub(crate) struct Unsure;
 
 impl Tail {
-    pub(crate) fn new(pattern: String, branch: u32, lead: Vec<u8>, looks_back: bool) -> Tail {
+    /// The tail of top-level branch `branch`, whose pieces in sequence are
+    /// `items`: the pieces after its last group, when they have an
+    /// alternation or a repetition (a few plain bytes cost the backtracker
+    /// less than a scan's set-up). Returns where the tail starts in
+    /// `items`, the tail, and the bytes its matches start with when none
+    /// is empty.
+    pub(super) fn after_groups(items: &[&Re], branch: u32) -> Option<(usize, Tail, Option<[u64; 4]>)> {
+        let cut = items.iter().rposition(|x| has_cap(x)).map_or(0, |i| i + 1);
+        let tail = &items[cut..];
+        if !tail.iter().any(|x| matches!(x, Re::Alt(_) | Re::Rep { .. })) {
+            return None;
+        }
+        let mut pattern = String::new();
+        for x in tail {
+            render(x, &mut pattern)?;
+        }
+        let lead = tail.iter().map_while(|x| one_byte(x)).collect();
+        let looks_back = tail.iter().any(|x| looks_back(x));
+        let first = first_of_seq(tail).filter(|f| !f.1).map(|f| f.0);
+        Some((cut, Tail::new(pattern, branch, lead, looks_back), first))
+    }
+
+    fn new(pattern: String, branch: u32, lead: Vec<u8>, looks_back: bool) -> Tail {
         let lead = lead.split_first().map(|(b, r)| (*b, r.into()));
         Tail { pattern, branch, lead, looks_back, dfa: OnceLock::new() }
     }
@@ -83,6 +107,121 @@ impl Tail {
             (None, _) => Err(Unsure),
         }
     }
+}
+
+/// [`first_of`] for pieces in sequence.
+fn first_of_seq(items: &[&Re]) -> Option<([u64; 4], bool)> {
+    let mut acc = [0u64; 4];
+    for x in items {
+        let (f, empty) = first_of(x)?;
+        acc = std::array::from_fn(|i| acc[i] | f[i]);
+        if !empty {
+            return Some((acc, false));
+        }
+    }
+    Some((acc, true))
+}
+
+/// The bytes a match of `r` can start with, and whether it can be empty;
+/// `None` when an assertion may come first.
+fn first_of(r: &Re) -> Option<([u64; 4], bool)> {
+    let or = |a: [u64; 4], b: [u64; 4]| -> [u64; 4] { std::array::from_fn(|i| a[i] | b[i]) };
+    Some(match r {
+        Re::Empty => ([0; 4], true),
+        Re::Set(s) => (*s, false),
+        Re::Look(_) => return None,
+        Re::Cap(_, x) => first_of(x)?,
+        Re::Cat(v) => first_of_seq(&v.iter().collect::<Vec<_>>())?,
+        Re::Alt(v) => v.iter().try_fold(([0; 4], false), |(acc, e), x| {
+            let (f, empty) = first_of(x)?;
+            Some((or(acc, f), e || empty))
+        })?,
+        Re::Rep { re, min, .. } => {
+            let (f, empty) = first_of(re)?;
+            (f, empty || *min == 0)
+        }
+    })
+}
+
+/// Whether `r` has an assertion that may look at the byte before it.
+fn looks_back(r: &Re) -> bool {
+    match r {
+        Re::Look(l) => !matches!(l, LookKind::End | LookKind::EndLF),
+        Re::Cap(_, x) => looks_back(x),
+        Re::Cat(v) | Re::Alt(v) => v.iter().any(looks_back),
+        Re::Rep { re, .. } => looks_back(re),
+        Re::Empty | Re::Set(_) => false,
+    }
+}
+
+fn has_cap(r: &Re) -> bool {
+    match r {
+        Re::Cap(..) => true,
+        Re::Cat(v) | Re::Alt(v) => v.iter().any(has_cap),
+        Re::Rep { re, .. } => has_cap(re),
+        Re::Empty | Re::Set(_) | Re::Look(_) => false,
+    }
+}
+
+/// `r` as a byte-level pattern (groups become plain groups); `None` for a
+/// set of no bytes, which the syntax cannot write.
+fn render(r: &Re, out: &mut String) -> Option<()> {
+    use std::fmt::Write;
+    match r {
+        Re::Empty => out.push_str("(?:)"),
+        Re::Set(s) => {
+            let has = |b: usize| s[b / 64] & (1 << (b % 64)) != 0;
+            if s.iter().all(|w| *w == 0) {
+                return None;
+            }
+            out.push('[');
+            let mut b = 0;
+            while b < 256 {
+                if has(b) {
+                    let lo = b;
+                    while b + 1 < 256 && has(b + 1) {
+                        b += 1;
+                    }
+                    let _ = write!(out, "\\x{lo:02X}-\\x{b:02X}");
+                }
+                b += 1;
+            }
+            out.push(']');
+        }
+        Re::Look(l) => out.push_str(match l {
+            LookKind::Start => r"\A",
+            LookKind::End => r"\z",
+            LookKind::StartLF => "(?m:^)",
+            LookKind::EndLF => "(?m:$)",
+            LookKind::Word => r"\b",
+            LookKind::NotWord => r"\B",
+        }),
+        Re::Cap(_, x) => render(x, out)?,
+        Re::Cat(v) | Re::Alt(v) => {
+            out.push_str("(?:");
+            for (i, x) in v.iter().enumerate() {
+                if i > 0 && matches!(r, Re::Alt(_)) {
+                    out.push('|');
+                }
+                out.push_str("(?:");
+                render(x, out)?;
+                out.push(')');
+            }
+            out.push(')');
+        }
+        Re::Rep { re, min, max, greedy } => {
+            out.push_str("(?:");
+            render(re, out)?;
+            let _ = match max {
+                Some(m) => write!(out, "){{{min},{m}}}"),
+                None => write!(out, "){{{min},}}"),
+            };
+            if !greedy {
+                out.push('?');
+            }
+        }
+    }
+    Some(())
 }
 
 #[cfg(test)]
