@@ -545,14 +545,23 @@ impl Prog {
                     (pc as usize + 1, q)
                 }
                 Frame::Longer(pc, set, hi, at) => {
+                    // take one more byte, or when a literal must follow, as
+                    // many as it takes to reach that literal
                     let (at, hi) = (at as usize, hi as usize);
-                    if at >= hi || !self.has(set, hay[at]) {
-                        continue;
+                    let tbl = &self.sets[set as usize];
+                    let q = match self.next_lit(pc as usize + 1) {
+                        Some((b, rest)) => match first_lit(hay, at, hi, tbl, b, rest) {
+                            Some(q) => q,
+                            None => continue,
+                        },
+                        None if at < hi && tbl[hay[at] as usize] => at + 1,
+                        None => continue,
+                    };
+                    budget = budget.saturating_sub(q - at);
+                    if q < hi {
+                        stack.push(Frame::Longer(pc, set, hi as u32, q as u32));
                     }
-                    if at + 1 < hi {
-                        stack.push(Frame::Longer(pc, set, hi as u32, at as u32 + 1));
-                    }
-                    (pc as usize + 1, at + 1)
+                    (pc as usize + 1, q)
                 }
             };
             loop {
@@ -665,6 +674,20 @@ fn last_lit(hay: &[u8], lo: usize, mut at: usize, b: u8, rest: &[u8]) -> Option<
         }
         at = q;
     }
+}
+
+/// The first position `q` in `(at, hi]` where `b` followed by `rest`
+/// starts, with every byte of `[at, q)` in the run's set `tbl`.
+fn first_lit(hay: &[u8], at: usize, hi: usize, tbl: &[bool; 256], b: u8, rest: &[u8]) -> Option<usize> {
+    for q in at + 1..=hi {
+        if !tbl[hay[q - 1] as usize] {
+            return None;
+        }
+        if hay.get(q) == Some(&b) && starts_with(&hay[q + 1..], rest) {
+            return Some(q);
+        }
+    }
+    None
 }
 
 /// Whether `h` starts with `l`, by overlapping word loads: failregex
@@ -838,6 +861,11 @@ mod tests {
         // branches that cannot start with the next byte are skipped
         check(r"^(?:ab|a(?P<c>c)|(?P<d>a)d?)(?P<e>e?)$", &["ab", "ac", "a", "ad", "ae", "ace", "x"]);
         check(r"^x(?:(?P<a>ab)|ac)?$", &["x", "xab", "xac", "xa"]);
+        // a lazy run takes bytes up to the literal that follows, within
+        // its set and its bound
+        check(r"^(?P<u>[a-z]*?)xy(?P<r>.*)$", &["abxyc", "axbxyz", "ab1xy", "xy", "abx", "xyxy"]);
+        check(r"^(?P<u>[a-z]{1,3}?)xy(?P<r>\d*)", &["axy1", "abcxy", "abcdxy", "xy", "axbxy2"]);
+        check(r"^(?P<u>.*?) from (?P<h>\S+)$", &["a from b from c", "a fro from b", "from x", " from "]);
     }
 
     #[test]
