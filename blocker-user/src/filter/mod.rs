@@ -381,7 +381,7 @@ pub(crate) struct HeadSplit {
     dense: std::sync::OnceLock<Option<HeadDfas>>,
 }
 
-type DenseDfa = regex_automata::dfa::dense::DFA<Vec<u32>>;
+pub(crate) type DenseDfa = regex_automata::dfa::dense::DFA<Vec<u32>>;
 type StateID = regex_automata::util::primitives::StateID;
 
 #[derive(Debug)]
@@ -390,6 +390,27 @@ struct HeadDfas {
     x: (DenseDfa, StateID),
     rest: (DenseDfa, StateID),
     rest_empty: Box<[bool; 256]>,
+}
+
+/// A `(?-u)` dense DFA of `pattern` for anchored leftmost-first scans that
+/// need no groups, within `limit` bytes.
+pub(crate) fn anchored_dense(pattern: &str, limit: usize) -> Option<DenseDfa> {
+    use regex_automata::dfa::{StartKind, dense};
+    use regex_automata::{MatchKind, nfa::thompson, util::syntax};
+    dense::Builder::new()
+        .syntax(syntax::Config::new().unicode(false).utf8(false))
+        .thompson(thompson::Config::new().utf8(false).which_captures(thompson::WhichCaptures::None))
+        .configure(
+            dense::Config::new()
+                .match_kind(MatchKind::LeftmostFirst)
+                .start_kind(StartKind::Anchored)
+                // scans are short: stepping beats memchr
+                .accelerate(false)
+                .dfa_size_limit(Some(limit))
+                .determinize_size_limit(Some(limit)),
+        )
+        .build(pattern)
+        .ok()
 }
 
 /// End of the leftmost-first match of an anchored search from `start` (the
@@ -429,27 +450,12 @@ impl HeadSplit {
     /// Ends of `X` and `R` on an ASCII buffer: `Some(None)` when `X` does
     /// not match; `None` when the dense DFAs are unavailable.
     pub fn ends_ascii(&self, buf: &[u8]) -> Option<Option<(usize, usize)>> {
-        use regex_automata::dfa::{Automaton, StartKind, dense};
-        use regex_automata::{Anchored, Input, MatchKind, nfa::thompson, util::syntax};
+        use regex_automata::dfa::Automaton;
+        use regex_automata::{Anchored, Input};
         let d = self
             .dense
             .get_or_init(|| {
-                let build = |p: &Part| {
-                    dense::Builder::new()
-                        .syntax(syntax::Config::new().unicode(false).utf8(false))
-                        .thompson(thompson::Config::new().utf8(false).which_captures(thompson::WhichCaptures::None))
-                        .configure(
-                            dense::Config::new()
-                                .match_kind(MatchKind::LeftmostFirst)
-                                .start_kind(StartKind::Anchored)
-                                // scans are short: stepping beats memchr
-                                .accelerate(false)
-                                .dfa_size_limit(Some(4 << 20))
-                                .determinize_size_limit(Some(4 << 20)),
-                        )
-                        .build(p.uni.as_str())
-                        .ok()
-                };
+                let build = |p: &Part| anchored_dense(p.uni.as_str(), 4 << 20);
                 let with_start = |d: DenseDfa| {
                     let s = d.start_state_forward(&Input::new("").anchored(Anchored::Yes)).ok()?;
                     Some((d, s))

@@ -10,15 +10,14 @@
 
 use std::sync::OnceLock;
 
-use regex_automata::dfa::{Automaton, StartKind, dense};
-use regex_automata::nfa::thompson;
+use regex_automata::Anchored;
+use regex_automata::dfa::Automaton;
 use regex_automata::util::primitives::StateID;
-use regex_automata::util::{start, syntax};
-use regex_automata::{Anchored, MatchKind};
+use regex_automata::util::start;
 
 use super::backtrack::{LookKind, Re, one_byte};
 
-type DenseDfa = dense::DFA<Vec<u32>>;
+use super::DenseDfa;
 
 /// The rest of a branch from some point on, with no groups in it.
 #[derive(Debug)]
@@ -71,18 +70,7 @@ impl Tail {
     fn dfa(&self) -> Option<&(DenseDfa, Option<StateID>)> {
         self.dfa
             .get_or_init(|| {
-                let dfa = dense::Builder::new()
-                    .syntax(syntax::Config::new().unicode(false).utf8(false))
-                    .thompson(thompson::Config::new().utf8(false).which_captures(thompson::WhichCaptures::None))
-                    .configure(
-                        dense::Config::new()
-                            .match_kind(MatchKind::LeftmostFirst)
-                            .start_kind(StartKind::Anchored)
-                            .determinize_size_limit(Some(1 << 20))
-                            .dfa_size_limit(Some(1 << 20)),
-                    )
-                    .build(&self.pattern)
-                    .ok()?;
+                let dfa = super::anchored_dense(&self.pattern, 1 << 20)?;
                 let fixed = (!self.looks_back)
                     .then(|| dfa.start_state(&start::Config::new().anchored(Anchored::Yes)).ok())
                     .flatten();
