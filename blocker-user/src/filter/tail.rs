@@ -15,9 +15,8 @@ use regex_automata::dfa::Automaton;
 use regex_automata::util::primitives::StateID;
 use regex_automata::util::start;
 
-use super::backtrack::{LookKind, Re, one_byte};
-
 use super::DenseDfa;
+use super::backtrack::{LookKind, Re, one_byte};
 
 /// The rest of a branch from some point on, with no groups in it.
 #[derive(Debug)]
@@ -25,9 +24,9 @@ pub(crate) struct Tail {
     /// A `(?-u)` byte-level pattern.
     pattern: String,
     /// The top-level branch a match of the tail completes.
-    pub branch: u32,
+    pub(super) branch: u32,
     /// The literal every match starts with, if any (first byte, rest).
-    pub lead: Option<(u8, Box<[u8]>)>,
+    pub(super) lead: Option<(u8, Box<[u8]>)>,
     /// Whether an assertion in the tail may look at the byte before it.
     looks_back: bool,
     /// Built on first use, with its start state when that does not depend
