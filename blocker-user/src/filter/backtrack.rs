@@ -240,8 +240,6 @@ struct Emitter {
     sets: Vec<[u64; 4]>,
     lits: Vec<Box<[u8]>>,
     tails: Vec<Tail>,
-    /// Per tail: the bytes its matches start with, when none is empty.
-    tail_first: Vec<Option<[u64; 4]>>,
 }
 
 /// The one byte a piece matches, if it is a single byte.
@@ -384,10 +382,9 @@ impl Emitter {
         let mut items = Vec::new();
         flatten_cat(r, &mut items);
         match Tail::after_groups(&items, n) {
-            Some((cut, tail, first)) => {
+            Some((cut, tail)) => {
                 self.emit(&Re::Cat(items[..cut].iter().map(|x| (*x).clone()).collect()))?;
                 self.tails.push(tail);
-                self.tail_first.push(first);
                 self.push(Inst::Tail(self.tails.len() as u32 - 1))?;
             }
             None => {
@@ -415,13 +412,7 @@ impl Prog {
             Some(alts) => alts.iter().map(|(n, _)| b.node(n, &[]).map(simplify)).collect::<Option<_>>()?,
             None => vec![simplify(b.node(node, &[])?)],
         };
-        let mut e = Emitter {
-            insts: Vec::new(),
-            sets: Vec::new(),
-            lits: Vec::new(),
-            tails: Vec::new(),
-            tail_first: Vec::new(),
-        };
+        let mut e = Emitter { insts: Vec::new(), sets: Vec::new(), lits: Vec::new(), tails: Vec::new() };
         let mut starts = Vec::new();
         for (i, r) in branches.iter().enumerate() {
             starts.push(e.here() + u32::from(i + 1 < branches.len()));
@@ -759,7 +750,7 @@ fn first_sets(e: &mut Emitter) -> Vec<u32> {
                 Inst::Split(a, b) => union(first[a as usize], first[b as usize]),
                 Inst::Jmp(a) => first[a as usize],
                 Inst::Save(_) => next(pc + 1),
-                Inst::Tail(t) => e.tail_first[t as usize],
+                Inst::Tail(t) => e.tails[t as usize].first,
                 Inst::Look(_) | Inst::Match(_) => None,
             };
             if f != first[pc] {

@@ -27,6 +27,8 @@ pub(crate) struct Tail {
     pub(super) branch: u32,
     /// The literal every match starts with, if any (first byte, rest).
     pub(super) lead: Option<(u8, Box<[u8]>)>,
+    /// The bytes every match starts with, when none is empty.
+    pub(super) first: Option<[u64; 4]>,
     /// Whether an assertion in the tail may look at the byte before it.
     looks_back: bool,
     /// Built on first use, with its start state when that does not depend
@@ -43,9 +45,8 @@ impl Tail {
     /// `items`: the pieces after its last group, when they have an
     /// alternation or a repetition (a few plain bytes cost the backtracker
     /// less than a scan's set-up). Returns where the tail starts in
-    /// `items`, the tail, and the bytes its matches start with when none
-    /// is empty.
-    pub(super) fn after_groups(items: &[&Re], branch: u32) -> Option<(usize, Tail, Option<[u64; 4]>)> {
+    /// `items`, and the tail.
+    pub(super) fn after_groups(items: &[&Re], branch: u32) -> Option<(usize, Tail)> {
         let cut = items.iter().rposition(|x| has_cap(x)).map_or(0, |i| i + 1);
         let tail = &items[cut..];
         if !tail.iter().any(|x| matches!(x, Re::Alt(_) | Re::Rep { .. })) {
@@ -57,13 +58,14 @@ impl Tail {
         }
         let lead = tail.iter().map_while(|x| one_byte(x)).collect();
         let looks_back = tail.iter().any(|x| looks_back(x));
-        let first = first_of_seq(tail).filter(|f| !f.1).map(|f| f.0);
-        Some((cut, Tail::new(pattern, branch, lead, looks_back), first))
+        let mut t = Tail::new(pattern, branch, lead, looks_back);
+        t.first = first_of_seq(tail).filter(|f| !f.1).map(|f| f.0);
+        Some((cut, t))
     }
 
     fn new(pattern: String, branch: u32, lead: Vec<u8>, looks_back: bool) -> Tail {
         let lead = lead.split_first().map(|(b, r)| (*b, r.into()));
-        Tail { pattern, branch, lead, looks_back, dfa: OnceLock::new() }
+        Tail { pattern, branch, lead, first: None, looks_back, dfa: OnceLock::new() }
     }
 
     fn dfa(&self) -> Option<&(DenseDfa, Option<StateID>)> {
