@@ -1024,5 +1024,23 @@ mod tests {
         for s in ["01.2.3.4", "1.2.3", "1.2.3.4.5", "256.1.1.1", "1..2.3", "a.b.c.d", "", "1.2.3.4 ", "2001:db8::1"] {
             assert_eq!(ipv4_number(s), None, "{s}");
         }
+        // every mix of these octets, three to five of them
+        let parts = ["0", "00", "01", "1", "9", "10", "99", "100", "199", "255", "256", "999", "1000", "", "x"];
+        let mut n = 0;
+        for a in parts {
+            for b in parts {
+                for c in parts {
+                    for d in parts {
+                        for s in [format!("{a}.{b}.{c}.{d}"), format!("{a}.{b}.{c}"), format!("{a}.{b}.{c}.{d}.1")] {
+                            let want = s.parse::<std::net::Ipv4Addr>().ok().map(u32::from);
+                            assert_eq!(ipv4_number(&s), want, "{s}");
+                            n += usize::from(want.is_some());
+                        }
+                    }
+                }
+            }
+        }
+        // eight of the parts are octets
+        assert_eq!(n, 8usize.pow(4));
     }
 }

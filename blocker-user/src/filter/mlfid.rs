@@ -502,6 +502,56 @@ mod tests {
     }
 
     #[test]
+    fn groups_agree_with_a_list_model() {
+        // the model: Fail2Ban's dict as an ordered list, searched linearly
+        let mut model: Vec<(u16, Option<String>)> = Vec::new();
+        let (mut g, mut copy) = (Groups::default(), Groups::default());
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        for step in 0..20_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let id = (seed % 24) as u16;
+            let v = ((seed >> 8) % 3 != 0).then(|| format!("v{}", (seed >> 16) % 5));
+            match (seed >> 32) % 10 {
+                0..=4 => {
+                    g.set(id, v.as_deref());
+                    match model.iter_mut().find(|(k, _)| *k == id) {
+                        Some(e) => e.1 = v,
+                        None => model.push((id, v)),
+                    }
+                }
+                5 | 6 => {
+                    let want = model.iter().position(|(k, _)| *k == id).map(|i| model.swap_remove(i).1);
+                    let truthy = want.flatten().is_some_and(|v| !v.is_empty());
+                    assert_eq!(g.pop_truthy(id), truthy, "step {step}");
+                }
+                7 => {
+                    g.remove(id);
+                    if let Some(i) = model.iter().position(|(k, _)| *k == id) {
+                        model.swap_remove(i);
+                    }
+                }
+                8 => {
+                    copy.copy_from(&g);
+                    std::mem::swap(&mut copy, &mut g);
+                }
+                _ if step % 7 == 0 => {
+                    g.clear();
+                    model.clear();
+                }
+                _ => {}
+            }
+            let got: Vec<(u16, Option<String>)> = g.iter().map(|(k, v)| (k, v.map(String::from))).collect();
+            assert_eq!(got, model, "step {step}");
+            for probe in 0..24 {
+                let want = model.iter().find(|(k, _)| *k == probe).and_then(|(_, v)| v.as_deref());
+                assert_eq!(g.get(probe), want, "step {step} id {probe}");
+            }
+        }
+    }
+
+    #[test]
     fn cache_evicts_oldest_and_forgets() {
         let mut c = MlCache::default();
         let mut scratch = Lines::default();
