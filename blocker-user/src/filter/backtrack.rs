@@ -12,7 +12,8 @@
 //! gives back bytes straight to the literal that must follow it. Steps are
 //! budgeted linearly in the line length: a line that needs more (crafted
 //! input) goes to the DFAs, so matching stays linear. What follows a
-//! branch's last group is one DFA scan (see `tail.rs`).
+//! branch's last group is one DFA scan, and so is the inside of an address
+//! group (see `tail.rs`).
 
 use regex_syntax::hir::{Class, Hir, HirKind, Look};
 
