@@ -506,11 +506,13 @@ impl<'f> Matcher<'f> {
         let mut result: Option<(usize, HostKind, Option<u8>)> = None;
         let mut first_nofail: Option<usize> = None;
         let mut ignored: Option<Option<usize>> = None;
-        for i in 0..f.failregex.len() {
-            let span = if let Some((wi, wspan, exact)) = winner {
-                if i != wi {
-                    continue;
-                }
+        // the fast path's winner is the only regex to look at
+        let regexes = match winner {
+            Some((wi, ..)) => wi..wi + 1,
+            None => 0..f.failregex.len(),
+        };
+        for i in regexes {
+            let span = if let Some((_, wspan, exact)) = winner {
                 if !exact {
                     let target = target_of(&self.buf, &self.content, self.content_at, target_is_content);
                     let sp = run(&f.failregex[i], target, &mut self.fail_locs[i], ascii, &mut self.spans);

@@ -424,26 +424,30 @@ fn anchored_end((dfa, start): &(DenseDfa, StateID), hay: &[u8]) -> Option<Option
 /// bytes it read.
 pub(crate) fn anchored_scan(dfa: &DenseDfa, mut sid: StateID, hay: &[u8]) -> (Option<Option<usize>>, usize) {
     use regex_automata::dfa::Automaton;
-    let mut end = None;
+    // the last match end, or NONE: a plain number keeps the loop's
+    // registers few
+    const NONE: usize = usize::MAX;
+    let found = |e: usize| (e != NONE).then_some(e);
+    let mut end = NONE;
     for (i, &b) in hay.iter().enumerate() {
         // SAFETY: `sid` is the given state of `dfa` or a transition of it,
         // so it is a valid state of `dfa`.
         sid = unsafe { dfa.next_state_unchecked(sid, b) };
         if dfa.is_special_state(sid) {
             // matches are reported one byte late
-            if dfa.is_match_state(sid) {
-                end = Some(i);
-            } else if dfa.is_dead_state(sid) {
-                return (Some(end), i + 1);
+            if dfa.is_dead_state(sid) {
+                return (Some(found(end)), i + 1);
+            } else if dfa.is_match_state(sid) {
+                end = i;
             } else if dfa.is_quit_state(sid) {
                 return (None, i + 1);
             }
         }
     }
     if dfa.is_match_state(dfa.next_eoi_state(sid)) {
-        end = Some(hay.len());
+        end = hay.len();
     }
-    (Some(end), hay.len())
+    (Some(found(end)), hay.len())
 }
 
 impl HeadSplit {
