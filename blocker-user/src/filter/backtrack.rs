@@ -12,8 +12,7 @@
 //! gives back bytes straight to the literal that must follow it. Steps are
 //! budgeted linearly in the line length: a line that needs more (crafted
 //! input) goes to the DFAs, so matching stays linear. What follows a
-//! branch's last group is one DFA scan, and so is the inside of an address
-//! group (see `tail.rs`).
+//! branch's last group is one DFA scan (see `tail.rs`).
 
 use regex_syntax::hir::{Class, Hir, HirKind, Look};
 
@@ -56,10 +55,6 @@ enum Inst {
     Match(u32),
     /// A match if tail n (in `tails`) matches from here.
     Tail(u32),
-    /// A group's inside, scanned by tail n: go on at the second target
-    /// from where the scan's preferred match ends, and when that fails,
-    /// walk the inside (the next instruction) from here.
-    Scan(u32, u32),
     /// `set{min,max}` in one step: (set, min, max or u32::MAX, how).
     Run(u32, u32, u32, Take),
 }
@@ -215,7 +210,7 @@ fn simplify(r: Re) -> Re {
     }
 }
 
-pub(super) fn single_set(r: &Re) -> Option<[u64; 4]> {
+fn single_set(r: &Re) -> Option<[u64; 4]> {
     match r {
         Re::Set(s) => Some(*s),
         Re::Cat(v) if v.len() == 1 => single_set(&v[0]),
@@ -303,20 +298,8 @@ impl Emitter {
             }
             Re::Cap(g, x) => {
                 self.push(Inst::Save(2 * *g as u32))?;
-                let scan = match Tail::inside_group(x) {
-                    Some(t) => {
-                        self.tails.push(t);
-                        self.push(Inst::Scan(self.tails.len() as u32 - 1, 0))
-                    }
-                    None => None,
-                };
                 self.emit(x)?;
-                let end = self.push(Inst::Save(2 * *g as u32 + 1))?;
-                if let Some(at) = scan
-                    && let Inst::Scan(t, _) = self.insts[at as usize]
-                {
-                    self.insts[at as usize] = Inst::Scan(t, end);
-                }
+                self.push(Inst::Save(2 * *g as u32 + 1))?;
             }
             Re::Cat(_) => {
                 // runs of single bytes become literals
@@ -464,7 +447,7 @@ impl Prog {
     fn next_lit(&self, mut pc: usize) -> Option<(u8, &[u8])> {
         loop {
             match self.insts.get(pc)? {
-                Inst::Save(_) | Inst::Scan(..) => pc += 1,
+                Inst::Save(_) => pc += 1,
                 Inst::Byte(b) => return Some((*b, &[])),
                 Inst::Lit(i) => return self.lits[*i as usize].split_first().map(|(b, r)| (*b, r)),
                 Inst::Tail(t) => return self.tails[*t as usize].lead.as_ref().map(|(b, r)| (*b, &r[..])),
@@ -654,20 +637,6 @@ impl Prog {
                         slots[1] = at as u32;
                         return Ok(Some((at, b as usize)));
                     }
-                    Inst::Scan(t, end) => match self.tails[t as usize].end(hay, at) {
-                        Ok((Some(e), read)) => {
-                            budget = budget.saturating_sub(read);
-                            stack.push(Frame::Try(pc as u32 + 1, at as u32));
-                            pc = end as usize;
-                            at = e;
-                        }
-                        Ok((None, read)) => {
-                            budget = budget.saturating_sub(read);
-                            break;
-                        }
-                        // no DFA, or a byte it gives up on: walk the inside
-                        Err(_) => pc += 1,
-                    },
                     Inst::Tail(t) => {
                         let tail = &self.tails[t as usize];
                         // a scan that cannot tell sends the line to the
@@ -780,7 +749,7 @@ fn first_sets(e: &mut Emitter) -> Vec<u32> {
                 Inst::Run(s, ..) => union(Some(e.sets[s as usize]), first[pc + 1]),
                 Inst::Split(a, b) => union(first[a as usize], first[b as usize]),
                 Inst::Jmp(a) => first[a as usize],
-                Inst::Save(_) | Inst::Scan(..) => next(pc + 1),
+                Inst::Save(_) => next(pc + 1),
                 Inst::Tail(t) => e.tails[t as usize].first,
                 Inst::Look(_) | Inst::Match(_) => None,
             };
@@ -908,37 +877,6 @@ mod tests {
         let parsed = super::super::pyre::parse(r"^(?P<a>x)(?: port \d+)?$").unwrap();
         let prog = Prog::new(&parsed.node, &parsed.flags).unwrap();
         assert!(matches!(prog.insts.last(), Some(Inst::Tail(0))), "{:?}", prog.insts);
-    }
-
-    #[test]
-    fn scanned_group_insides_agree() {
-        let scans = |pat: &str| {
-            let parsed = super::super::pyre::parse(pat).unwrap();
-            let prog = Prog::new(&parsed.node, &parsed.flags).unwrap();
-            prog.insts.iter().filter(|i| matches!(i, Inst::Scan(..))).count()
-        };
-        // the scan prefers `x`, and what follows fails there: the inside
-        // is walked and `xy` is taken
-        let pat = r"^(?P<a>x|xy)(?P<b>y?)z$";
-        assert_eq!(scans(pat), 1);
-        check(pat, &["xyz", "xz", "xyyz", "xy", "z"]);
-        // an address group (`<HOST>`'s IPv6 form, simplified)
-        let ip6 = r"^h (?P<ip>(?:[0-9a-f]{1,4}::?|::){1,7}(?:[0-9a-f]{1,4}|:))(?: port (?P<p>\d+))?(?P<r> \S+)?$";
-        assert_eq!(scans(ip6), 1);
-        check(
-            ip6,
-            &[
-                "h 2001:db8::1 port 22",
-                "h ::1",
-                "h 2001:db8:: x",
-                "h fe80::1:2 port 2 ssh",
-                "h 1:2:3:4:5:6:7:8",
-                "h :::",
-                "h x",
-            ],
-        );
-        // runs and unbounded repetitions are walked
-        assert_eq!(scans(r"^(?P<u>\S+) (?P<v>.*?) (?P<w>(?:ab)+)$"), 0);
     }
 
     #[test]

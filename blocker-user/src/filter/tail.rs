@@ -1,4 +1,4 @@
-//! Capture-free pieces of a failregex, run as one DFA scan.
+//! The capture-free end of a failregex branch, run as one DFA scan.
 //!
 //! After a branch's last group (usually `<HOST>`) come optional ports,
 //! protocol names and `[preauth]` markers: alternations and counted
@@ -7,11 +7,6 @@
 //! whether they match from where the backtracker stands and where the
 //! preferred match ends: an anchored leftmost-first DFA answers both in
 //! one pass over the bytes, the same answer backtracking would give.
-//!
-//! The inside of an address group (`<HOST>`'s IPv4 and IPv6 forms) is
-//! scanned the same way: the scan gives the end backtracking would try
-//! first, and the backtracker only walks the group's parses when what
-//! follows fails from there.
 
 use std::sync::OnceLock;
 
@@ -21,7 +16,7 @@ use regex_automata::util::primitives::StateID;
 use regex_automata::util::start;
 
 use super::DenseDfa;
-use super::backtrack::{LookKind, Re, one_byte, single_set};
+use super::backtrack::{LookKind, Re, one_byte};
 
 /// The rest of a branch from some point on, with no groups in it.
 #[derive(Debug)]
@@ -66,37 +61,6 @@ impl Tail {
         let mut t = Tail::new(pattern, branch, lead, looks_back);
         t.first = first_of_seq(tail).filter(|f| !f.1).map(|f| f.0);
         Some((cut, t))
-    }
-
-    /// The inside of a group, when it is worth a scan: capture-free, with
-    /// an alternation or a bounded repetition of more than one byte set,
-    /// and no unbounded repetition (a run like `\S+` or `.*?` is one
-    /// backtracker step, and its preferred end is often not the one that
-    /// fits what follows).
-    pub(super) fn inside_group(inner: &Re) -> Option<Tail> {
-        fn bounded(r: &Re) -> bool {
-            match r {
-                Re::Rep { re, max, .. } => max.is_some() && bounded(re),
-                Re::Cat(v) | Re::Alt(v) => v.iter().all(bounded),
-                Re::Cap(..) => false,
-                Re::Empty | Re::Set(_) | Re::Look(_) => true,
-            }
-        }
-        // more than a run or an optional byte
-        fn branchy(r: &Re) -> bool {
-            match r {
-                Re::Alt(v) => v.iter().any(|x| !matches!(x, Re::Empty) && single_set(x).is_none()),
-                Re::Rep { re, .. } => single_set(re).is_none(),
-                Re::Cat(v) => v.iter().any(branchy),
-                _ => false,
-            }
-        }
-        if has_cap(inner) || !bounded(inner) || !branchy(inner) {
-            return None;
-        }
-        let mut pattern = String::new();
-        render(inner, &mut pattern)?;
-        Some(Tail::new(pattern, u32::MAX, Vec::new(), looks_back(inner)))
     }
 
     fn new(pattern: String, branch: u32, lead: Vec<u8>, looks_back: bool) -> Tail {
