@@ -512,7 +512,7 @@ mod tests {
             seed ^= seed >> 7;
             seed ^= seed << 17;
             let id = (seed % 24) as u16;
-            let v = ((seed >> 8) % 3 != 0).then(|| format!("v{}", (seed >> 16) % 5));
+            let v = (!(seed >> 8).is_multiple_of(3)).then(|| format!("v{}", (seed >> 16) % 5));
             match (seed >> 32) % 10 {
                 0..=4 => {
                     g.set(id, v.as_deref());
