@@ -1,7 +1,8 @@
 //! `cargo xtask dist` and `cargo xtask install`.
 //!
-//! `dist` builds the release binary and has it write its shell completions
-//! and man pages (`blocker generate-dist DIR`, hidden) into `target/dist/`.
+//! `dist` builds the optimised binary (PGO and LTO, see `pgo.rs`) and has it
+//! write its shell completions and man pages (`blocker generate-dist DIR`,
+//! hidden) into `target/dist/`.
 //! `install` puts the binary, the systemd unit, the default config, the
 //! filter directory, completions, man pages and docs in place, under
 //! `--root` if given (a staging root, like DESTDIR: paths inside the
@@ -24,10 +25,10 @@ pub fn dist_dir() -> PathBuf {
     root().join("target/dist")
 }
 
-/// Builds the release binary, then generates completions and man pages.
-pub fn dist() -> anyhow::Result<PathBuf> {
-    crate::build()?;
-    let bin = root().join("target/release/blocker");
+/// Builds the optimised binary (see `pgo.rs`), then generates completions
+/// and man pages. Returns (binary, generated directory).
+pub fn dist() -> anyhow::Result<(PathBuf, PathBuf)> {
+    let bin = crate::pgo::build()?;
     let out = dist_dir();
     if out.exists() {
         fs::remove_dir_all(&out).with_context(|| format!("clearing {}", out.display()))?;
@@ -35,12 +36,12 @@ pub fn dist() -> anyhow::Result<PathBuf> {
     run(Command::new(&bin).arg("generate-dist").arg(&out))
         .with_context(|| format!("{} generate-dist: does this blocker have the hidden subcommand?", bin.display()))?;
     println!("dist: completions and man pages in {}", out.display());
-    Ok(out)
+    Ok((bin, out))
 }
 
 /// What to install, from where.
 pub struct Sources {
-    /// The release binary.
+    /// The binary to install (`dist`: the PGO build).
     pub binary: PathBuf,
     /// `dist`'s output: `completions/`, `man/`.
     pub generated: PathBuf,
@@ -50,8 +51,8 @@ pub struct Sources {
 
 /// Builds, generates and installs under `dest` (`/` for the real system).
 pub fn install(dest: &Path) -> anyhow::Result<()> {
-    let generated = dist()?;
-    let sources = Sources { binary: root().join("target/release/blocker"), generated, repo: root() };
+    let (binary, generated) = dist()?;
+    let sources = Sources { binary, generated, repo: root() };
     let report = install_tree(&sources, dest)?;
     for line in &report {
         println!("install: {line}");

@@ -3,6 +3,7 @@
 //! Only std, anyhow and clap: it must run on a bare machine before setup.
 
 mod dist;
+mod pgo;
 mod setup;
 mod util;
 
@@ -42,9 +43,10 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Build, then write shell completions and man pages to target/dist/.
+    /// Build (PGO and LTO, see xtask/src/pgo.rs), then write shell
+    /// completions and man pages to target/dist/.
     Dist,
-    /// Build and install: binary, systemd unit, config (kept if present),
+    /// Build (as `dist`) and install: binary, systemd unit, config (kept if present),
     /// filter directory, completions, man pages, docs.
     Install {
         /// Install under this directory instead of / (a staging root).
@@ -102,10 +104,13 @@ fn test(args: &[String]) -> anyhow::Result<()> {
     require_root("cargo xtask test")?;
     setup::run()?;
     build()?;
+    // the build `install` ships, checked against this one (dist_build.rs)
+    let dist_bin = pgo::build()?;
     let bin: PathBuf = root().join("target/release/blocker");
     let mut cmd = cargo();
     cmd.args(["test", "--release", "--workspace", "--exclude", "blocker-ebpf"])
         .env("BLOCKER_BIN", &bin)
+        .env("BLOCKER_DIST_BIN", &dist_bin)
         .arg("--")
         .args(args);
     run(&mut cmd)
@@ -114,13 +119,14 @@ fn test(args: &[String]) -> anyhow::Result<()> {
 fn bench(args: &[String]) -> anyhow::Result<()> {
     require_root("cargo xtask bench")?;
     setup::run()?;
-    build()?;
+    // the build `install` ships (PGO and LTO, see pgo.rs)
+    let blocker = pgo::build()?;
     // One process per benchmark: a child's peak RSS (wait4) starts from its
     // parent's, so a small parent keeps the detect figures honest.
     let all = ["datapath", "detect", "latency", "state"].map(String::from);
     for name in if args.is_empty() { &all[..] } else { args } {
         let mut cmd = std::process::Command::new(root().join("target/release/blocker-bench"));
-        cmd.arg(name).env("BLOCKER_BIN", root().join("target/release/blocker"));
+        cmd.arg(name).env("BLOCKER_BIN", &blocker);
         run(&mut cmd)?;
     }
     Ok(())

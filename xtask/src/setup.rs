@@ -102,6 +102,33 @@ fn bpf_linker() -> anyhow::Result<()> {
     )
 }
 
+/// `llvm-profdata` of the LLVM that the workspace's rustc uses (for the PGO
+/// build): Debian's `llvm-N`, installed if missing.
+pub fn llvm_profdata() -> anyhow::Result<PathBuf> {
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let version =
+        output(Command::new(rustc).arg("-vV").current_dir(crate::util::root())).context("running rustc -vV")?;
+    let major = version
+        .lines()
+        .find_map(|l| l.strip_prefix("LLVM version: "))
+        .and_then(|v| v.split('.').next())
+        .context("rustc does not report its LLVM version")?
+        .to_owned();
+    let tool = PathBuf::from(format!("/usr/lib/llvm-{major}/bin/llvm-profdata"));
+    if !tool.exists() {
+        println!("setup: installing llvm-{major} (llvm-profdata for the PGO build)");
+        let env = [("DEBIAN_FRONTEND", "noninteractive")];
+        exec(Command::new("apt-get").args(["update", "-q"]).envs(env))?;
+        exec(
+            Command::new("apt-get")
+                .args(["install", "-y", "-q", "--no-install-recommends", &format!("llvm-{major}")])
+                .envs(env),
+        )?;
+    }
+    anyhow::ensure!(tool.exists(), "{} is missing after installing llvm-{major}", tool.display());
+    Ok(tool)
+}
+
 fn home() -> PathBuf {
     std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"))
 }
