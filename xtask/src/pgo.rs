@@ -30,7 +30,9 @@ pub fn build() -> anyhow::Result<PathBuf> {
     let raw = dir.join("raw");
     let gen_bin = dist_build(&dir.join("gen"), &format!("-Cprofile-generate={}", raw.display()))?;
 
-    // train only when the instrumented binary changed since the last profile
+    // train only when the instrumented binary changed (counts vary a little
+    // between runs, so each training means a full rebuild); after changing
+    // the workload alone, delete merged.profdata
     let merged = dir.join("merged.profdata");
     if !newer(&merged, &gen_bin) {
         if raw.exists() {
@@ -50,6 +52,13 @@ pub fn build() -> anyhow::Result<PathBuf> {
     bytes.hash(&mut h);
     let profile = dir.join(format!("blocker-{:016x}.profdata", h.finish()));
     if !profile.exists() {
+        // older profiles are not needed again
+        for e in fs::read_dir(&dir)? {
+            let p = e?.path();
+            if p.extension().is_some_and(|x| x == "profdata") && p != merged {
+                fs::remove_file(&p)?;
+            }
+        }
         fs::copy(&merged, &profile)?;
     }
     let bin = dist_build(&dir.join("use"), &format!("-Cprofile-use={}", profile.display()))?;
@@ -58,7 +67,8 @@ pub fn build() -> anyhow::Result<PathBuf> {
 }
 
 /// `cargo build --profile dist` of the agent into `target_dir` with extra
-/// rustc flags (host build scripts get them too; they do no harm there).
+/// rustc flags (they replace any `RUSTFLAGS` of the caller; host build
+/// scripts get them too, which does no harm).
 fn dist_build(target_dir: &Path, flags: &str) -> anyhow::Result<PathBuf> {
     run(cargo()
         .args(["build", "--profile", "dist", "-p", "blocker-user", "--bin", "blocker"])
