@@ -76,13 +76,7 @@ fn bpf_linker() -> anyhow::Result<()> {
         .map(|e| e.path())
         .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("libLLVM.so.")))
         .with_context(|| format!("no libLLVM.so.* in {}", lib_dir.display()))?;
-    let verbose = output(Command::new("rustc").args(["+nightly", "-vV"])).unwrap_or_default();
-    let major = verbose
-        .lines()
-        .find_map(|l| l.strip_prefix("LLVM version: "))
-        .and_then(|v| v.split('.').next())
-        .context("nightly rustc does not report its LLVM version")?
-        .to_owned();
+    let major = llvm_major(Command::new("rustc").args(["+nightly", "-vV"])).context("nightly rustc")?;
     let prefix = home().join(".cache/blocker/llvm");
     std::fs::create_dir_all(prefix.join("lib"))?;
     // llvm-sys links `libLLVM.so`; the binary then needs the library's
@@ -106,24 +100,11 @@ fn bpf_linker() -> anyhow::Result<()> {
 /// build): Debian's `llvm-N`, installed if missing.
 pub fn llvm_profdata() -> anyhow::Result<PathBuf> {
     let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
-    let version =
-        output(Command::new(rustc).arg("-vV").current_dir(crate::util::root())).context("running rustc -vV")?;
-    let major = version
-        .lines()
-        .find_map(|l| l.strip_prefix("LLVM version: "))
-        .and_then(|v| v.split('.').next())
-        .context("rustc does not report its LLVM version")?
-        .to_owned();
+    let major = llvm_major(Command::new(rustc).arg("-vV").current_dir(crate::util::root())).context("rustc")?;
     let tool = PathBuf::from(format!("/usr/lib/llvm-{major}/bin/llvm-profdata"));
     if !tool.exists() {
         println!("setup: installing llvm-{major} (llvm-profdata for the PGO build)");
-        let env = [("DEBIAN_FRONTEND", "noninteractive")];
-        exec(Command::new("apt-get").args(["update", "-q"]).envs(env))?;
-        exec(
-            Command::new("apt-get")
-                .args(["install", "-y", "-q", "--no-install-recommends", &format!("llvm-{major}")])
-                .envs(env),
-        )?;
+        apt_install(&[&format!("llvm-{major}")])?;
     }
     anyhow::ensure!(tool.exists(), "{} is missing after installing llvm-{major}", tool.display());
     Ok(tool)
@@ -139,12 +120,41 @@ fn apt() -> anyhow::Result<()> {
         return Ok(());
     }
     println!("setup: installing Debian packages: {}", missing.join(" "));
+    apt_install(&missing)
+}
+
+fn apt_install(packages: &[&str]) -> anyhow::Result<()> {
     let env = [("DEBIAN_FRONTEND", "noninteractive")];
     exec(Command::new("apt-get").args(["update", "-q"]).envs(env))?;
-    exec(Command::new("apt-get").args(["install", "-y", "-q", "--no-install-recommends"]).args(&missing).envs(env))
+    exec(Command::new("apt-get").args(["install", "-y", "-q", "--no-install-recommends"]).args(packages).envs(env))
+}
+
+/// The LLVM major version a `rustc -vV` command reports.
+fn llvm_major(rustc_vv: &mut Command) -> anyhow::Result<String> {
+    let verbose = output(rustc_vv).context("running rustc -vV")?;
+    let major = verbose
+        .lines()
+        .find_map(|l| l.strip_prefix("LLVM version: "))
+        .and_then(|v| v.split('.').next())
+        .context("rustc does not report its LLVM version")?;
+    Ok(major.to_owned())
 }
 
 fn installed(package: &str) -> bool {
     output(Command::new("dpkg-query").args(["-W", "-f=${Status}", package]))
         .is_some_and(|s| s.contains("install ok installed"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_llvm_major_of_both_toolchains() {
+        for args in [&["-vV"][..], &["+nightly", "-vV"]] {
+            let major = llvm_major(Command::new("rustc").args(args)).unwrap();
+            assert!(major.parse::<u32>().is_ok_and(|m| m >= 17), "{args:?}: {major:?}");
+        }
+        assert!(llvm_major(Command::new("rustc").arg("--no-such-flag")).is_err());
+    }
 }
