@@ -40,12 +40,16 @@ pub fn build() -> anyhow::Result<PathBuf> {
         }
         let bench = root().join("target/release/blocker-bench");
         run(Command::new(&bench).arg("pgo-train").env("BLOCKER_BIN", &gen_bin))?;
+        // merged in full or not at all: a half-written profile would pass
+        // for a trained one next time
+        let partial = dir.join("merged.profdata.partial");
         let mut merge = Command::new(&profdata_tool);
-        merge.arg("merge").arg("-o").arg(&merged);
+        merge.arg("merge").arg("-o").arg(&partial);
         for e in fs::read_dir(&raw).with_context(|| format!("reading {}", raw.display()))? {
             merge.arg(e?.path());
         }
         run(&mut merge)?;
+        fs::rename(&partial, &merged)?;
     }
     let bytes = fs::read(&merged).with_context(|| format!("reading {}", merged.display()))?;
     let mut h = std::hash::DefaultHasher::new();
