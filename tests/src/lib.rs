@@ -5,6 +5,7 @@
 pub mod agent;
 pub mod frames;
 pub mod netns;
+pub mod samples;
 pub mod smtp;
 
 use std::{path::PathBuf, time::Duration};

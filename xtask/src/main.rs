@@ -103,8 +103,8 @@ fn require_root(what: &str) -> anyhow::Result<()> {
 fn test(args: &[String]) -> anyhow::Result<()> {
     require_root("cargo xtask test")?;
     setup::run()?;
-    build()?;
-    // the build `install` ships, checked against this one (dist_build.rs)
+    // the release build, and the one `install` ships (checked against it
+    // by dist_build.rs)
     let dist_bin = pgo::build()?;
     let bin: PathBuf = root().join("target/release/blocker");
     let mut cmd = cargo();

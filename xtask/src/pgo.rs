@@ -22,7 +22,8 @@ use anyhow::Context as _;
 
 use crate::util::{cargo, root, run};
 
-/// Builds (or reuses) the PGO binary; returns its path.
+/// Builds the release binaries (training needs `blocker-bench`), then the
+/// PGO binary (or reuses it); returns its path.
 pub fn build() -> anyhow::Result<PathBuf> {
     crate::build()?;
     let profdata_tool = crate::setup::llvm_profdata()?;

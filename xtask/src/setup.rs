@@ -104,7 +104,12 @@ pub fn llvm_profdata() -> anyhow::Result<PathBuf> {
     let tool = PathBuf::from(format!("/usr/lib/llvm-{major}/bin/llvm-profdata"));
     if !tool.exists() {
         println!("setup: installing llvm-{major} (llvm-profdata for the PGO build)");
-        apt_install(&[&format!("llvm-{major}")])?;
+        apt_install(&[&format!("llvm-{major}")]).with_context(|| {
+            format!(
+                "the PGO build needs llvm-profdata of LLVM {major}, the LLVM of rustc: install Debian's llvm-{major}, \
+                 or use `cargo xtask build` for a plain release build"
+            )
+        })?;
     }
     anyhow::ensure!(tool.exists(), "{} is missing after installing llvm-{major}", tool.display());
     Ok(tool)
