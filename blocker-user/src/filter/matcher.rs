@@ -155,6 +155,8 @@ pub struct Matcher<'f> {
     content_at: Option<usize>,
     set_hits: Vec<bool>,
     pref_locs: Locs,
+    /// The last walk of the prefregex head's DFA.
+    head_memo: super::WalkMemo,
     head_locs: Locs,
     fail_locs: Vec<Locs>,
     ignore_hits: Vec<bool>,
@@ -199,6 +201,7 @@ impl<'f> Matcher<'f> {
             content: String::with_capacity(512),
             content_at: None,
             set_hits: vec![false; filter.failregex.len()],
+            head_memo: Default::default(),
             pref_locs: filter.prefregex.as_ref().map(Locs::new).unwrap_or_default(),
             head_locs: filter.pref_head.as_ref().map(Locs::part).unwrap_or_default(),
             fail_locs: filter.failregex.iter().map(Locs::new).collect(),
@@ -381,7 +384,7 @@ impl<'f> Matcher<'f> {
             let mut content = None;
             let mut x_failed = false;
             let split = f.head_split.as_ref().and_then(|hs| {
-                let (e1, e2) = match ascii.then(|| hs.ends_ascii(self.buf.as_bytes())).flatten() {
+                let (e1, e2) = match ascii.then(|| hs.ends_ascii(self.buf.as_bytes(), &mut self.head_memo)).flatten() {
                     Some(Some(ends)) => ends,
                     Some(None) => {
                         x_failed = true;

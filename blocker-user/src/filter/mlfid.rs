@@ -221,7 +221,8 @@ fn update_users(users: &mut Lines, user: Option<&str>) -> usize {
 /// Size of the `<F-MLFID>` cache (Fail2Ban: 100 entries).
 pub(crate) const MLFID_CACHE: usize = 100;
 
-const TABLE: usize = 256;
+/// Table size: a few times the cache, so probes stay short.
+const TABLE: usize = 1024;
 const EMPTY: u16 = 0;
 const GONE: u16 = u16::MAX;
 
@@ -255,6 +256,9 @@ pub(crate) struct MlCache {
     free: Vec<usize>,
     /// Open addressing: slab index + 1, `EMPTY` or `GONE`.
     table: Box<[u16; TABLE]>,
+    /// Per table position: a tag of the key's hash, so that probing
+    /// reads the slab only on a likely hit.
+    tags: Box<[u16; TABLE]>,
     gone: usize,
     order: std::collections::VecDeque<(usize, u64)>,
     live: usize,
@@ -269,6 +273,7 @@ impl Default for MlCache {
             slab: Vec::new(),
             free: Vec::new(),
             table: Box::new([EMPTY; TABLE]),
+            tags: Box::new([0; TABLE]),
             gone: 0,
             order: std::collections::VecDeque::new(),
             live: 0,
@@ -284,6 +289,10 @@ fn hash(key: &str) -> u64 {
     h.finish()
 }
 
+fn tag(h: u64) -> u16 {
+    (h >> 48) as u16
+}
+
 impl MlCache {
     fn find(&self, key: &str, h: u64) -> Option<(usize, usize)> {
         let mut i = (h as usize) % TABLE;
@@ -291,6 +300,7 @@ impl MlCache {
             match self.table[i] {
                 EMPTY => return None,
                 GONE => {}
+                _ if self.tags[i] != tag(h) => {}
                 v => {
                     let e = &self.slab[v as usize - 1];
                     if e.hash == h && e.key == key {
@@ -320,6 +330,7 @@ impl MlCache {
                     self.gone -= 1;
                 }
                 self.table[i] = slot as u16 + 1;
+                self.tags[i] = tag(h);
                 return;
             }
             i = (i + 1) % TABLE;
@@ -342,6 +353,7 @@ impl MlCache {
                         j = (j + 1) % TABLE;
                     }
                     self.table[j] = i as u16 + 1;
+                    self.tags[j] = tag(h);
                 }
             }
         }

@@ -450,10 +450,83 @@ pub(crate) fn anchored_scan(dfa: &DenseDfa, mut sid: StateID, hay: &[u8]) -> (Op
     (Some(found(end)), hay.len())
 }
 
+/// The last walk of a DFA, byte by byte: the next walk over a text that
+/// starts with the same bytes resumes after them. Syslog heads repeat
+/// (host, daemon), and a walk is one dependent load per byte.
+#[derive(Debug, Default)]
+pub(crate) struct WalkMemo {
+    bytes: Vec<u8>,
+    /// The state after each byte, and the last match end by then.
+    steps: Vec<(StateID, usize)>,
+}
+
+/// [`anchored_end`], resuming from `memo` (which must come from walks of
+/// the same DFA from the same start state) and leaving this walk in it.
+fn anchored_end_memo((dfa, start): &(DenseDfa, StateID), hay: &[u8], memo: &mut WalkMemo) -> Option<Option<usize>> {
+    use regex_automata::dfa::Automaton;
+    const NONE: usize = usize::MAX;
+    let found = |e: usize| (e != NONE).then_some(e);
+    let same = common_prefix(hay, &memo.bytes);
+    let (mut sid, mut end) = match same {
+        0 => (*start, NONE),
+        n => memo.steps[n - 1],
+    };
+    if same > 0 && dfa.is_special_state(sid) {
+        if dfa.is_dead_state(sid) {
+            return Some(found(end));
+        } else if dfa.is_quit_state(sid) {
+            return None;
+        }
+    }
+    memo.bytes.truncate(same);
+    memo.steps.truncate(same);
+    for (i, &b) in hay.iter().enumerate().skip(same) {
+        // SAFETY: `sid` is the start state of `dfa` or a transition of it.
+        sid = unsafe { dfa.next_state_unchecked(sid, b) };
+        let special = dfa.is_special_state(sid);
+        if special && dfa.is_match_state(sid) {
+            // matches are reported one byte late
+            end = i;
+        }
+        memo.bytes.push(b);
+        memo.steps.push((sid, end));
+        if special {
+            if dfa.is_dead_state(sid) {
+                return Some(found(end));
+            } else if dfa.is_quit_state(sid) {
+                return None;
+            }
+        }
+    }
+    if dfa.is_match_state(dfa.next_eoi_state(sid)) {
+        end = hay.len();
+    }
+    Some(found(end))
+}
+
+/// Length of the common prefix of `a` and `b`.
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    let n = a.len().min(b.len());
+    let word = |s: &[u8], i: usize| u64::from_le_bytes(s[i..i + 8].try_into().unwrap());
+    let mut i = 0;
+    while i + 8 <= n {
+        let x = word(a, i) ^ word(b, i);
+        if x != 0 {
+            return i + (x.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while i < n && a[i] == b[i] {
+        i += 1;
+    }
+    i
+}
+
 impl HeadSplit {
     /// Ends of `X` and `R` on an ASCII buffer: `Some(None)` when `X` does
-    /// not match; `None` when the dense DFAs are unavailable.
-    pub fn ends_ascii(&self, buf: &[u8]) -> Option<Option<(usize, usize)>> {
+    /// not match; `None` when the dense DFAs are unavailable. `memo` holds
+    /// the caller's last walk of `X`.
+    pub fn ends_ascii(&self, buf: &[u8], memo: &mut WalkMemo) -> Option<Option<(usize, usize)>> {
         use regex_automata::dfa::Automaton;
         use regex_automata::{Anchored, Input};
         let d = self
@@ -477,7 +550,7 @@ impl HeadSplit {
                 Some(HeadDfas { x, rest, rest_empty })
             })
             .as_ref()?;
-        let Some(e1) = anchored_end(&d.x, buf)? else { return Some(None) };
+        let Some(e1) = anchored_end_memo(&d.x, buf, memo)? else { return Some(None) };
         if buf.get(e1).is_some_and(|b| d.rest_empty[*b as usize]) {
             return Some(Some((e1, e1)));
         }
@@ -1294,6 +1367,45 @@ mod tests {
                 assert_eq!(anchored_end(&d, hay.as_bytes()), Some(want), "{pat} on {hay:?}");
             }
         }
+    }
+
+    /// A walk resumed from the last one ends where a fresh walk does.
+    #[test]
+    fn resumed_walks_agree_with_fresh_ones() {
+        use regex_automata::dfa::Automaton;
+        use regex_automata::{Anchored, Input};
+        let hays = [
+            "web01 sshd[12]: x",
+            "web01 sshd[1234]: Failed",
+            "web01 CRON[1]: y",
+            "web01 sshd[12]",
+            "web01",
+            "",
+            "web01 sshd[12]: x",
+            "web02 sshd[9]:  z",
+            "web01 sshd[12]: x\n",
+            "\u{1}bad",
+        ];
+        for pat in
+            [r"(?:\S+\s+)?(?:sshd\[\d+\]:\s+)?", r"a+?b?", r"(?:ab|a)c*", r"x|", r"[^\n]*$", r"web01 sshd\[\d+\]"]
+        {
+            let dfa = anchored_dense(pat, 1 << 20).unwrap();
+            let start = dfa.start_state_forward(&Input::new("").anchored(Anchored::Yes)).unwrap();
+            let d = (dfa, start);
+            let mut memo = WalkMemo::default();
+            // every order of the lines, in pairs
+            for a in hays {
+                for b in hays {
+                    for hay in [a, b] {
+                        let want = anchored_end(&d, hay.as_bytes());
+                        assert_eq!(anchored_end_memo(&d, hay.as_bytes(), &mut memo), want, "{pat} on {hay:?}");
+                    }
+                }
+            }
+        }
+        assert_eq!(common_prefix(b"web01 sshd[1]", b"web01 sshd[2]"), 11);
+        assert_eq!(common_prefix(b"abc", b"abcdef"), 3);
+        assert_eq!(common_prefix(b"", b"x"), 0);
     }
 
     #[test]
