@@ -452,13 +452,17 @@ pub(crate) fn anchored_scan(dfa: &DenseDfa, mut sid: StateID, hay: &[u8]) -> (Op
 
 /// The last walk of a DFA, byte by byte: the next walk over a text that
 /// starts with the same bytes resumes after them. Syslog heads repeat
-/// (host, daemon), and a walk is one dependent load per byte.
+/// (host, daemon), and a walk is one dependent load per byte. At most
+/// [`MEMO_MAX`] bytes are kept.
 #[derive(Debug, Default)]
 pub(crate) struct WalkMemo {
     bytes: Vec<u8>,
     /// The state after each byte, and the last match end by then.
     steps: Vec<(StateID, usize)>,
 }
+
+/// Bytes of a walk a [`WalkMemo`] keeps (a line's head is far shorter).
+const MEMO_MAX: usize = 256;
 
 /// [`anchored_end`], resuming from `memo` (which must come from walks of
 /// the same DFA from the same start state) and leaving this walk in it.
@@ -488,8 +492,10 @@ fn anchored_end_memo((dfa, start): &(DenseDfa, StateID), hay: &[u8], memo: &mut 
             // matches are reported one byte late
             end = i;
         }
-        memo.bytes.push(b);
-        memo.steps.push((sid, end));
+        if i < MEMO_MAX {
+            memo.bytes.push(b);
+            memo.steps.push((sid, end));
+        }
         if special {
             if dfa.is_dead_state(sid) {
                 return Some(found(end));
@@ -1374,6 +1380,8 @@ mod tests {
     fn resumed_walks_agree_with_fresh_ones() {
         use regex_automata::dfa::Automaton;
         use regex_automata::{Anchored, Input};
+        // longer than the memo keeps
+        let long = format!("{}x sshd[1]: y", "w".repeat(MEMO_MAX + 100));
         let hays = [
             "web01 sshd[12]: x",
             "web01 sshd[1234]: Failed",
@@ -1385,10 +1393,18 @@ mod tests {
             "web02 sshd[9]:  z",
             "web01 sshd[12]: x\n",
             "\u{1}bad",
+            &long,
+            &long[..300],
         ];
-        for pat in
-            [r"(?:\S+\s+)?(?:sshd\[\d+\]:\s+)?", r"a+?b?", r"(?:ab|a)c*", r"x|", r"[^\n]*$", r"web01 sshd\[\d+\]"]
-        {
+        for pat in [
+            r"(?:\S+\s+)?(?:sshd\[\d+\]:\s+)?",
+            r"a+?b?",
+            r"(?:ab|a)c*",
+            r"x|",
+            r"[^\n]*$",
+            r"web01 sshd\[\d+\]",
+            r"w*x sshd",
+        ] {
             let dfa = anchored_dense(pat, 1 << 20).unwrap();
             let start = dfa.start_state_forward(&Input::new("").anchored(Anchored::Yes)).unwrap();
             let d = (dfa, start);
@@ -1401,6 +1417,19 @@ mod tests {
                         assert_eq!(anchored_end_memo(&d, hay.as_bytes(), &mut memo), want, "{pat} on {hay:?}");
                     }
                 }
+            }
+            // random lines over a few bytes: many shared prefixes
+            let mut seed = 0x2545_f491_4f6c_dd1du64;
+            for _ in 0..3000 {
+                let mut hay = Vec::new();
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                for k in 0..(seed % 24) {
+                    hay.push(b"ws[]1: xab\n"[((seed >> (2 * k + 8)) % 11) as usize]);
+                }
+                let want = anchored_end(&d, &hay);
+                assert_eq!(anchored_end_memo(&d, &hay, &mut memo), want, "{pat} on {hay:?}");
             }
         }
         assert_eq!(common_prefix(b"web01 sshd[1]", b"web01 sshd[2]"), 11);
