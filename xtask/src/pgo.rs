@@ -50,7 +50,8 @@ pub fn build() -> anyhow::Result<PathBuf> {
             merge.arg(e?.path());
         }
         run(&mut merge)?;
-        fs::rename(&partial, &merged)?;
+        fs::rename(&partial, &merged)
+            .with_context(|| format!("moving {} to {}", partial.display(), merged.display()))?;
     }
     let bytes = fs::read(&merged).with_context(|| format!("reading {}", merged.display()))?;
     let mut h = std::hash::DefaultHasher::new();
