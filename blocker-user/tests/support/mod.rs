@@ -173,8 +173,19 @@ impl Drop for SmtpServer {
 }
 
 /// A port nothing listens on (now).
+///
+/// The port is below the kernel's ephemeral range (32768-60999 by
+/// default): a port the kernel hands out could be taken as the source port
+/// of another test's connection before the caller binds it.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    loop {
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let port = 20_000 + ((std::process::id().wrapping_mul(97).wrapping_add(n)) % 12_000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// A CA and a server certificate for `localhost` and 127.0.0.1 signed by
