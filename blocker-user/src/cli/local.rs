@@ -1,9 +1,6 @@
 //! Commands that run in the CLI process: filter-test, check-config.
 
-use std::{
-    io::{BufRead, Write},
-    path::Path,
-};
+use std::{io::Write, path::Path};
 
 use anyhow::Context as _;
 
@@ -24,14 +21,15 @@ pub fn filter_test(a: &FilterTestArgs) -> anyhow::Result<i32> {
         findtime: a.findtime,
         now: None,
     };
-    let input: Box<dyn BufRead> = if a.log == Path::new("-") {
-        Box::new(std::io::stdin().lock())
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    // one call per reader type, not a `dyn BufRead`: the per-line reads
+    // inline (~2% of filter-test's time)
+    if a.log == Path::new("-") {
+        crate::filter::filter_test(&opts, std::io::stdin().lock(), &mut out)?;
     } else {
         let f = std::fs::File::open(&a.log).with_context(|| format!("opening {}", a.log.display()))?;
-        Box::new(std::io::BufReader::with_capacity(1 << 16, f))
-    };
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    crate::filter::filter_test(&opts, input, &mut out)?;
+        crate::filter::filter_test(&opts, std::io::BufReader::with_capacity(1 << 16, f), &mut out)?;
+    }
     out.flush()?;
     Ok(0)
 }
