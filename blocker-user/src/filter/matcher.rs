@@ -578,28 +578,37 @@ impl<'f> Matcher<'f> {
                 fail.groups.set(id, sp.map(|(s, e)| &target[s..e]));
             }
             fail.groups.merge_alt(&f.alt_base);
+            // the matched lines: the buffer's in multi-line mode, else
+            // this line, borrowed
             self.m_lines.set_empty();
-            match &matched_lines {
-                Some((idx, lines)) => {
-                    for (_, o) in lines {
-                        self.m_lines.push(o);
-                    }
-                    self.remove_lines(idx);
+            if let Some((idx, lines)) = &matched_lines {
+                for (_, o) in lines {
+                    self.m_lines.push(o);
                 }
-                None => self.m_lines.push(line),
+                self.remove_lines(idx);
             }
+            let multi = matched_lines.is_some();
             let merged = match self.fail.groups.get(gid::MLFID) {
                 Some(k) => {
                     self.key.clear();
                     self.key.push_str(k);
-                    self.ml.merge(&self.key, &mut self.fail, self.m_lines.as_slice(), &mut self.ml_scratch)
+                    if multi {
+                        self.ml.merge(&self.key, &mut self.fail, self.m_lines.as_slice(), &mut self.ml_scratch)
+                    } else {
+                        self.ml.merge(&self.key, &mut self.fail, &[line], &mut self.ml_scratch)
+                    }
                 }
                 None => {
                     // Without <F-MLFID>, Fail2Ban's server still counts a
                     // <F-NOFAIL> match as a failure while its own sample
                     // tests treat it as none; blocker follows the intent:
                     // no failure.
-                    self.fail.matches.copy_from(&self.m_lines);
+                    if multi {
+                        self.fail.matches.copy_from(&self.m_lines);
+                    } else {
+                        self.fail.matches.set_empty();
+                        self.fail.matches.push(line);
+                    }
                     Merged::Own
                 }
             };

@@ -161,9 +161,9 @@ impl Lines {
         self.len += 1;
     }
 
-    pub fn extend_from(&mut self, other: &[String]) {
+    pub fn extend_from<S: AsRef<str>>(&mut self, other: &[S]) {
         for s in other {
-            self.push(s);
+            self.push(s.as_ref());
         }
     }
 
@@ -381,7 +381,7 @@ impl MlCache {
     /// Fail2Ban's `_mergeFailure`: merge `fail` (this line's groups) into
     /// the connection `mlfid`'s entry, with `matched` the line(s) matched.
     /// `fail` is left unspecified unless `Merged::Own` is returned.
-    pub fn merge(&mut self, mlfid: &str, fail: &mut Fail, matched: &[String], scratch: &mut Lines) -> Merged {
+    pub fn merge<S: AsRef<str>>(&mut self, mlfid: &str, fail: &mut Fail, matched: &[S], scratch: &mut Lines) -> Merged {
         if let Some(s) = self.pending_free.take() {
             self.free.push(s);
         }
@@ -469,7 +469,16 @@ impl MlCache {
             w.groups.remove(gid::MLFGAINED);
             nf &= !(8 | 1);
         }
-        if nf & 1 == 0 {
+        if nf & 1 == 0 && w.nofail_matches.len() == 0 {
+            // matches (+ this line), in place
+            if !w.matches.is_some() {
+                w.matches.set_empty();
+            }
+            w.nofail_matches.set_none();
+            if nf & 8 == 0 {
+                w.matches.extend_from(matched);
+            }
+        } else if nf & 1 == 0 {
             // matches = nofail_matches + matches (+ this line)
             scratch.set_empty();
             if w.nofail_matches.is_some() {

@@ -1281,6 +1281,41 @@ mod tests {
     }
 
     #[test]
+    fn mlfid_failures_carry_their_connection_lines() {
+        let f = Filter::inline(
+            &[
+                r"^conn <F-MLFID>\d+</F-MLFID>: <F-NOFAIL>probe</F-NOFAIL>$".into(),
+                r"^conn <F-MLFID>\d+</F-MLFID>: auth$".into(),
+                r"^conn <F-MLFID>\d+</F-MLFID>: fail from <HOST>$".into(),
+            ],
+            &[],
+            Some("{NONE}"),
+            None,
+        )
+        .unwrap();
+        let mut m = f.matcher();
+        let mut lines = |m: &mut matcher::Matcher<'_>, l: &str| match m.feed(l) {
+            Outcome::Failure(fl) => Some(fl.lines.to_vec()),
+            _ => None,
+        };
+        // a no-failure line goes before the failure
+        assert_eq!(lines(&mut m, "conn 1: probe"), None);
+        assert_eq!(
+            lines(&mut m, "conn 1: fail from 192.0.2.1").unwrap(),
+            ["conn 1: probe", "conn 1: fail from 192.0.2.1"]
+        );
+        // a reported connection starts again
+        assert_eq!(lines(&mut m, "conn 2: fail from 192.0.2.2").unwrap(), ["conn 2: fail from 192.0.2.2"]);
+        assert_eq!(lines(&mut m, "conn 2: fail from 192.0.2.2").unwrap(), ["conn 2: fail from 192.0.2.2"]);
+        // a failure waiting for its address keeps its line
+        assert_eq!(lines(&mut m, "conn 3: auth"), None);
+        assert_eq!(
+            lines(&mut m, "conn 3: fail from 192.0.2.3").unwrap(),
+            ["conn 3: auth", "conn 3: fail from 192.0.2.3"]
+        );
+    }
+
+    #[test]
     fn multiline_buffer_and_skiplines() {
         let f = Filter::inline(
             &[r"^conn (?P<c>\d+) start<SKIPLINES>conn (?P=c) fail from <HOST>$".into()],
