@@ -425,6 +425,9 @@ impl Prog {
         }
         let first = first_sets(&mut e);
         possessive_runs(&mut e, &first);
+        if !well_formed(&e, &first) || starts.iter().any(|&s| s as usize >= e.insts.len()) {
+            return None;
+        }
         Some(Prog {
             insts: e.insts,
             sets: e.sets.iter().map(|s| std::array::from_fn(|b| s[b / 64] & (1 << (b % 64)) != 0)).collect(),
@@ -459,7 +462,8 @@ impl Prog {
     /// Whether a match from `pc` may start with the byte at `at`.
     #[inline]
     fn may_start(&self, pc: u32, hay: &[u8], at: usize) -> bool {
-        match self.first[pc as usize] {
+        // SAFETY: `pc` is a jump target, checked by `well_formed`.
+        match unsafe { *self.first.get_unchecked(pc as usize) } {
             ANY => true,
             s => hay.get(at).is_some_and(|&c| self.has(s, c)),
         }
@@ -467,7 +471,14 @@ impl Prog {
 
     #[inline]
     fn has(&self, set: u32, c: u8) -> bool {
-        self.sets[set as usize][c as usize]
+        self.set(set)[c as usize]
+    }
+
+    #[inline]
+    fn set(&self, set: u32) -> &[bool; 256] {
+        // SAFETY: set ids in instructions and `first` are checked by
+        // `well_formed`.
+        unsafe { self.sets.get_unchecked(set as usize) }
     }
 
     pub(crate) fn name(&self, i: usize) -> Option<&str> {
@@ -539,7 +550,7 @@ impl Prog {
                     // take one more byte, or when a literal must follow, as
                     // many as it takes to reach that literal
                     let (at, hi) = (at as usize, hi as usize);
-                    let tbl = &self.sets[set as usize];
+                    let tbl = self.set(set);
                     let q = match self.next_lit(pc as usize + 1) {
                         Some((b, rest)) => match first_lit(hay, at, hi, tbl, b, rest) {
                             Some(q) => q,
@@ -560,7 +571,9 @@ impl Prog {
                     return Err(OverBudget);
                 }
                 budget -= 1;
-                match self.insts[pc] {
+                // SAFETY: `pc` is 0, a jump target or one past an
+                // instruction that continues, all checked by `well_formed`.
+                match unsafe { *self.insts.get_unchecked(pc) } {
                     Inst::Byte(b) => {
                         if hay.get(at) != Some(&b) {
                             break;
@@ -611,7 +624,7 @@ impl Prog {
                     }
                     Inst::Run(set, min, max, take) => {
                         let lo = at + min as usize;
-                        let tbl = &self.sets[set as usize];
+                        let tbl = self.set(set);
                         if lo > hay.len() || !hay[at..lo].iter().all(|&c| tbl[c as usize]) {
                             break;
                         }
@@ -653,6 +666,29 @@ impl Prog {
         }
         Ok(None)
     }
+}
+
+/// Whether every jump target, every instruction that continues (and its
+/// successor), and every set id is in range: the interpreter indexes the
+/// program without checks.
+fn well_formed(e: &Emitter, first: &[u32]) -> bool {
+    let n = e.insts.len() as u32;
+    let set = |s: u32| (s as usize) < e.sets.len();
+    n > 0
+        && first.len() == e.insts.len()
+        && first.iter().all(|&f| f == ANY || set(f))
+        && e.insts.iter().enumerate().all(|(pc, i)| {
+            let next = pc as u32 + 1 < n;
+            match *i {
+                Inst::Byte(_) | Inst::Save(_) | Inst::Look(_) => next,
+                Inst::Lit(l) => next && (l as usize) < e.lits.len(),
+                Inst::Set(s) | Inst::Run(s, ..) => next && set(s),
+                Inst::Split(a, b) => a < n && b < n,
+                Inst::Jmp(a) => a < n,
+                Inst::Match(_) => true,
+                Inst::Tail(t) => (t as usize) < e.tails.len(),
+            }
+        })
 }
 
 /// The last position `q` in `[lo, at)` where `b` followed by `rest`
@@ -915,6 +951,25 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn programs_out_of_range_are_refused() {
+        let prog =
+            |insts: Vec<Inst>| Emitter { insts, sets: vec![[!0; 4]], lits: vec![b"ab".to_vec().into()], tails: vec![] };
+        let ok = |e: &Emitter| well_formed(e, &vec![ANY; e.insts.len()]);
+        assert!(ok(&prog(vec![Inst::Split(1, 2), Inst::Lit(0), Inst::Set(0), Inst::Match(0)])));
+        assert!(!ok(&prog(vec![Inst::Split(1, 9), Inst::Match(0)])), "jump target");
+        assert!(!ok(&prog(vec![Inst::Jmp(2), Inst::Match(0)])), "jump target");
+        assert!(!ok(&prog(vec![Inst::Match(0), Inst::Byte(b'a')])), "falls off the end");
+        assert!(!ok(&prog(vec![Inst::Run(0, 1, 2, Take::Greedy)])), "falls off the end");
+        assert!(!ok(&prog(vec![Inst::Set(1), Inst::Match(0)])), "set id");
+        assert!(!ok(&prog(vec![Inst::Lit(1), Inst::Match(0)])), "literal id");
+        assert!(!ok(&prog(vec![Inst::Tail(0)])), "tail id");
+        let e = prog(vec![Inst::Match(0)]);
+        assert!(!well_formed(&e, &[1]), "first set id");
+        assert!(!well_formed(&e, &[]), "first sets");
+        assert!(!ok(&prog(vec![])), "empty");
     }
 
     #[test]
