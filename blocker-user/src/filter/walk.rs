@@ -67,11 +67,18 @@ pub(crate) fn anchored_scan(dfa: &DenseDfa, mut sid: StateID, hay: &[u8]) -> (Op
 /// starts with the same bytes resumes after them. Syslog heads repeat
 /// (host, daemon), and a walk is one dependent load per byte. At most
 /// [`MEMO_MAX`] bytes are kept.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct WalkMemo {
-    bytes: Vec<u8>,
+    len: usize,
+    bytes: Box<[u8; MEMO_MAX]>,
     /// The state after each byte, and the last match end by then.
-    steps: Vec<(StateID, usize)>,
+    steps: Box<[(StateID, usize); MEMO_MAX]>,
+}
+
+impl Default for WalkMemo {
+    fn default() -> Self {
+        WalkMemo { len: 0, bytes: Box::new([0; MEMO_MAX]), steps: Box::new([(StateID::ZERO, 0); MEMO_MAX]) }
+    }
 }
 
 /// Bytes of a walk a [`WalkMemo`] keeps (a line's head is far shorter).
@@ -87,7 +94,7 @@ pub(crate) fn anchored_end_memo(
     use regex_automata::dfa::Automaton;
     const NONE: usize = usize::MAX;
     let found = |e: usize| (e != NONE).then_some(e);
-    let same = common_prefix(hay, &memo.bytes);
+    let same = common_prefix(hay, &memo.bytes[..memo.len]);
     let (mut sid, mut end) = match same {
         0 => (*start, NONE),
         n => memo.steps[n - 1],
@@ -99,8 +106,7 @@ pub(crate) fn anchored_end_memo(
             return None;
         }
     }
-    memo.bytes.truncate(same);
-    memo.steps.truncate(same);
+    memo.len = same;
     for (i, &b) in hay.iter().enumerate().skip(same) {
         // SAFETY: `sid` is the start state of `dfa` or a transition of it.
         sid = unsafe { dfa.next_state_unchecked(sid, b) };
@@ -110,8 +116,9 @@ pub(crate) fn anchored_end_memo(
             end = i;
         }
         if i < MEMO_MAX {
-            memo.bytes.push(b);
-            memo.steps.push((sid, end));
+            memo.bytes[i] = b;
+            memo.steps[i] = (sid, end);
+            memo.len = i + 1;
         }
         if special {
             if dfa.is_dead_state(sid) {
