@@ -1294,7 +1294,7 @@ mod tests {
         )
         .unwrap();
         let mut m = f.matcher();
-        let mut lines = |m: &mut matcher::Matcher<'_>, l: &str| match m.feed(l) {
+        let lines = |m: &mut matcher::Matcher<'_>, l: &str| match m.feed(l) {
             Outcome::Failure(fl) => Some(fl.lines.to_vec()),
             _ => None,
         };
