@@ -178,14 +178,17 @@ impl Drop for SmtpServer {
 /// default): a port the kernel hands out could be taken as the source port
 /// of another test's connection before the caller binds it.
 pub fn free_port() -> u16 {
+    const FIRST: u16 = 20_000;
+    const COUNT: u32 = 12_000;
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    loop {
+    for _ in 0..COUNT {
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let port = 20_000 + ((std::process::id().wrapping_mul(97).wrapping_add(n)) % 12_000) as u16;
+        let port = FIRST + ((std::process::id().wrapping_mul(97).wrapping_add(n)) % COUNT) as u16;
         if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }
     }
+    panic!("free_port: no free TCP port on 127.0.0.1 in {FIRST}..{}; stop what holds them", u32::from(FIRST) + COUNT);
 }
 
 /// A CA and a server certificate for `localhost` and 127.0.0.1 signed by
