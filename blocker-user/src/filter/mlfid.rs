@@ -17,12 +17,24 @@ use super::gid;
 pub(crate) struct Groups {
     items: Vec<(u16, Option<(u32, u32)>)>,
     text: String,
+    /// Bit `id` (ids below 64): `items` holds `id`.
+    keys: u64,
+    /// Bit `id` (ids below 64): `items` holds `id` with a value.
+    vals: u64,
+}
+
+/// The bit of `id` in [`Groups::keys`] and [`Groups::vals`]; 0 for ids
+/// the masks do not cover (those are searched).
+fn bit(id: u16) -> u64 {
+    if id < 64 { 1 << id } else { 0 }
 }
 
 impl Groups {
     pub fn clear(&mut self) {
         self.items.clear();
         self.text.clear();
+        self.keys = 0;
+        self.vals = 0;
     }
 
     fn value(&self, r: Option<(u32, u32)>) -> Option<&str> {
@@ -30,18 +42,47 @@ impl Groups {
     }
 
     pub fn get(&self, id: u16) -> Option<&str> {
-        self.items.iter().find(|(k, _)| *k == id).and_then(|(_, v)| self.value(*v))
+        self.value(self.range(id))
     }
 
     fn range(&self, id: u16) -> Option<(u32, u32)> {
+        if id < 64 && self.vals & bit(id) == 0 {
+            return None;
+        }
         self.items.iter().find(|(k, _)| *k == id).and_then(|(_, v)| *v)
     }
 
     fn set_range(&mut self, id: u16, v: Option<(u32, u32)>) {
+        let b = bit(id);
+        if v.is_some() {
+            self.vals |= b;
+        } else {
+            self.vals &= !b;
+        }
+        if id < 64 && self.keys & b == 0 {
+            self.keys |= b;
+            self.items.push((id, v));
+            return;
+        }
         match self.items.iter_mut().find(|(k, _)| *k == id) {
             Some(e) => e.1 = v,
             None => self.items.push((id, v)),
         }
+    }
+
+    /// Take item `i` out (the last one takes its place).
+    fn take(&mut self, i: usize) -> Option<(u32, u32)> {
+        let (id, v) = self.items.swap_remove(i);
+        self.keys &= !bit(id);
+        self.vals &= !bit(id);
+        v
+    }
+
+    fn position(&self, id: u16) -> Option<usize> {
+        if id < 64 && self.keys & bit(id) == 0 {
+            return None;
+        }
+        self.items.iter().position(|(k, _)| *k == id)
     }
 
     fn push_text(&mut self, v: &str) -> (u32, u32) {
@@ -58,8 +99,8 @@ impl Groups {
 
     /// Remove a group (the last one takes its place, as before).
     pub fn remove(&mut self, id: u16) {
-        if let Some(i) = self.items.iter().position(|(k, _)| *k == id) {
-            self.items.swap_remove(i);
+        if let Some(i) = self.position(id) {
+            self.take(i);
         }
     }
 
@@ -69,8 +110,8 @@ impl Groups {
 
     /// Remove a group; whether it had a non-empty value.
     pub fn pop_truthy(&mut self, id: u16) -> bool {
-        match self.items.iter().position(|(k, _)| *k == id) {
-            Some(i) => self.items.swap_remove(i).1.is_some_and(|(s, e)| e > s),
+        match self.position(id) {
+            Some(i) => self.take(i).is_some_and(|(s, e)| e > s),
             None => false,
         }
     }
@@ -84,6 +125,8 @@ impl Groups {
     pub fn copy_from(&mut self, other: &Groups) {
         self.items.clone_from(&other.items);
         self.text.clone_from(&other.text);
+        self.keys = other.keys;
+        self.vals = other.vals;
     }
 
     /// Set every group of `other` that has a value.
@@ -532,7 +575,8 @@ mod tests {
             seed ^= seed << 13;
             seed ^= seed >> 7;
             seed ^= seed << 17;
-            let id = (seed % 24) as u16;
+            // ids on both sides of the 64 the bit masks cover
+            let id = (seed % 24) as u16 + if seed & (1 << 40) != 0 { 50 } else { 0 };
             let v = (!(seed >> 8).is_multiple_of(3)).then(|| format!("v{}", (seed >> 16) % 5));
             match (seed >> 32) % 10 {
                 0..=4 => {
