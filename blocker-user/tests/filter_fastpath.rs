@@ -22,7 +22,7 @@ fn summary(o: Outcome<'_>) -> String {
             f.regex_index,
             f.id,
             f.host,
-            f.kind,
+            f.kind(),
             f.cidr,
             f.time,
             f.captures.iter().collect::<Vec<_>>(),

@@ -55,7 +55,7 @@ fn inline_regex_is_anchored_after_the_syslog_prefix() {
     match m.feed(l) {
         Outcome::Failure(fl) => {
             assert_eq!(fl.id, "192.0.2.9");
-            assert_eq!(fl.kind, HostKind::Ipv4);
+            assert_eq!(fl.kind(), HostKind::Ipv4);
         }
         o => panic!("expected failure, got {o:?}"),
     }
@@ -95,7 +95,7 @@ fn host_kinds_and_text_as_written() {
     for (l, want, kind) in cases {
         match m.feed(l) {
             Outcome::Failure(fl) => {
-                assert_eq!((fl.id, fl.kind), (want, kind), "{l}");
+                assert_eq!((fl.id, fl.kind()), (want, kind), "{l}");
             }
             o => panic!("{l}: {o:?}"),
         }

@@ -37,8 +37,8 @@ pub struct Failure<'a> {
     pub id: &'a str,
     /// The host/address capture (`ip4`, `ip6` or `dns` group) as written.
     pub host: Option<&'a str>,
-    /// What `id` is.
-    pub kind: HostKind,
+    /// Where `id` came from; [`Failure::kind`] tells what it is.
+    id_src: IdSrc,
     /// Prefix length from a `<CIDR>`/`<SUBNET>` capture.
     pub cidr: Option<u8>,
     /// Timestamp of the line (None if no date was found).
@@ -53,6 +53,11 @@ pub struct Failure<'a> {
 }
 
 impl<'a> Failure<'a> {
+    /// What `id` is (parsed when asked: `filter-test` never needs it).
+    pub fn kind(&self) -> HostKind {
+        host_kind(self.id, self.id_src, self.cidr)
+    }
+
     /// A named capture, e.g. `user`.
     pub fn capture(&self, name: &str) -> Option<&'a str> {
         self.captures.get(name)
@@ -506,7 +511,7 @@ impl<'f> Matcher<'f> {
             }
             g
         });
-        let mut result: Option<(usize, HostKind, Option<u8>)> = None;
+        let mut result: Option<(usize, IdSrc, Option<u8>)> = None;
         let mut first_nofail: Option<usize> = None;
         let mut ignored: Option<Option<usize>> = None;
         // the fast path's winner is the only regex to look at
@@ -619,14 +624,14 @@ impl<'f> Matcher<'f> {
             };
             let nofail = w.groups.truthy(gid::NOFAIL);
             let cidr = w.groups.get(gid::CIDR).and_then(|c| c.parse::<u8>().ok());
-            let (ip, kind_src) = if let Some(ip) = w.groups.get(gid::IP4) {
-                (Some(ip), "ip4")
+            let (ip, ip_src) = if let Some(ip) = w.groups.get(gid::IP4) {
+                (Some(ip), IdSrc::Ip4)
             } else if let Some(ip) = w.groups.get(gid::IP6) {
-                (Some(ip), "ip6")
+                (Some(ip), IdSrc::Ip6)
             } else if let Some(d) = w.groups.get(gid::DNS) {
-                (Some(d), "dns")
+                (Some(d), IdSrc::Dns)
             } else {
-                (None, "fid")
+                (None, IdSrc::Fid)
             };
             let fid = w.groups.get(gid::FID);
             let id_is_fid = fid.is_some() && fid != ip;
@@ -695,20 +700,20 @@ impl<'f> Matcher<'f> {
                 // the loop ends here: point at the entry
                 self.r_at = Some(merged);
             }
-            let kind = host_kind(&self.tmp_id, kind_src, id_is_fid, cidr);
+            let id_src = if id_is_fid { IdSrc::Fid } else { ip_src };
             std::mem::swap(&mut self.r_id, &mut self.tmp_id);
             std::mem::swap(&mut self.r_host, &mut self.tmp_host);
             self.r_has_host = has_ip;
-            result = Some((i, kind, cidr));
+            result = Some((i, id_src, cidr));
             if !self.check_all {
                 break;
             }
         }
         match result {
-            Some((regex_index, kind, cidr)) => Outcome::Failure(Failure {
+            Some((regex_index, id_src, cidr)) => Outcome::Failure(Failure {
                 id: &self.r_id,
                 host: self.r_has_host.then_some(self.r_host.as_str()),
-                kind,
+                id_src,
                 cidr,
                 time,
                 regex_index,
@@ -843,34 +848,34 @@ pub(crate) fn ipv4_number(s: &str) -> Option<u32> {
     (octets == 4).then_some(num)
 }
 
-fn host_kind(id: &str, src: &str, id_is_fid: bool, cidr: Option<u8>) -> HostKind {
-    if !id_is_fid && src == "ip4" && cidr.is_none() && ipv4_number(id).is_some() {
+/// Which group a failure id came from: an address or name group, or an
+/// `<F-ID>` that differs from them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum IdSrc {
+    Ip4,
+    Ip6,
+    Dns,
+    Fid,
+}
+
+fn host_kind(id: &str, src: IdSrc, cidr: Option<u8>) -> HostKind {
+    if src == IdSrc::Ip4 && cidr.is_none() && ipv4_number(id).is_some() {
         return HostKind::Ipv4;
     }
-    if !id_is_fid && src == "ip6" && cidr.is_none() && id.parse::<std::net::Ipv6Addr>().is_ok() {
+    if src == IdSrc::Ip6 && cidr.is_none() && id.parse::<std::net::Ipv6Addr>().is_ok() {
         return HostKind::Ipv6;
     }
-    if !id_is_fid {
-        match src {
-            "ip4" | "ip6" => {
-                if cidr.is_some() {
-                    return HostKind::Subnet;
-                }
-                return match id.parse::<IpAddr>() {
-                    Ok(IpAddr::V4(_)) => HostKind::Ipv4,
-                    Ok(IpAddr::V6(_)) => HostKind::Ipv6,
-                    Err(_) => HostKind::Other,
-                };
-            }
-            "dns" => {
-                return match id.parse::<IpAddr>() {
-                    Ok(IpAddr::V4(_)) => HostKind::Ipv4,
-                    Ok(IpAddr::V6(_)) => HostKind::Ipv6,
-                    Err(_) => HostKind::Name,
-                };
-            }
-            _ => {}
+    match src {
+        IdSrc::Ip4 | IdSrc::Ip6 if cidr.is_some() => return HostKind::Subnet,
+        IdSrc::Ip4 | IdSrc::Ip6 | IdSrc::Dns => {
+            return match id.parse::<IpAddr>() {
+                Ok(IpAddr::V4(_)) => HostKind::Ipv4,
+                Ok(IpAddr::V6(_)) => HostKind::Ipv6,
+                Err(_) if src == IdSrc::Dns => HostKind::Name,
+                Err(_) => HostKind::Other,
+            };
         }
+        IdSrc::Fid => {}
     }
     let t = id.trim_start_matches('[').trim_end_matches(']');
     if let Some((a, p)) = t.split_once('/')

@@ -82,7 +82,7 @@ fn handle(jail: &mut Jail, outcome: Outcome<'_>, line: &LogLine, usedns: UseDns,
     let at = failure.time.map_or_else(unix_now, |t| t.timestamp());
     let text = failure.lines.last().map_or(line.text.as_str(), String::as_str);
     let host = failure.host.unwrap_or(failure.id);
-    match failure.kind {
+    match failure.kind() {
         HostKind::Ipv4 | HostKind::Ipv6 => match host.parse::<IpAddr>() {
             Ok(a) => jail.failure_read_at(Target::from_addr(a), at, text, Some(line.read_at)),
             Err(_) => tracing::debug!(jail = %jail.name, host, "unparsable address"),
