@@ -139,11 +139,14 @@ impl Groups {
         }
     }
 
-    /// `alt_NAME[_N]` groups fill `NAME` when it is empty (`alt_base[id]`).
-    pub fn merge_alt(&mut self, alt_base: &[Option<u16>]) {
+    /// `alt_NAME[_N]` groups fill `NAME` when it is empty.
+    pub fn merge_alt(&mut self, alt: &AltBases) {
+        if !alt.high && self.vals & alt.low == 0 {
+            return;
+        }
         for i in 0..self.items.len() {
             let (id, v) = self.items[i];
-            if let (Some(base), Some(r)) = (alt_base[id as usize], v)
+            if let (Some(base), Some(r)) = (alt.base[id as usize], v)
                 && r.1 > r.0
                 && !self.truthy(base)
             {
@@ -165,6 +168,26 @@ impl Groups {
                 *v = Some((ns, self.text.len() as u32));
             }
         }
+    }
+}
+
+/// Per name id, the id of `NAME` for an `alt_NAME[_N]` group, and masks
+/// that let a failure without such groups skip the merge.
+#[derive(Debug)]
+pub(crate) struct AltBases {
+    base: Vec<Option<u16>>,
+    /// Bit `id` for each alt group id below 64.
+    low: u64,
+    /// Some alt group id is 64 or more.
+    high: bool,
+}
+
+impl AltBases {
+    pub fn new(base: Vec<Option<u16>>) -> AltBases {
+        let alts = || base.iter().enumerate().filter(|(_, b)| b.is_some()).map(|(i, _)| i);
+        let low = alts().filter(|&i| i < 64).fold(0, |m, i| m | 1 << i);
+        let high = alts().any(|i| i >= 64);
+        AltBases { base, low, high }
     }
 }
 
@@ -563,6 +586,28 @@ mod tests {
         assert!(g.pop_truthy(gid::USER));
         assert!(!g.pop_truthy(gid::FID));
         assert_eq!(g.iter().collect::<Vec<_>>(), [(gid::IP4, Some("192.0.2.1"))]);
+    }
+
+    #[test]
+    fn alt_groups_fill_empty_names_below_and_above_64() {
+        for alt in [20u16, 70] {
+            let mut base = vec![None; 80];
+            base[alt as usize] = Some(gid::USER);
+            let alts = AltBases::new(base);
+            let mut g = Groups::default();
+            g.set(gid::USER, Some(""));
+            g.set(alt, Some("bob"));
+            g.merge_alt(&alts);
+            assert_eq!(g.get(gid::USER), Some("bob"), "alt id {alt}");
+            g.set(gid::USER, Some("eve"));
+            g.merge_alt(&alts);
+            assert_eq!(g.get(gid::USER), Some("eve"), "alt id {alt}");
+            // no alt group with a value: nothing to merge
+            let mut h = Groups::default();
+            h.set(alt, None);
+            h.merge_alt(&alts);
+            assert_eq!(h.get(gid::USER), None);
+        }
     }
 
     #[test]

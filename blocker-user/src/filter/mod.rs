@@ -636,7 +636,7 @@ pub struct Filter {
     /// Interned capture group names (ids index this).
     pub(crate) names: Vec<String>,
     /// Per name id: the id of NAME for `alt_NAME` groups.
-    pub(crate) alt_base: Vec<Option<u16>>,
+    pub(crate) alt_base: mlfid::AltBases,
     /// Per name id: whether it is a `<SKIPLINES>` group.
     pub(crate) is_skip: Vec<bool>,
     /// One-DFA-pass failregex selection and DFA-guided groups (see
@@ -785,7 +785,7 @@ impl Filter {
         if let Some(h) = head_split.as_mut() {
             h.group = intern.id(&h.group_name);
         }
-        let alt_base = alt_bases(&mut intern);
+        let alt_base = mlfid::AltBases::new(alt_bases(&mut intern));
         let is_skip = intern.names.iter().map(|n| n.starts_with("skiplines")).collect();
         let fast = if multiline { None } else { fast::FastPath::build(&failregex) };
         Ok(Filter {
