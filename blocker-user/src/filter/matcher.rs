@@ -323,14 +323,14 @@ impl<'f> Matcher<'f> {
             self.last_date = Some(h.fields);
         }
         let (s, e) = hit.map_or((0, 0), |h| (h.start, h.end));
-        self.process(line, ascii, s, e, hit, None)
+        self.process(line, ascii, s, e, None)
     }
 
     /// Feed a line whose time is already known (e.g. from the journal): no
     /// date is searched; the whole line is matched.
     pub fn feed_with_time(&mut self, line: &str, time: Option<LogTime>) -> Outcome<'_> {
         let line = line.strip_suffix('\n').unwrap_or(line);
-        self.process(line, is_ascii(line.as_bytes()), 0, 0, None, Some(time))
+        self.process(line, is_ascii(line.as_bytes()), 0, 0, Some(time))
     }
 
     fn process(
@@ -339,7 +339,6 @@ impl<'f> Matcher<'f> {
         line_ascii: bool,
         ds: usize,
         de: usize,
-        hit: Option<DateHit>,
         known_time: Option<Option<LogTime>>,
     ) -> Outcome<'_> {
         let f = self.filter;
@@ -485,9 +484,10 @@ impl<'f> Matcher<'f> {
                 }
             }
         }
+        // without a known time, the date is the line's (`feed_known` set it)
         let time = match known_time {
             Some(t) => t,
-            None => match hit {
+            None => match self.last_hit {
                 Some(h) if h.end > h.start => self.resolve_time(h.fields),
                 // no date, or an empty one: Fail2Ban reuses the last date if
                 // it is recent (or in the future), else "now" for empty dates
@@ -496,7 +496,7 @@ impl<'f> Matcher<'f> {
                     let last = self.last_date.and_then(|f| f.resolve(now));
                     match last {
                         Some(t) if t.local() > now - chrono::Duration::seconds(60) => Some(t),
-                        _ if hit.is_some() => Some(LogTime { naive: now, offset: None, epoch_based: false }),
+                        _ if self.last_hit.is_some() => Some(LogTime { naive: now, offset: None, epoch_based: false }),
                         _ => None,
                     }
                 }
