@@ -52,6 +52,7 @@ impl Groups {
         self.items.iter().find(|(k, _)| *k == id).and_then(|(_, v)| *v)
     }
 
+    #[inline]
     fn set_range(&mut self, id: u16, v: Option<(u32, u32)>) {
         let b = bit(id);
         if v.is_some() {
@@ -92,6 +93,7 @@ impl Groups {
     }
 
     /// Set (or add) a value.
+    #[inline]
     pub fn set(&mut self, id: u16, v: Option<&str>) {
         let r = v.map(|v| self.push_text(v));
         self.set_range(id, r);
