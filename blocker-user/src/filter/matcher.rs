@@ -987,23 +987,26 @@ fn run(c: &CompiledRegex, text: &str, locs: &mut Locs, ascii: bool, out: &mut Sp
     }
 }
 
-/// Whether `b` is ASCII: an OR over all its 8-byte words, the last one
+/// Whether `b` is ASCII: an OR over all its 16-byte blocks, the last one
 /// overlapping the one before, with no early exit (the standard check
 /// stops early, and a plain OR over bytes ends in a byte loop; both cost
 /// more on lines of a hundred bytes).
 pub(crate) fn is_ascii(b: &[u8]) -> bool {
     const HIGH: u64 = 0x8080_8080_8080_8080;
-    if b.len() < 8 {
-        return b.iter().all(|&x| x < 0x80);
+    if b.len() < 16 {
+        if b.len() < 8 {
+            return b.iter().all(|&x| x < 0x80);
+        }
+        let word = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().unwrap());
+        return (word(0) | word(b.len() - 8)) & HIGH == 0;
     }
-    let word = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().unwrap());
-    let mut acc = word(b.len() - 8);
-    let mut i = 0;
-    while i + 8 <= b.len() {
-        acc |= word(i);
-        i += 8;
+    // 16 bytes at a time (one vector register), the last 16 overlapping
+    let wide = |c: &[u8]| u128::from_le_bytes(c.try_into().unwrap());
+    let mut acc = wide(&b[b.len() - 16..]);
+    for c in b.chunks_exact(16) {
+        acc |= wide(c);
     }
-    acc & HIGH == 0
+    acc & (u128::from(HIGH) << 64 | u128::from(HIGH)) == 0
 }
 
 #[cfg(test)]
