@@ -257,19 +257,22 @@ fn read_line(input: &mut impl BufRead, raw: &mut Vec<u8>) -> std::io::Result<usi
 
 /// Failure times per host. IPv4 ids are keyed by their number (a small
 /// table), other short ids inside the table (no pointer to follow per
-/// lookup); times go to one list, grouped at the end.
+/// lookup); names go to one string and times to one list, grouped at the
+/// end.
 #[derive(Default)]
 struct Hosts {
     v4: V4Index,
     short: HashMap<[u8; 32], u32, rustc_hash::FxBuildHasher>,
     long: HashMap<String, u32, rustc_hash::FxBuildHasher>,
-    names: Vec<String>,
+    /// Host i is `names[name_ends[i - 1]..name_ends[i]]` (from 0 for i = 0).
+    names: String,
+    name_ends: Vec<usize>,
     events: Vec<(u32, i64)>,
 }
 
 impl Hosts {
     fn add(&mut self, id: &str, ts: i64) {
-        let next = self.names.len() as u32;
+        let next = self.name_ends.len() as u32;
         let i = if let Some(n) = ipv4_number(id) {
             self.v4.get_or_insert(n, next)
         } else if id.len() < 32 {
@@ -284,19 +287,25 @@ impl Hosts {
             }
         };
         if i == next {
-            self.names.push(id.to_string());
+            self.names.push_str(id);
+            self.name_ends.push(self.names.len());
         }
         self.events.push((i, ts));
     }
 
     fn len(&self) -> usize {
-        self.names.len()
+        self.name_ends.len()
+    }
+
+    fn name(&self, i: usize) -> &str {
+        let start = if i == 0 { 0 } else { self.name_ends[i - 1] };
+        &self.names[start..self.name_ends[i]]
     }
 
     /// The times of host i are `flat[at[i]..at[i + 1]]` (a counting sort
     /// of the events).
     fn times(&self) -> (Vec<usize>, Vec<i64>) {
-        let mut at = vec![0usize; self.names.len() + 1];
+        let mut at = vec![0usize; self.len() + 1];
         self.events.iter().for_each(|(h, _)| at[*h as usize + 1] += 1);
         for i in 1..at.len() {
             at[i] += at[i - 1];
@@ -366,14 +375,12 @@ fn would_ban(per_host: &Hosts, maxretry: u32, findtime: Duration) -> Vec<String>
     let win = findtime.as_secs() as i64;
     let maxretry = maxretry.max(1) as usize;
     let (at, mut flat) = per_host.times();
-    let mut out: Vec<String> = per_host
-        .names
-        .iter()
-        .enumerate()
-        .filter_map(|(i, h)| {
+    let mut out: Vec<String> = (0..per_host.len())
+        .filter_map(|i| {
             let ts = &mut flat[at[i]..at[i + 1]];
             ts.sort_unstable();
-            (ts.len() >= maxretry && ts.windows(maxretry).any(|w| w[maxretry - 1] - w[0] <= win)).then(|| h.clone())
+            (ts.len() >= maxretry && ts.windows(maxretry).any(|w| w[maxretry - 1] - w[0] <= win))
+                .then(|| per_host.name(i).to_string())
         })
         .collect();
     out.sort();
@@ -423,6 +430,24 @@ fn write_report(s: &FilterTestSummary, filter: &Filter, out: &mut impl Write) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hosts_keep_names_in_order_and_their_times() {
+        let long = "a-host-name-longer-than-32-bytes.example.org";
+        let mut h = Hosts::default();
+        for (id, t) in [("192.0.2.1", 0), (long, 0), ("192.0.2.1", 10), ("2001:db8::1", 5)] {
+            h.add(id, t);
+        }
+        for (id, t) in [(long, 100), ("192.0.2.1", 20), (long, 200), ("2001:db8::1", 6), ("2001:db8::1", 7)] {
+            h.add(id, t);
+        }
+        assert_eq!(h.len(), 3);
+        assert_eq!((0..3).map(|i| h.name(i)).collect::<Vec<_>>(), ["192.0.2.1", long, "2001:db8::1"]);
+        // three within 60 s: the IPv4 and IPv6 hosts; the long name's are
+        // 100 s apart
+        assert_eq!(would_ban(&h, 3, Duration::from_secs(60)), ["192.0.2.1", "2001:db8::1"]);
+        assert_eq!(would_ban(&h, 3, Duration::from_secs(200)), ["192.0.2.1", "2001:db8::1", long]);
+    }
 
     #[test]
     fn v4_index_agrees_with_a_map() {
