@@ -892,8 +892,8 @@ fn host_kind(id: &str, src: IdSrc, cidr: Option<u8>) -> HostKind {
 }
 
 fn is_match(c: &CompiledRegex, text: &str) -> bool {
-    if let Some(a) = &c.ascii
-        && text.is_ascii()
+    if text.is_ascii()
+        && let Some(a) = c.ascii.get()
     {
         return a.is_match(text.as_bytes());
     }
@@ -914,9 +914,9 @@ struct Locs {
 impl Locs {
     fn new(c: &CompiledRegex) -> Locs {
         Locs {
-            // the Unicode slots are made when first needed
+            // the slots are made when first needed
             uni: None,
-            ascii: c.ascii.as_ref().map(|a| a.capture_locations()),
+            ascii: None,
             parts: c.parts.iter().map(Locs::part).collect(),
         }
     }
@@ -958,7 +958,8 @@ fn run(c: &CompiledRegex, text: &str, locs: &mut Locs, ascii: bool, out: &mut Sp
         return run_part(&c.parts[i], text, &mut locs.parts[i], ascii, out);
     }
     out.clear();
-    if ascii && let (Some(a), Some(l)) = (&c.ascii, locs.ascii.as_mut()) {
+    if ascii && let Some(a) = c.ascii.get() {
+        let l = locs.ascii.get_or_insert_with(|| a.capture_locations());
         let m = a.captures_read(l, text.as_bytes())?;
         for (i, id) in &c.ids {
             put(out, *id, l.get(*i));

@@ -185,8 +185,9 @@ pub(crate) struct CompiledRegex {
     pub translated: String,
     pub engine: Engine,
     pub re: Re,
-    /// ASCII twin of a linear regex (used when the buffer is ASCII).
-    pub ascii: Option<regex::bytes::Regex>,
+    /// ASCII twin of a linear regex (used when the buffer is ASCII), built
+    /// on first use: the fast path rarely needs it.
+    pub ascii: Lazy<regex::bytes::Regex>,
     /// Group index → name for named groups.
     pub names: Vec<(usize, String)>,
     /// Group index → interned name id (see `Filter::names`).
@@ -540,6 +541,12 @@ fn ascii_twin(pattern: &str) -> Option<regex::bytes::Regex> {
     regex::bytes::RegexBuilder::new(&format!("(?-u){pattern}")).size_limit(1 << 26).dfa_size_limit(1 << 24).build().ok()
 }
 
+/// Whether the ASCII twin of a pattern is valid (checked without building
+/// it): the fast path runs the byte form.
+fn ascii_parses(pattern: &str) -> bool {
+    regex_syntax::ParserBuilder::new().utf8(false).build().parse(&format!("(?-u){pattern}")).is_ok()
+}
+
 /// A set of relaxed regexes with its ASCII twin: a candidate filter (a
 /// Unicode set that does not build admits every regex).
 #[derive(Debug)]
@@ -582,15 +589,15 @@ impl DualSet {
 #[derive(Debug)]
 pub(crate) struct DualRegex {
     pub uni: Lazy<regex::Regex>,
-    pub ascii: Option<regex::bytes::Regex>,
+    pub ascii: Lazy<regex::bytes::Regex>,
 }
 
 impl DualRegex {
     pub fn is_match(&self, text: &str, ascii: bool) -> bool {
-        match (&self.ascii, ascii) {
-            (Some(a), true) => a.is_match(text.as_bytes()),
-            _ => self.uni.get().is_none_or(|r| r.is_match(text)),
+        if ascii && let Some(a) = self.ascii.get() {
+            return a.is_match(text.as_bytes());
         }
+        self.uni.get().is_none_or(|r| r.is_match(text))
     }
 }
 
@@ -1035,8 +1042,8 @@ fn compile(
         }
     };
     let ascii = match engine {
-        Engine::Linear => ascii_twin(&translated),
-        Engine::Backtracking => None,
+        Engine::Linear => Lazy::new(vec![translated.clone()], |p| ascii_twin(&p[0])),
+        Engine::Backtracking => Lazy::new(vec![], |_| None),
     };
     let parts = if engine == Engine::Linear { split_parts(&parsed, multiline) } else { vec![] };
     let prefixes = if !multiline && !parsed.flags.contains('m') && starts_with_caret(&parsed.node) {
@@ -1045,8 +1052,8 @@ fn compile(
     } else {
         None
     };
-    let fast = match (&re, multiline, &ascii) {
-        (Re::Linear(_), false, Some(_)) => Some(fast::FastInfo {
+    let fast = match (&re, multiline) {
+        (Re::Linear(_), false) if ascii_parses(&translated) => Some(fast::FastInfo {
             anchored: starts_with_caret(&parsed.node),
             branch_groups: split::root_branch_groups(&parsed.node),
             node: parsed.node.clone(),
@@ -1180,16 +1187,15 @@ fn build_prefilter(pref: &str, fails: &[CompiledRegex], use_dns: bool) -> Result
     let ctx = pyre::RenderCtx { root: &node, strip_captures: true };
     node.render(&mut s, false, &ctx);
     let s = dollar_fix(&s, false);
-    // the Unicode form is built on first use (None: pass everything)
-    let ascii = regex::bytes::RegexBuilder::new(&format!("(?-u){s}"))
-        .size_limit(1 << 27)
-        .dfa_size_limit(1 << 25)
-        .build()
-        .map_err(|e| bad(e.to_string()))?;
+    // both forms are built on first use: only lines off the fast path need
+    // them (a form that does not build passes everything)
+    let ascii = Lazy::new(vec![format!("(?-u){s}")], |p| {
+        regex::bytes::RegexBuilder::new(&p[0]).size_limit(1 << 27).dfa_size_limit(1 << 25).build().ok()
+    });
     let uni = Lazy::new(vec![s], |p| {
         regex::RegexBuilder::new(&p[0]).size_limit(1 << 27).dfa_size_limit(1 << 25).build().ok()
     });
-    Ok(DualRegex { uni, ascii: Some(ascii) })
+    Ok(DualRegex { uni, ascii })
 }
 
 /// Remove a leading `^` (at the start of every alternative). Returns whether
@@ -1268,6 +1274,23 @@ mod tests {
         assert!(r.is_built());
         let e = Filter::inline(&[r"^(?:\w{100}){100} <HOST>$".into()], &[], None, None).unwrap_err();
         assert!(e.to_string().contains("size limit"), "{e}");
+    }
+
+    /// A failregex's ASCII twin is built only when a line leaves the fast
+    /// path.
+    #[test]
+    fn ascii_twins_build_off_the_fast_path_only() {
+        let f = Filter::inline(&[r"^x <HOST> user (?P<u>\w+)$".into()], &[], Some("{NONE}"), None).unwrap();
+        let twin = &f.failregex[0].ascii;
+        let mut m = f.matcher();
+        assert!(m.feed("x 192.0.2.1 user bob").is_failure());
+        assert!(!twin.is_built(), "the fast path decided");
+        m.set_fast_path(false);
+        match m.feed("x 192.0.2.2 user eve") {
+            Outcome::Failure(f) => assert_eq!((f.id, f.capture("u")), ("192.0.2.2", Some("eve"))),
+            o => panic!("{o:?}"),
+        }
+        assert!(twin.is_built());
     }
 
     #[test]
