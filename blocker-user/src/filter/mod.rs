@@ -255,9 +255,16 @@ impl<T> Lazy<T> {
         let _ = self.val.set(Some(v));
     }
 
-    /// The (first) pattern.
+    /// A value there is none of (nothing to build).
+    fn absent() -> Self {
+        let val = std::sync::OnceLock::new();
+        let _ = val.set(None);
+        Lazy { pats: vec![], val, build: |_| None }
+    }
+
+    /// The (first) pattern; empty for [`Lazy::absent`].
     pub fn as_str(&self) -> &str {
-        &self.pats[0]
+        self.pats.first().map_or("", String::as_str)
     }
 }
 
@@ -1043,7 +1050,7 @@ fn compile(
     };
     let ascii = match engine {
         Engine::Linear => Lazy::new(vec![translated.clone()], |p| ascii_twin(&p[0])),
-        Engine::Backtracking => Lazy::new(vec![], |_| None),
+        Engine::Backtracking => Lazy::absent(),
     };
     let parts = if engine == Engine::Linear { split_parts(&parsed, multiline) } else { vec![] };
     let prefixes = if !multiline && !parsed.flags.contains('m') && starts_with_caret(&parsed.node) {
@@ -1291,6 +1298,12 @@ mod tests {
             o => panic!("{o:?}"),
         }
         assert!(twin.is_built());
+        // a backtracking regex has no twin, and nothing to build
+        let f = Filter::inline(&[r"^x (?=\d)<HOST>$".into()], &[], Some("{NONE}"), None).unwrap();
+        assert_eq!(f.failregex[0].engine, Engine::Backtracking);
+        let twin = &f.failregex[0].ascii;
+        assert!(twin.get().is_none() && twin.as_str().is_empty());
+        assert!(f.matcher().feed("x 192.0.2.3").is_failure());
     }
 
     #[test]
