@@ -55,6 +55,8 @@ enum Inst {
     Match(u32),
     /// A match if tail n (in `tails`) matches from here.
     Tail(u32),
+    /// Go to the first place literal n starts, with no newline before it.
+    Skip(u32),
     /// `set{min,max}` in one step: (set, min, max or u32::MAX, how).
     Run(u32, u32, u32, Take),
 }
@@ -92,7 +94,16 @@ pub(super) enum Re {
     Cap(usize, Box<Re>),
     Cat(Vec<Re>),
     Alt(Vec<Re>),
-    Rep { re: Box<Re>, min: u32, max: Option<u32>, greedy: bool },
+    Rep {
+        re: Box<Re>,
+        min: u32,
+        max: Option<u32>,
+        greedy: bool,
+    },
+    /// The text up to the first occurrence of a literal that must follow
+    /// (a rewritten tempered token, see `pyre::Node::Avoid`), and that
+    /// text as a regex.
+    Skip(Box<[u8]>, Box<Re>),
 }
 
 /// Most instructions of a program (counted repetitions are unrolled).
@@ -132,6 +143,15 @@ impl<'a> Builder<'a> {
                 Re::Cap(g, Box::new(self.node(inner, scoped)?))
             }
             Node::Group(inner, GroupKind::NonCapture) => self.node(inner, scoped)?,
+            Node::Avoid { lit, class } => {
+                let re = self.node(&Node::Class(class.clone()), scoped)?;
+                // the search compares bytes as they are
+                let plain = !self.flags.contains(['i', 'x']) && !scoped.iter().any(|f| f.contains(['i', 'x']));
+                match plain && lit.is_ascii() && !lit.is_empty() {
+                    true => Re::Skip(lit.as_bytes().into(), Box::new(re)),
+                    false => re,
+                }
+            }
             Node::Group(inner, GroupKind::Flags(f)) => {
                 let mut s = scoped.to_vec();
                 s.push(f.clone());
@@ -195,6 +215,7 @@ fn simplify(r: Re) -> Re {
         Re::Cap(g, x) => Re::Cap(g, Box::new(simplify(*x))),
         Re::Cat(v) => Re::Cat(v.into_iter().map(simplify).collect()),
         Re::Rep { re, min, max, greedy } => Re::Rep { re: Box::new(simplify(*re)), min, max, greedy },
+        Re::Skip(l, x) => Re::Skip(l, Box::new(simplify(*x))),
         Re::Alt(v) => {
             let v: Vec<Re> = v.into_iter().map(simplify).collect();
             let mut union = [0u64; 4];
@@ -232,6 +253,7 @@ fn nullable(r: &Re) -> bool {
         Re::Cat(v) => v.iter().all(nullable),
         Re::Alt(v) => v.iter().any(nullable),
         Re::Rep { re, min, .. } => *min == 0 || nullable(re),
+        Re::Skip(..) => true,
     }
 }
 
@@ -295,6 +317,10 @@ impl Emitter {
             }
             Re::Look(l) => {
                 self.push(Inst::Look(*l))?;
+            }
+            Re::Skip(l, _) => {
+                self.lits.push(l.clone());
+                self.push(Inst::Skip(self.lits.len() as u32 - 1))?;
             }
             Re::Cap(g, x) => {
                 self.push(Inst::Save(2 * *g as u32))?;
@@ -645,6 +671,15 @@ impl Prog {
                         }
                         pc += 1;
                     }
+                    Inst::Skip(i) => {
+                        // only the first place the literal starts can be
+                        // followed by it, as the text must be
+                        let l = &self.lits[i as usize];
+                        let Some(q) = find_lit(hay, at, l) else { break };
+                        budget = budget.saturating_sub(q - at);
+                        at = q;
+                        pc += 1;
+                    }
                     Inst::Match(b) => {
                         slots[0] = 0;
                         slots[1] = at as u32;
@@ -681,7 +716,7 @@ fn well_formed(e: &Emitter, first: &[u32]) -> bool {
             let next = pc as u32 + 1 < n;
             match *i {
                 Inst::Byte(_) | Inst::Save(_) | Inst::Look(_) => next,
-                Inst::Lit(l) => next && (l as usize) < e.lits.len(),
+                Inst::Lit(l) | Inst::Skip(l) => next && (l as usize) < e.lits.len(),
                 Inst::Set(s) | Inst::Run(s, ..) => next && set(s),
                 Inst::Split(a, b) => a < n && b < n,
                 Inst::Jmp(a) => a < n,
@@ -700,6 +735,23 @@ fn last_lit(hay: &[u8], lo: usize, mut at: usize, b: u8, rest: &[u8]) -> Option<
             return Some(q);
         }
         at = q;
+    }
+}
+
+/// The first position at or after `at` where `l` starts, if no newline
+/// comes before it.
+fn find_lit(hay: &[u8], at: usize, l: &[u8]) -> Option<usize> {
+    let (&b, rest) = l.split_first()?;
+    let mut q = at;
+    loop {
+        q += hay[q..].iter().position(|&c| c == b || c == b'\n')?;
+        if hay[q] == b'\n' && b != b'\n' {
+            return None;
+        }
+        if starts_with(&hay[q + 1..], rest) {
+            return Some(q);
+        }
+        q += 1;
     }
 }
 
@@ -787,7 +839,7 @@ fn first_sets(e: &mut Emitter) -> Vec<u32> {
                 Inst::Jmp(a) => first[a as usize],
                 Inst::Save(_) => next(pc + 1),
                 Inst::Tail(t) => e.tails[t as usize].first,
-                Inst::Look(_) | Inst::Match(_) => None,
+                Inst::Look(_) | Inst::Match(_) | Inst::Skip(_) => None,
             };
             if f != first[pc] {
                 first[pc] = f;
@@ -913,6 +965,53 @@ mod tests {
         let parsed = super::super::pyre::parse(r"^(?P<a>x)(?: port \d+)?$").unwrap();
         let prog = Prog::new(&parsed.node, &parsed.flags).unwrap();
         assert!(matches!(prog.insts.last(), Some(Inst::Tail(0))), "{:?}", prog.insts);
+    }
+
+    /// A tempered token that a literal follows, once linearized, runs as
+    /// one search; the captures are fancy-regex's on the original pattern.
+    #[test]
+    fn tempered_tokens_skip_to_their_literal() {
+        use super::super::pyre;
+        let cases = [
+            (r"^(?P<u>(?:(?! from ).)*?) from (?P<h>\S+)", true),
+            (r"^(?P<u>(?:(?! from ).)*) from (?P<h>\S+)$", true),
+            (r"^x(?P<u>(?:(?! fr).)*) from(?P<r>.*)", true),
+            // case-insensitive: the search would compare bytes as they are
+            (r"(?i)^(?P<u>(?:(?! from ).)*?) from (?P<h>\S+)", false),
+        ];
+        let texts = [
+            "a from b",
+            "a fro from b",
+            " from  from z",
+            "x from y\n",
+            "xa from b from c",
+            "a\n from b",
+            "no literal",
+            "x fr from y",
+            "aa fromfrom from c",
+            "A FROM b from c",
+            "",
+        ];
+        for (pat, skips) in cases {
+            let parsed = pyre::parse(pat).unwrap();
+            let lin = pyre::linearize(&parsed.node).expect("linear");
+            let prog = Prog::new(&lin, &parsed.flags).expect("program");
+            assert_eq!(prog.insts.iter().any(|i| matches!(i, Inst::Skip(_))), skips, "{pat}: {:?}", prog.insts);
+            let (orig, _) = pyre::render(&parsed, false, false);
+            let re = fancy_regex::Regex::new(&super::super::dollar_fix(&orig, false)).unwrap();
+            let mut slots = vec![UNSET; 2 * (prog.groups() + 1)];
+            for t in texts {
+                let got = prog.run(t.as_bytes(), &mut slots, &mut Vec::new()).expect("within budget");
+                let want = re.captures(t).unwrap();
+                assert_eq!(got.map(|g| g.0), want.as_ref().map(|c| c.get(0).unwrap().end()), "{pat} on {t:?}");
+                for g in 1..=prog.groups() {
+                    if let Some(c) = &want {
+                        let w = c.get(g).map(|m| (m.start(), m.end()));
+                        assert_eq!(span(&slots, g), w, "{pat} on {t:?} group {g}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -32,6 +32,14 @@ pub(crate) enum Node {
     Backref(String),
     /// `(?(group)yes|no)`.
     Cond(String, Box<Node>, Box<Node>),
+    /// A rewritten tempered token `(?:(?!lit).)*` that a literal starting
+    /// with `lit` follows: the text up to the first `lit`, as the regex
+    /// `class` (Rust syntax) for the engines and a search for the
+    /// backtracker.
+    Avoid {
+        lit: String,
+        class: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -601,6 +609,11 @@ impl Node {
             Node::Lit(c) => push_lit(out, *c),
             Node::Dot => out.push('.'),
             Node::Class(s) => out.push_str(s),
+            Node::Avoid { class, .. } => {
+                out.push_str("(?:");
+                out.push_str(class);
+                out.push(')');
+            }
             Node::Assert(a) => out.push_str(a),
             Node::Group(n, kind) => match kind {
                 GroupKind::Capture(name) => {
@@ -982,13 +995,13 @@ fn tempered_literal(n: &Node) -> Option<String> {
 
 fn rewrite_tempered(n: &mut Node, follow: &Follow) {
     if let Some(lit) = tempered_literal(n) {
-        let repl = match follow {
-            Follow::End => Some(avoid_literal(&lit, false)),
-            Follow::Lit(s) if s.starts_with(&lit) => Some(avoid_literal(&lit, true)),
-            _ => None,
-        };
-        if let Some(r) = repl {
-            *n = Node::Group(Box::new(Node::Class(r)), GroupKind::NonCapture);
+        match follow {
+            Follow::End => *n = Node::Group(Box::new(Node::Class(avoid_literal(&lit, false))), GroupKind::NonCapture),
+            Follow::Lit(s) if s.starts_with(&lit) => {
+                let class = avoid_literal(&lit, true);
+                *n = Node::Avoid { lit, class };
+            }
+            _ => {}
         }
         return;
     }

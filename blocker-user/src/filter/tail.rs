@@ -129,6 +129,7 @@ fn first_of(r: &Re) -> Option<([u64; 4], bool)> {
             let (f, empty) = first_of(re)?;
             (f, empty || *min == 0)
         }
+        Re::Skip(_, x) => first_of(x)?,
     })
 }
 
@@ -138,7 +139,7 @@ fn looks_back(r: &Re) -> bool {
         Re::Look(l) => !matches!(l, LookKind::End | LookKind::EndLF),
         Re::Cap(_, x) => looks_back(x),
         Re::Cat(v) | Re::Alt(v) => v.iter().any(looks_back),
-        Re::Rep { re, .. } => looks_back(re),
+        Re::Rep { re, .. } | Re::Skip(_, re) => looks_back(re),
         Re::Empty | Re::Set(_) => false,
     }
 }
@@ -147,7 +148,7 @@ fn has_cap(r: &Re) -> bool {
     match r {
         Re::Cap(..) => true,
         Re::Cat(v) | Re::Alt(v) => v.iter().any(has_cap),
-        Re::Rep { re, .. } => has_cap(re),
+        Re::Rep { re, .. } | Re::Skip(_, re) => has_cap(re),
         Re::Empty | Re::Set(_) | Re::Look(_) => false,
     }
 }
@@ -185,7 +186,7 @@ fn render(r: &Re, out: &mut String) -> Option<()> {
             LookKind::Word => r"\b",
             LookKind::NotWord => r"\B",
         }),
-        Re::Cap(_, x) => render(x, out)?,
+        Re::Cap(_, x) | Re::Skip(_, x) => render(x, out)?,
         Re::Cat(v) | Re::Alt(v) => {
             out.push_str("(?:");
             for (i, x) in v.iter().enumerate() {
