@@ -449,6 +449,7 @@ impl Prog {
                 e.insts[s as usize] = Inst::Split(s + 1, next);
             }
         }
+        thread_jumps(&mut e);
         let first = first_sets(&mut e);
         possessive_runs(&mut e, &first);
         if !well_formed(&e, &first) || starts.iter().any(|&s| s as usize >= e.insts.len()) {
@@ -800,6 +801,35 @@ fn u64_at(b: &[u8], i: usize) -> u64 {
     u64::from_ne_bytes(b[i..i + 8].try_into().unwrap_or_default())
 }
 
+/// Point jumps and splits past the jumps they land on, and turn a jump to
+/// an end (a match or a tail scan) into that end: fewer steps per line.
+fn thread_jumps(e: &mut Emitter) {
+    let n = e.insts.len();
+    let dest = |insts: &[Inst], mut t: u32| {
+        // a chain longer than the program is a loop of jumps: leave it
+        for _ in 0..n {
+            match insts.get(t as usize) {
+                Some(Inst::Jmp(u)) => t = *u,
+                _ => break,
+            }
+        }
+        t
+    };
+    for pc in 0..n {
+        e.insts[pc] = match e.insts[pc] {
+            Inst::Jmp(t) => {
+                let t = dest(&e.insts, t);
+                match e.insts.get(t as usize) {
+                    Some(end @ (Inst::Match(_) | Inst::Tail(_))) => *end,
+                    _ => Inst::Jmp(t),
+                }
+            }
+            Inst::Split(a, b) => Inst::Split(dest(&e.insts, a), dest(&e.insts, b)),
+            i => i,
+        };
+    }
+}
+
 /// Mark greedy runs whose set shares no byte with what must follow them:
 /// bytes they give back could not start the rest, so they keep them all
 /// and leave no frame to retry.
@@ -927,6 +957,21 @@ mod tests {
         check(r"^x(?P<o>a*)??y", &["xy", "xay"]);
         check(r"^(?:(?P<a>ab)|(?P<b>a))(?P<c>b?)c", &["abc", "ac", "abbc"]);
         check(r"^(?P<a>a|ab|abc)(?P<b>c?)d", &["abcd", "abd", "ad"]);
+        check(r"^(?:ab|cd)+(?P<x>e|fg)", &["abe", "cdfg", "abcdabe", "cdcdfg", "abf", "ab"]);
+        // the alternation inside the loop ends in a jump to the loop's
+        // jump: threaded at build time
+        let parsed = super::super::pyre::parse(r"^(?:ab|cd)+(?P<x>e|fg)").unwrap();
+        let prog = Prog::new(&parsed.node, &parsed.flags).unwrap();
+        let lands_on_jmp = |t: u32| matches!(prog.insts[t as usize], Inst::Jmp(_));
+        assert!(
+            prog.insts.iter().all(|i| match *i {
+                Inst::Jmp(t) => !lands_on_jmp(t),
+                Inst::Split(a, b) => !lands_on_jmp(a) && !lands_on_jmp(b),
+                _ => true,
+            }),
+            "{:?}",
+            prog.insts
+        );
         check(r"(?i)^A(?P<x>b+)c\b", &["abBc", "ABC", "abcd"]);
         check(r"^u (?P<u>.*?) from (?P<h>\S+)$", &["u a from b", "u a from b from c"]);
         check(r"^(?:x{2,3}?)(?P<r>x*)$", &["xxxx", "xx"]);
