@@ -147,9 +147,10 @@ impl<'a> Builder<'a> {
                 let re = self.node(&Node::Class(class.clone()), scoped)?;
                 // the search compares bytes as they are
                 let plain = !self.flags.contains(['i', 'x']) && !scoped.iter().any(|f| f.contains(['i', 'x']));
-                match plain && lit.is_ascii() && !lit.is_empty() {
-                    true => Re::Skip(lit.as_bytes().into(), Box::new(re)),
-                    false => re,
+                if plain && lit.is_ascii() && !lit.is_empty() {
+                    Re::Skip(lit.as_bytes().into(), Box::new(re))
+                } else {
+                    re
                 }
             }
             Node::Group(inner, GroupKind::Flags(f)) => {
@@ -740,13 +741,13 @@ fn last_lit(hay: &[u8], lo: usize, mut at: usize, b: u8, rest: &[u8]) -> Option<
 }
 
 /// The first position at or after `at` where `l` starts, if no newline
-/// comes before it.
+/// comes before it (`l`, a tempered token's literal, has none).
 fn find_lit(hay: &[u8], at: usize, l: &[u8]) -> Option<usize> {
     let (&b, rest) = l.split_first()?;
     let mut q = at;
     loop {
         q += hay[q..].iter().position(|&c| c == b || c == b'\n')?;
-        if hay[q] == b'\n' && b != b'\n' {
+        if hay[q] == b'\n' {
             return None;
         }
         if starts_with(&hay[q + 1..], rest) {
