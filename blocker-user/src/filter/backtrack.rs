@@ -509,6 +509,24 @@ impl Prog {
         unsafe { self.sets.get_unchecked(set as usize) }
     }
 
+    pub(crate) fn branch_count(&self) -> usize {
+        self.branches.len()
+    }
+
+    /// Per group, the top-level branch whose code sets it (`None`: no
+    /// branch does, as for group 0).
+    pub(crate) fn group_branches(&self) -> Vec<Option<usize>> {
+        let mut out = vec![None; self.groups + 1];
+        for (pc, i) in self.insts.iter().enumerate() {
+            if let Inst::Save(k) = i
+                && let Some(g) = out.get_mut(*k as usize / 2)
+            {
+                *g = Some(self.branches.partition_point(|&s| s as usize <= pc).saturating_sub(1));
+            }
+        }
+        out
+    }
+
     pub(crate) fn name(&self, i: usize) -> Option<&str> {
         self.names.get(i).and_then(|n| n.as_deref())
     }
@@ -1071,6 +1089,14 @@ mod tests {
         // digits before '.' or 'a' keep all; `a*` before `a?x` (a tail
         // scan) may have to give one back
         assert_eq!(takes, [Take::All, Take::All, Take::Greedy]);
+    }
+
+    #[test]
+    fn groups_belong_to_the_branch_that_sets_them() {
+        let parsed = super::super::pyre::parse(r"^(?P<a>x)y|^(?P<b>y)(?:(?P<c>z)|w)|^q").unwrap();
+        let prog = Prog::new(&parsed.node, &parsed.flags).expect("program");
+        assert_eq!(prog.branch_count(), 3);
+        assert_eq!(prog.group_branches(), [None, Some(0), Some(1), Some(1)]);
     }
 
     #[test]

@@ -112,6 +112,9 @@ struct FastRegex {
     /// them: one list per top-level branch when the reference runs the
     /// branches as separate parts, else one list.
     ids: Vec<GroupIds>,
+    /// Per branch of the backtracking program: its `ids` with only the
+    /// groups that branch can set (the others stay unset when it runs).
+    prog_ids: OnceLock<Vec<Option<GroupIds>>>,
 }
 
 /// Where a regex's groups go in [`Spans`]: each distinct name id once, in
@@ -138,6 +141,12 @@ impl GroupIds {
             })
             .collect();
         GroupIds { names, groups }
+    }
+
+    /// The same names, with only the groups `keep` lets through.
+    fn only(&self, keep: impl Fn(usize) -> bool) -> GroupIds {
+        let groups = self.groups.iter().filter(|&&(g, _)| keep(g)).copied().collect();
+        GroupIds { names: self.names.clone(), groups }
     }
 
     /// Fill `out` from the spans of group `g` as `span(g)` gives them.
@@ -240,7 +249,7 @@ impl FastPath {
                 (_, false) => return None,
                 (_, true) => vec![GroupIds::new(&c.ids)],
             };
-            regexes.push(FastRegex { start, ids });
+            regexes.push(FastRegex { start, ids, prog_ids: OnceLock::new() });
         }
         let mut subs: Vec<Sub> = Vec::new();
         let lits = prefix_literals(failregex).map(|per_regex| {
@@ -390,7 +399,19 @@ impl FastPath {
         if end.is_some_and(|x| x != e) {
             return None;
         }
-        let ids = if fr.ids.len() == 1 { fr.ids.first() } else { fr.ids.get(b) }?;
+        let ids = fr
+            .prog_ids
+            .get_or_init(|| {
+                let of = prog.group_branches();
+                (0..prog.branch_count())
+                    .map(|b| {
+                        let ids = if fr.ids.len() == 1 { fr.ids.first() } else { fr.ids.get(b) }?;
+                        Some(ids.only(|g| of.get(g).copied().flatten().is_none_or(|x| x == b)))
+                    })
+                    .collect()
+            })
+            .get(b)?
+            .as_ref()?;
         st.stats[0] += 1;
         let slots = &st.bt_slots;
         ids.fill(out, |g| backtrack::span(slots, g));
