@@ -59,6 +59,9 @@ enum Inst {
     Skip(u32),
     /// `set{min,max}` in one step: (set, min, max or u32::MAX, how).
     Run(u32, u32, u32, Take),
+    /// Fail2Ban's IPv4 pattern in a group, as one step (see [`fuse_ip4`]):
+    /// (start slot, end slot, how the last octet's run takes).
+    Ip4(u32, u32, Take),
 }
 
 /// How a run takes bytes.
@@ -453,6 +456,7 @@ impl Prog {
         thread_jumps(&mut e);
         let first = first_sets(&mut e);
         possessive_runs(&mut e, &first);
+        fuse_ip4(&mut e);
         if !well_formed(&e, &first) || starts.iter().any(|&s| s as usize >= e.insts.len()) {
             return None;
         }
@@ -518,7 +522,7 @@ impl Prog {
     pub(crate) fn group_branches(&self) -> Vec<Option<usize>> {
         let mut out = vec![None; self.groups + 1];
         for (pc, i) in self.insts.iter().enumerate() {
-            if let Inst::Save(k) = i
+            if let Inst::Save(k) | Inst::Ip4(k, ..) = i
                 && let Some(g) = out.get_mut(*k as usize / 2)
             {
                 *g = Some(self.branches.partition_point(|&s| s as usize <= pc).saturating_sub(1));
@@ -691,6 +695,25 @@ impl Prog {
                         }
                         pc += 1;
                     }
+                    Inst::Ip4(a, b, take) => {
+                        // what the nine instructions would do: the same
+                        // slots set and frames left, in the same order
+                        let Some((lo, hi)) = ip4_ends(hay, at) else { break };
+                        if let Some(s) = slots.get_mut(a as usize) {
+                            stack.push(Frame::Restore(a, *s));
+                            *s = at as u32;
+                        }
+                        if take == Take::Greedy && hi > lo {
+                            stack.push(Frame::Shorter(pc as u32 + 7, lo as u32, hi as u32));
+                        }
+                        if let Some(s) = slots.get_mut(b as usize) {
+                            stack.push(Frame::Restore(b, *s));
+                            *s = hi as u32;
+                        }
+                        budget = budget.saturating_sub(8 + hi - at);
+                        at = hi;
+                        pc += 9;
+                    }
                     Inst::Skip(i) => {
                         // only the first place the literal starts can be
                         // followed by it, as the text must be
@@ -742,6 +765,8 @@ fn well_formed(e: &Emitter, first: &[u32]) -> bool {
                 Inst::Jmp(a) => a < n,
                 Inst::Match(_) => true,
                 Inst::Tail(t) => (t as usize) < e.tails.len(),
+                // the nine instructions it stands for, and one after them
+                Inst::Ip4(..) => pc as u32 + 9 < n,
             }
         })
 }
@@ -849,6 +874,60 @@ fn thread_jumps(e: &mut Emitter) {
     }
 }
 
+/// Fuse `Save(a) \d{1,3} \. \d{1,3} \. \d{1,3} \. \d{1,3} Save(b)`
+/// (`<HOST>`'s IPv4 address, the first three runs possessive) into one
+/// [`Inst::Ip4`] in place of the first `Save`. The nine instructions stay
+/// behind it: a retry of the last run resumes among them.
+fn fuse_ip4(e: &mut Emitter) {
+    let digits = {
+        let mut d = [0u64; 4];
+        (b'0'..=b'9').for_each(|b| d[b as usize / 64] |= 1 << (b % 64));
+        d
+    };
+    let run = |i: Inst, last: bool| matches!(i, Inst::Run(s, 1, 3, t) if e.sets[s as usize] == digits && (t == Take::All || last && t == Take::Greedy));
+    let dot = |i: Inst| matches!(i, Inst::Byte(b'.'));
+    for pc in 0..e.insts.len().saturating_sub(9) {
+        let w: [Inst; 9] = std::array::from_fn(|k| e.insts[pc + k]);
+        if let (Inst::Save(a), Inst::Run(.., take), Inst::Save(b)) = (w[0], w[7], w[8])
+            && run(w[1], false)
+            && dot(w[2])
+            && run(w[3], false)
+            && dot(w[4])
+            && run(w[5], false)
+            && dot(w[6])
+            && run(w[7], true)
+        {
+            e.insts[pc] = Inst::Ip4(a, b, take);
+        }
+    }
+}
+
+/// Where `\d{1,3}(?:\.\d{1,3}){3}` from `at` ends, each run taking all
+/// the digits it can (up to 3): (the least end of the last run, its end).
+fn ip4_ends(hay: &[u8], mut at: usize) -> Option<(usize, usize)> {
+    let d = |i: usize| hay.get(i).is_some_and(u8::is_ascii_digit);
+    let run = |i: usize| {
+        if !d(i) {
+            0
+        } else if !d(i + 1) {
+            1
+        } else if !d(i + 2) {
+            2
+        } else {
+            3
+        }
+    };
+    for _ in 0..3 {
+        let n = run(at);
+        if n == 0 || hay.get(at + n) != Some(&b'.') {
+            return None;
+        }
+        at += n + 1;
+    }
+    let n = run(at);
+    (n > 0).then_some((at + 1, at + n))
+}
+
 /// Mark greedy runs whose set shares no byte with what must follow them:
 /// bytes they give back could not start the rest, so they keep them all
 /// and leave no frame to retry.
@@ -888,6 +967,7 @@ fn first_sets(e: &mut Emitter) -> Vec<u32> {
                 Inst::Jmp(a) => first[a as usize],
                 Inst::Save(_) => next(pc + 1),
                 Inst::Tail(t) => e.tails[t as usize].first,
+                Inst::Ip4(..) => next(pc + 1),
                 Inst::Look(_) | Inst::Match(_) | Inst::Skip(_) => None,
             };
             if f != first[pc] {
@@ -965,6 +1045,40 @@ mod tests {
                     assert_eq!(span, caps.get(g).map(|m| (m.start(), m.end())), "{pattern} on {t:?} group {g}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn the_fused_ipv4_step_backtracks_as_its_instructions() {
+        let host = format!("(?:{})", super::super::pyre::host_re("HOST", true));
+        // the last octet possessive (a space follows), or giving digits
+        // back (a digit may follow), or followed by anything
+        for tail in [" port (?P<p>\\d+)$", "(?P<d>\\d)x", "(?P<r>.*)$", "$"] {
+            let pattern = format!("^from {host}{tail}");
+            let parsed = super::super::pyre::parse(&pattern).unwrap();
+            let prog = Prog::new(&parsed.node, &parsed.flags).unwrap();
+            assert!(prog.insts.iter().any(|i| matches!(i, Inst::Ip4(..))), "{pattern}: {:?}", prog.insts);
+            check(
+                &pattern,
+                &[
+                    "from 1.2.3.4 port 22",
+                    "from 192.168.100.200 port 22",
+                    "from 1.2.3.45x",
+                    "from 1.2.3.456x",
+                    "from 1.2.3.4x",
+                    "from 1.2.3.4",
+                    "from 1.2.3.4.5",
+                    "from 1234.1.1.1",
+                    "from 1.2.3",
+                    "from 1.2.3.",
+                    "from 1..3.4",
+                    "from ::ffff:1.2.3.4 port 22",
+                    "from [1.2.3.4] port 22",
+                    "from 1.2.3.4a",
+                    "from 2001:db8::1 port 22",
+                    "from host-1.example port 22",
+                ],
+            );
         }
     }
 
