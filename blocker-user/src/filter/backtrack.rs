@@ -16,6 +16,7 @@
 
 use regex_syntax::hir::{Class, Hir, HirKind, Look};
 
+use super::host_step::{self, ip4_ends};
 use super::pyre::{GroupKind, Node};
 use super::split;
 use super::tail::Tail;
@@ -34,6 +35,7 @@ pub(crate) struct Prog {
     branches: Vec<u32>,
     /// Capture-free branch ends, scanned by DFAs.
     tails: Vec<Tail>,
+    hosts: Vec<HostStep>,
     /// Capture groups, numbered from 1 as the regex crate does.
     groups: usize,
     names: Vec<Option<String>>,
@@ -62,6 +64,18 @@ enum Inst {
     /// Fail2Ban's IPv4 pattern in a group, as one step (see [`fuse_ip4`]):
     /// (start slot, end slot, how the last octet's run takes).
     Ip4(u32, u32, Take),
+    /// `<HOST>`'s first way through in one step (see `host_step.rs`),
+    /// its alternation's code right after: index into `hosts`.
+    Host(u32),
+}
+
+/// Where a `<HOST>` step puts its groups and goes on.
+#[derive(Debug, Clone, Copy)]
+struct HostStep {
+    /// Start and end slots of the IPv4, IPv6 and host name groups.
+    slots: [(u32, u32); 3],
+    /// The instruction after the alternation.
+    end: u32,
 }
 
 /// How a run takes bytes.
@@ -212,6 +226,12 @@ fn from_hir(h: &Hir) -> Option<Re> {
     })
 }
 
+/// A regex with no flags as the builder writes it (groups from 1).
+pub(super) fn plain_re(node: &Node) -> Option<Re> {
+    let mut b = Builder { flags: "", next_group: 0, names: vec![None] };
+    b.node(node, &[]).map(simplify)
+}
+
 /// Merge alternations of single bytes into one set (each branch takes one
 /// byte and continues alike, so the order of the branches does not matter).
 fn simplify(r: Re) -> Re {
@@ -266,6 +286,7 @@ struct Emitter {
     sets: Vec<[u64; 4]>,
     lits: Vec<Box<[u8]>>,
     tails: Vec<Tail>,
+    hosts: Vec<HostStep>,
 }
 
 /// The one byte a piece matches, if it is a single byte.
@@ -349,6 +370,15 @@ impl Emitter {
                 }
             }
             Re::Alt(v) => {
+                let host = match host_step::host_groups(r) {
+                    Some(g) => {
+                        let slot = |i: usize| (2 * g[i] as u32, 2 * g[i] as u32 + 1);
+                        self.hosts.push(HostStep { slots: [slot(0), slot(1), slot(2)], end: 0 });
+                        self.push(Inst::Host(self.hosts.len() as u32 - 1))?;
+                        Some(self.hosts.len() - 1)
+                    }
+                    None => None,
+                };
                 // split to each branch but the last, all jump to the end
                 let mut jumps = Vec::new();
                 for (i, x) in v.iter().enumerate() {
@@ -365,6 +395,9 @@ impl Emitter {
                 let end = self.here();
                 for j in jumps {
                     self.insts[j as usize] = Inst::Jmp(end);
+                }
+                if let Some(h) = host {
+                    self.hosts[h].end = end;
                 }
             }
             Re::Rep { re, min, max, greedy } if single_set(re).is_some() => {
@@ -442,7 +475,8 @@ impl Prog {
             Some(alts) => alts.iter().map(|(n, _)| b.node(n, &[]).map(simplify)).collect::<Option<_>>()?,
             None => vec![simplify(b.node(node, &[])?)],
         };
-        let mut e = Emitter { insts: Vec::new(), sets: Vec::new(), lits: Vec::new(), tails: Vec::new() };
+        let mut e =
+            Emitter { insts: Vec::new(), sets: Vec::new(), lits: Vec::new(), tails: Vec::new(), hosts: Vec::new() };
         let mut starts = Vec::new();
         for (i, r) in branches.iter().enumerate() {
             starts.push(e.here() + u32::from(i + 1 < branches.len()));
@@ -467,6 +501,7 @@ impl Prog {
             first,
             branches: starts,
             tails: e.tails,
+            hosts: e.hosts,
             groups: b.next_group,
             names: b.names,
         })
@@ -714,6 +749,31 @@ impl Prog {
                         at = hi;
                         pc += 9;
                     }
+                    Inst::Host(h) => {
+                        let h = &self.hosts[h as usize];
+                        let way = match host_step::first_way(hay, at) {
+                            Ok(Some(w)) => w,
+                            Ok(None) => break,
+                            // the alternation, step by step
+                            Err(()) => {
+                                pc += 1;
+                                continue;
+                            }
+                        };
+                        // a retry runs the alternation from the start: it
+                        // finds this way again, then tries the others
+                        stack.push(Frame::Try(pc as u32 + 1, at as u32));
+                        let (a, b) = h.slots[way.group as usize];
+                        for (k, v) in [(a, way.span.0), (b, way.span.1)] {
+                            if let Some(s) = slots.get_mut(k as usize) {
+                                stack.push(Frame::Restore(k, *s));
+                                *s = v as u32;
+                            }
+                        }
+                        budget = budget.saturating_sub(4 + way.end - at);
+                        at = way.end;
+                        pc = h.end as usize;
+                    }
                     Inst::Skip(i) => {
                         // only the first place the literal starts can be
                         // followed by it, as the text must be
@@ -767,6 +827,7 @@ fn well_formed(e: &Emitter, first: &[u32]) -> bool {
                 Inst::Tail(t) => (t as usize) < e.tails.len(),
                 // the nine instructions it stands for, and one after them
                 Inst::Ip4(..) => pc as u32 + 9 < n,
+                Inst::Host(h) => next && e.hosts.get(h as usize).is_some_and(|h| h.end < n),
             }
         })
 }
@@ -902,32 +963,6 @@ fn fuse_ip4(e: &mut Emitter) {
     }
 }
 
-/// Where `\d{1,3}(?:\.\d{1,3}){3}` from `at` ends, each run taking all
-/// the digits it can (up to 3): (the least end of the last run, its end).
-fn ip4_ends(hay: &[u8], mut at: usize) -> Option<(usize, usize)> {
-    let d = |i: usize| hay.get(i).is_some_and(u8::is_ascii_digit);
-    let run = |i: usize| {
-        if !d(i) {
-            0
-        } else if !d(i + 1) {
-            1
-        } else if !d(i + 2) {
-            2
-        } else {
-            3
-        }
-    };
-    for _ in 0..3 {
-        let n = run(at);
-        if n == 0 || hay.get(at + n) != Some(&b'.') {
-            return None;
-        }
-        at += n + 1;
-    }
-    let n = run(at);
-    (n > 0).then_some((at + 1, at + n))
-}
-
 /// Mark greedy runs whose set shares no byte with what must follow them:
 /// bytes they give back could not start the rest, so they keep them all
 /// and leave no frame to retry.
@@ -967,7 +1002,7 @@ fn first_sets(e: &mut Emitter) -> Vec<u32> {
                 Inst::Jmp(a) => first[a as usize],
                 Inst::Save(_) => next(pc + 1),
                 Inst::Tail(t) => e.tails[t as usize].first,
-                Inst::Ip4(..) => next(pc + 1),
+                Inst::Ip4(..) | Inst::Host(_) => next(pc + 1),
                 Inst::Look(_) | Inst::Match(_) | Inst::Skip(_) => None,
             };
             if f != first[pc] {
@@ -1049,7 +1084,7 @@ mod tests {
     }
 
     #[test]
-    fn the_fused_ipv4_step_backtracks_as_its_instructions() {
+    fn host_and_ipv4_steps_backtrack_as_their_instructions() {
         let host = format!("(?:{})", super::super::pyre::host_re("HOST", true));
         // the last octet possessive (a space follows), or giving digits
         // back (a digit may follow), or followed by anything
@@ -1058,6 +1093,7 @@ mod tests {
             let parsed = super::super::pyre::parse(&pattern).unwrap();
             let prog = Prog::new(&parsed.node, &parsed.flags).unwrap();
             assert!(prog.insts.iter().any(|i| matches!(i, Inst::Ip4(..))), "{pattern}: {:?}", prog.insts);
+            assert!(prog.insts.iter().any(|i| matches!(i, Inst::Host(_))), "{pattern}: {:?}", prog.insts);
             check(
                 &pattern,
                 &[
@@ -1076,7 +1112,18 @@ mod tests {
                     "from [1.2.3.4] port 22",
                     "from 1.2.3.4a",
                     "from 2001:db8::1 port 22",
+                    "from 2001:db8::12x",
+                    "from [2001:db8::1] port 22",
+                    "from 2001:db8:: port 22",
+                    "from fe80:: port 22",
+                    "from 2001:db8::: port 22",
+                    "from ::1 port 22",
+                    "from 1:2:3:4:5:6:7:8:9 port 22",
+                    "from ::ffff:1.2.3.4x",
                     "from host-1.example port 22",
+                    "from host-1.example.2x",
+                    "from [host] port 22",
+                    "from - port 22",
                 ],
             );
         }
@@ -1240,8 +1287,13 @@ mod tests {
 
     #[test]
     fn programs_out_of_range_are_refused() {
-        let prog =
-            |insts: Vec<Inst>| Emitter { insts, sets: vec![[!0; 4]], lits: vec![b"ab".to_vec().into()], tails: vec![] };
+        let prog = |insts: Vec<Inst>| Emitter {
+            insts,
+            sets: vec![[!0; 4]],
+            lits: vec![b"ab".to_vec().into()],
+            tails: vec![],
+            hosts: vec![],
+        };
         let ok = |e: &Emitter| well_formed(e, &vec![ANY; e.insts.len()]);
         assert!(ok(&prog(vec![Inst::Split(1, 2), Inst::Lit(0), Inst::Set(0), Inst::Match(0)])));
         assert!(!ok(&prog(vec![Inst::Split(1, 9), Inst::Match(0)])), "jump target");
@@ -1251,6 +1303,7 @@ mod tests {
         assert!(!ok(&prog(vec![Inst::Set(1), Inst::Match(0)])), "set id");
         assert!(!ok(&prog(vec![Inst::Lit(1), Inst::Match(0)])), "literal id");
         assert!(!ok(&prog(vec![Inst::Tail(0)])), "tail id");
+        assert!(!ok(&prog(vec![Inst::Host(0), Inst::Match(0)])), "host id");
         let e = prog(vec![Inst::Match(0)]);
         assert!(!well_formed(&e, &[1]), "first set id");
         assert!(!well_formed(&e, &[]), "first sets");

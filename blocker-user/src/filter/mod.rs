@@ -21,6 +21,7 @@ mod backtrack;
 mod date;
 mod fast;
 mod host;
+mod host_step;
 mod ini;
 mod matcher;
 mod mlfid;
