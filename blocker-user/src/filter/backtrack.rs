@@ -19,7 +19,7 @@ use regex_syntax::hir::{Class, Hir, HirKind, Look};
 use super::host_step::{self, ip4_ends};
 use super::pyre::{GroupKind, Node};
 use super::split;
-use super::tail::Tail;
+use super::tail::{self, Tail};
 
 /// A compiled program (anchored at the text start).
 #[derive(Debug)]
@@ -67,6 +67,9 @@ enum Inst {
     /// `<HOST>`'s first way through in one step (see `host_step.rs`),
     /// its alternation's code right after: index into `hosts`.
     Host(u32),
+    /// A capture-free piece in one DFA scan, its code right after (for
+    /// retries, as for `Host`): (tail index, the instruction after it).
+    Scan(u32, u32),
 }
 
 /// Where a `<HOST>` step puts its groups and goes on.
@@ -226,6 +229,38 @@ fn from_hir(h: &Hir) -> Option<Re> {
     })
 }
 
+/// When a capture-free piece worth a scan starts at `items[i]` (in a
+/// branch's own sequence): where it ends. It starts at a loop (of more
+/// than one byte set, which costs the backtracker a few steps per turn)
+/// and runs to the last loop before a group; plain bytes around loops cost
+/// the backtracker less than a scan would.
+fn scan_piece(items: &[&Re], i: usize) -> Option<usize> {
+    let plain = |x: &Re| !tail::has_cap(x) && !has_skip(x);
+    if !has_loop(items[i]) || !plain(items[i]) {
+        return None;
+    }
+    let run = items[i..].iter().take_while(|x| plain(x)).count();
+    Some(i + 1 + items[i..i + run].iter().rposition(|x| has_loop(x)).unwrap_or(0))
+}
+
+fn has_loop(r: &Re) -> bool {
+    match r {
+        Re::Rep { re, .. } => single_set(re).is_none() || has_loop(re),
+        Re::Cap(_, x) | Re::Skip(_, x) => has_loop(x),
+        Re::Cat(v) | Re::Alt(v) => v.iter().any(has_loop),
+        Re::Empty | Re::Set(_) | Re::Look(_) => false,
+    }
+}
+
+fn has_skip(r: &Re) -> bool {
+    match r {
+        Re::Skip(..) => true,
+        Re::Cap(_, x) | Re::Rep { re: x, .. } => has_skip(x),
+        Re::Cat(v) | Re::Alt(v) => v.iter().any(has_skip),
+        Re::Empty | Re::Set(_) | Re::Look(_) => false,
+    }
+}
+
 /// A regex with no flags as the builder writes it (groups from 1).
 pub(super) fn plain_re(node: &Node) -> Option<Re> {
     let mut b = Builder { flags: "", next_group: 0, names: vec![None] };
@@ -287,6 +322,8 @@ struct Emitter {
     lits: Vec<Box<[u8]>>,
     tails: Vec<Tail>,
     hosts: Vec<HostStep>,
+    /// The next sequence emitted is a branch's own (scans go there only).
+    branch_level: bool,
 }
 
 /// The one byte a piece matches, if it is a single byte.
@@ -356,8 +393,14 @@ impl Emitter {
                 // runs of single bytes become literals
                 let mut items = Vec::new();
                 flatten_cat(r, &mut items);
+                let scans = std::mem::take(&mut self.branch_level);
                 let mut i = 0;
                 while i < items.len() {
+                    if let Some(j) = scans.then(|| scan_piece(&items, i)).flatten() {
+                        self.emit_scan(&items[i..j])?;
+                        i = j;
+                        continue;
+                    }
                     let lit: Vec<u8> = items[i..].iter().map_while(|x| one_byte(x)).collect();
                     if lit.len() >= 2 {
                         i += lit.len();
@@ -439,22 +482,33 @@ impl Emitter {
         Some(())
     }
 
+    /// `Scan`, then the piece's own code for retries.
+    fn emit_scan(&mut self, piece: &[&Re]) -> Option<()> {
+        let cat = Re::Cat(piece.iter().map(|x| (*x).clone()).collect());
+        let Some(t) = Tail::piece(piece) else { return self.emit(&cat) };
+        self.tails.push(t);
+        let scan = self.push(Inst::Scan(self.tails.len() as u32 - 1, 0))?;
+        self.emit(&cat)?;
+        let end = self.here();
+        self.insts[scan as usize] = Inst::Scan(self.tails.len() as u32 - 1, end);
+        Some(())
+    }
+
     /// Top-level branch `n`, its end after the last group as a tail scan
     /// when that pays (see `tail.rs`).
     fn emit_branch(&mut self, r: &Re, n: u32) -> Option<()> {
         let mut items = Vec::new();
         flatten_cat(r, &mut items);
-        match Tail::after_groups(&items, n) {
+        let (items, end) = match Tail::after_groups(&items, n) {
             Some((cut, tail)) => {
-                self.emit(&Re::Cat(items[..cut].iter().map(|x| (*x).clone()).collect()))?;
                 self.tails.push(tail);
-                self.push(Inst::Tail(self.tails.len() as u32 - 1))?;
+                (&items[..cut], Inst::Tail(self.tails.len() as u32 - 1))
             }
-            None => {
-                self.emit(r)?;
-                self.push(Inst::Match(n))?;
-            }
-        }
+            None => (&items[..], Inst::Match(n)),
+        };
+        self.branch_level = true;
+        self.emit(&Re::Cat(items.iter().map(|x| (*x).clone()).collect()))?;
+        self.push(end)?;
         Some(())
     }
 
@@ -475,8 +529,14 @@ impl Prog {
             Some(alts) => alts.iter().map(|(n, _)| b.node(n, &[]).map(simplify)).collect::<Option<_>>()?,
             None => vec![simplify(b.node(node, &[])?)],
         };
-        let mut e =
-            Emitter { insts: Vec::new(), sets: Vec::new(), lits: Vec::new(), tails: Vec::new(), hosts: Vec::new() };
+        let mut e = Emitter {
+            insts: Vec::new(),
+            sets: Vec::new(),
+            lits: Vec::new(),
+            tails: Vec::new(),
+            hosts: Vec::new(),
+            branch_level: false,
+        };
         let mut starts = Vec::new();
         for (i, r) in branches.iter().enumerate() {
             starts.push(e.here() + u32::from(i + 1 < branches.len()));
@@ -517,7 +577,9 @@ impl Prog {
     fn next_lit(&self, mut pc: usize) -> Option<(u8, &[u8])> {
         loop {
             match self.insts.get(pc)? {
-                Inst::Save(_) => pc += 1,
+                // a step that stands for the code after it needs what
+                // that code needs
+                Inst::Save(_) | Inst::Host(_) | Inst::Scan(..) => pc += 1,
                 Inst::Byte(b) => return Some((*b, &[])),
                 Inst::Lit(i) => return self.lits[*i as usize].split_first().map(|(b, r)| (*b, r)),
                 Inst::Tail(t) => return self.tails[*t as usize].lead.as_ref().map(|(b, r)| (*b, &r[..])),
@@ -774,6 +836,23 @@ impl Prog {
                         at = way.end;
                         pc = h.end as usize;
                     }
+                    Inst::Scan(t, end) => {
+                        let (e, read) = match self.tails[t as usize].end(hay, at) {
+                            Ok((Some(e), read)) => (e, read),
+                            Ok((None, _)) => break,
+                            // the piece, step by step
+                            Err(_) => {
+                                pc += 1;
+                                continue;
+                            }
+                        };
+                        // a retry runs the piece's code from the start: it
+                        // finds this way again, then tries the others
+                        stack.push(Frame::Try(pc as u32 + 1, at as u32));
+                        budget = budget.saturating_sub(read);
+                        at = e;
+                        pc = end as usize;
+                    }
                     Inst::Skip(i) => {
                         // only the first place the literal starts can be
                         // followed by it, as the text must be
@@ -828,6 +907,7 @@ fn well_formed(e: &Emitter, first: &[u32]) -> bool {
                 // the nine instructions it stands for, and one after them
                 Inst::Ip4(..) => pc as u32 + 9 < n,
                 Inst::Host(h) => next && e.hosts.get(h as usize).is_some_and(|h| h.end < n),
+                Inst::Scan(t, end) => next && (t as usize) < e.tails.len() && end < n,
             }
         })
 }
@@ -1002,7 +1082,7 @@ fn first_sets(e: &mut Emitter) -> Vec<u32> {
                 Inst::Jmp(a) => first[a as usize],
                 Inst::Save(_) => next(pc + 1),
                 Inst::Tail(t) => e.tails[t as usize].first,
-                Inst::Ip4(..) | Inst::Host(_) => next(pc + 1),
+                Inst::Ip4(..) | Inst::Host(_) | Inst::Scan(..) => next(pc + 1),
                 Inst::Look(_) | Inst::Match(_) | Inst::Skip(_) => None,
             };
             if f != first[pc] {
@@ -1126,6 +1206,26 @@ mod tests {
                     "from - port 22",
                 ],
             );
+        }
+    }
+
+    #[test]
+    fn scanned_pieces_backtrack_as_their_instructions() {
+        let cases: &[(&str, &[&str])] = &[
+            // Fail2Ban's PAM form: a counted loop of alternatives
+            (
+                r"^a(?:\s+(?:(?:x|yz?)=\S*)){0,4}\s+r=(?P<u>\S*)$",
+                &["a x=1 y=2 r=u", "a x=1 yz=2 r=", "a x= x= x= x= x= r=u", "a r=u", "a x=1  r=u z", "a x=1r=u"],
+            ),
+            // the way scanned first leaves the group nothing: a retry
+            // gives the `c` back
+            (r"^a(?:b+c?)+(?P<g>c)d", &["abbcd", "abcbcd", "abcd", "abd", "acd"]),
+        ];
+        for (pattern, texts) in cases {
+            let parsed = super::super::pyre::parse(pattern).unwrap();
+            let prog = Prog::new(&parsed.node, &parsed.flags).unwrap();
+            assert!(prog.insts.iter().any(|i| matches!(i, Inst::Scan(..))), "{pattern}: {:?}", prog.insts);
+            check(pattern, texts);
         }
     }
 
@@ -1293,6 +1393,7 @@ mod tests {
             lits: vec![b"ab".to_vec().into()],
             tails: vec![],
             hosts: vec![],
+            branch_level: false,
         };
         let ok = |e: &Emitter| well_formed(e, &vec![ANY; e.insts.len()]);
         assert!(ok(&prog(vec![Inst::Split(1, 2), Inst::Lit(0), Inst::Set(0), Inst::Match(0)])));

@@ -52,15 +52,26 @@ impl Tail {
         if !tail.iter().any(|x| matches!(x, Re::Alt(_) | Re::Rep { .. })) {
             return None;
         }
+        Some((cut, Tail::of(tail, branch)?))
+    }
+
+    /// Capture-free pieces in the middle of a branch (see
+    /// [`Inst::Scan`](super::backtrack)): their scan finds the end of the
+    /// way through them that backtracking would try first.
+    pub(super) fn piece(items: &[&Re]) -> Option<Tail> {
+        Tail::of(items, u32::MAX)
+    }
+
+    fn of(items: &[&Re], branch: u32) -> Option<Tail> {
         let mut pattern = String::new();
-        for x in tail {
+        for x in items {
             render(x, &mut pattern)?;
         }
-        let lead = tail.iter().map_while(|x| one_byte(x)).collect();
-        let looks_back = tail.iter().any(|x| looks_back(x));
+        let lead = items.iter().map_while(|x| one_byte(x)).collect();
+        let looks_back = items.iter().any(|x| looks_back(x));
         let mut t = Tail::new(pattern, branch, lead, looks_back);
-        t.first = first_of_seq(tail).filter(|f| !f.1).map(|f| f.0);
-        Some((cut, t))
+        t.first = first_of_seq(items).filter(|f| !f.1).map(|f| f.0);
+        Some(t)
     }
 
     fn new(pattern: String, branch: u32, lead: Vec<u8>, looks_back: bool) -> Tail {
@@ -144,7 +155,7 @@ fn looks_back(r: &Re) -> bool {
     }
 }
 
-fn has_cap(r: &Re) -> bool {
+pub(super) fn has_cap(r: &Re) -> bool {
     match r {
         Re::Cap(..) => true,
         Re::Cat(v) | Re::Alt(v) => v.iter().any(has_cap),
