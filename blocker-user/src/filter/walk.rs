@@ -106,27 +106,33 @@ pub(crate) fn anchored_end_memo(
             return None;
         }
     }
-    memo.len = same;
-    for (i, &b) in hay.iter().enumerate().skip(same) {
+    // the bytes the memo holds: a state per byte, the rare special states
+    // (match, dead, quit) on a branch of their own
+    let rec = hay.len().min(MEMO_MAX);
+    let mut i = same;
+    while i < rec {
+        let b = hay[i];
         // SAFETY: `sid` is the start state of `dfa` or a transition of it.
         sid = unsafe { dfa.next_state_unchecked(sid, b) };
-        let special = dfa.is_special_state(sid);
-        if special && dfa.is_match_state(sid) {
-            // matches are reported one byte late
-            end = i;
-        }
-        if i < MEMO_MAX {
-            memo.bytes[i] = b;
-            memo.steps[i] = (sid, end);
-            memo.len = i + 1;
-        }
-        if special {
-            if dfa.is_dead_state(sid) {
-                return Some(found(end));
-            } else if dfa.is_quit_state(sid) {
-                return None;
+        memo.bytes[i] = b;
+        if dfa.is_special_state(sid) {
+            if dfa.is_match_state(sid) {
+                // matches are reported one byte late
+                end = i;
+            } else if dfa.is_dead_state(sid) || dfa.is_quit_state(sid) {
+                memo.steps[i] = (sid, end);
+                memo.len = i + 1;
+                return dfa.is_dead_state(sid).then(|| found(end));
             }
         }
+        memo.steps[i] = (sid, end);
+        i += 1;
+    }
+    memo.len = rec;
+    // a head longer than the memo goes on unrecorded
+    if i < hay.len() {
+        let (r, _) = anchored_scan(dfa, sid, &hay[i..]);
+        return r.map(|e| e.map(|e| i + e).or(found(end)));
     }
     if dfa.is_match_state(dfa.next_eoi_state(sid)) {
         end = hay.len();
