@@ -1025,7 +1025,11 @@ fn fuse_ip4(e: &mut Emitter) {
         (b'0'..=b'9').for_each(|b| d[b as usize / 64] |= 1 << (b % 64));
         d
     };
-    let run = |i: Inst, last: bool| matches!(i, Inst::Run(s, 1, 3, t) if e.sets[s as usize] == digits && (t == Take::All || last && t == Take::Greedy));
+    // `\d{1,3}`, possessive unless it is the last
+    let run = |i: Inst, last: bool| match i {
+        Inst::Run(s, 1, 3, t) => e.sets[s as usize] == digits && (t == Take::All || last && t == Take::Greedy),
+        _ => false,
+    };
     let dot = |i: Inst| matches!(i, Inst::Byte(b'.'));
     for pc in 0..e.insts.len().saturating_sub(9) {
         let w: [Inst; 9] = std::array::from_fn(|k| e.insts[pc + k]);

@@ -7,6 +7,9 @@
 //! whether they match from where the backtracker stands and where the
 //! preferred match ends: an anchored leftmost-first DFA answers both in
 //! one pass over the bytes, the same answer backtracking would give.
+//! The same scan serves a capture-free loop in the middle of a branch
+//! (the backtracker's `Scan` step): there it gives where the first way
+//! through ends, and a retry runs the loop's own code.
 
 use std::sync::OnceLock;
 
@@ -55,9 +58,9 @@ impl Tail {
         Some((cut, Tail::of(tail, branch)?))
     }
 
-    /// Capture-free pieces in the middle of a branch (see
-    /// [`Inst::Scan`](super::backtrack)): their scan finds the end of the
-    /// way through them that backtracking would try first.
+    /// Capture-free pieces in the middle of a branch (a `Scan` step of the
+    /// backtracker): their scan finds the end of the way through them that
+    /// backtracking would try first.
     pub(super) fn piece(items: &[&Re]) -> Option<Tail> {
         Tail::of(items, u32::MAX)
     }
