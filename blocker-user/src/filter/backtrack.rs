@@ -19,7 +19,7 @@ use regex_syntax::hir::{Class, Hir, HirKind, Look};
 use super::host_step::{self, ip4_ends};
 use super::pyre::{GroupKind, Node};
 use super::split;
-use super::tail::{self, Tail};
+use super::tail::Tail;
 
 /// A compiled program (anchored at the text start).
 #[derive(Debug)]
@@ -124,6 +124,18 @@ pub(super) enum Re {
     /// (a rewritten tempered token, see `pyre::Node::Avoid`), and that
     /// text as a regex.
     Skip(Box<[u8]>, Box<Re>),
+}
+
+impl Re {
+    /// Whether `f` holds for this piece or any piece inside it.
+    pub(super) fn any(&self, f: &impl Fn(&Re) -> bool) -> bool {
+        f(self)
+            || match self {
+                Re::Cap(_, x) | Re::Rep { re: x, .. } | Re::Skip(_, x) => x.any(f),
+                Re::Cat(v) | Re::Alt(v) => v.iter().any(|x| x.any(f)),
+                Re::Empty | Re::Set(_) | Re::Look(_) => false,
+            }
+    }
 }
 
 /// Most instructions of a program (counted repetitions are unrolled).
@@ -235,7 +247,7 @@ fn from_hir(h: &Hir) -> Option<Re> {
 /// and runs to the last loop before a group; plain bytes around loops cost
 /// the backtracker less than a scan would.
 fn scan_piece(items: &[&Re], i: usize) -> Option<usize> {
-    let plain = |x: &Re| !tail::has_cap(x) && !has_skip(x);
+    let plain = |x: &Re| !x.any(&|y| matches!(y, Re::Cap(..) | Re::Skip(..)));
     if !has_loop(items[i]) || !plain(items[i]) {
         return None;
     }
@@ -243,22 +255,9 @@ fn scan_piece(items: &[&Re], i: usize) -> Option<usize> {
     Some(i + 1 + items[i..i + run].iter().rposition(|x| has_loop(x)).unwrap_or(0))
 }
 
+/// A loop of more than one byte set.
 fn has_loop(r: &Re) -> bool {
-    match r {
-        Re::Rep { re, .. } => single_set(re).is_none() || has_loop(re),
-        Re::Cap(_, x) | Re::Skip(_, x) => has_loop(x),
-        Re::Cat(v) | Re::Alt(v) => v.iter().any(has_loop),
-        Re::Empty | Re::Set(_) | Re::Look(_) => false,
-    }
-}
-
-fn has_skip(r: &Re) -> bool {
-    match r {
-        Re::Skip(..) => true,
-        Re::Cap(_, x) | Re::Rep { re: x, .. } => has_skip(x),
-        Re::Cat(v) | Re::Alt(v) => v.iter().any(has_skip),
-        Re::Empty | Re::Set(_) | Re::Look(_) => false,
-    }
+    r.any(&|x| matches!(x, Re::Rep { re, .. } if single_set(re).is_none()))
 }
 
 /// A regex with no flags as the builder writes it (groups from 1).
@@ -757,10 +756,7 @@ impl Prog {
                     }
                     Inst::Jmp(a) => pc = a as usize,
                     Inst::Save(k) => {
-                        if let Some(s) = slots.get_mut(k as usize) {
-                            stack.push(Frame::Restore(k, *s));
-                            *s = at as u32;
-                        }
+                        save(slots, stack, k, at);
                         pc += 1;
                     }
                     Inst::Look(l) => {
@@ -796,17 +792,11 @@ impl Prog {
                         // what the nine instructions would do: the same
                         // slots set and frames left, in the same order
                         let Some((lo, hi)) = ip4_ends(hay, at) else { break };
-                        if let Some(s) = slots.get_mut(a as usize) {
-                            stack.push(Frame::Restore(a, *s));
-                            *s = at as u32;
-                        }
+                        save(slots, stack, a, at);
                         if take == Take::Greedy && hi > lo {
                             stack.push(Frame::Shorter(pc as u32 + 7, lo as u32, hi as u32));
                         }
-                        if let Some(s) = slots.get_mut(b as usize) {
-                            stack.push(Frame::Restore(b, *s));
-                            *s = hi as u32;
-                        }
+                        save(slots, stack, b, hi);
                         budget = budget.saturating_sub(8 + hi - at);
                         at = hi;
                         pc += 9;
@@ -826,12 +816,8 @@ impl Prog {
                         // finds this way again, then tries the others
                         stack.push(Frame::Try(pc as u32 + 1, at as u32));
                         let (a, b) = h.slots[way.group as usize];
-                        for (k, v) in [(a, way.span.0), (b, way.span.1)] {
-                            if let Some(s) = slots.get_mut(k as usize) {
-                                stack.push(Frame::Restore(k, *s));
-                                *s = v as u32;
-                            }
-                        }
+                        save(slots, stack, a, way.span.0);
+                        save(slots, stack, b, way.span.1);
                         budget = budget.saturating_sub(4 + way.end - at);
                         at = way.end;
                         pc = h.end as usize;
@@ -882,6 +868,15 @@ impl Prog {
             }
         }
         Ok(None)
+    }
+}
+
+/// Set slot `k` to `at`, leaving a frame that restores its old value.
+#[inline]
+fn save(slots: &mut [u32], stack: &mut Vec<Frame>, k: u32, at: usize) {
+    if let Some(s) = slots.get_mut(k as usize) {
+        stack.push(Frame::Restore(k, *s));
+        *s = at as u32;
     }
 }
 

@@ -149,22 +149,11 @@ fn first_of(r: &Re) -> Option<([u64; 4], bool)> {
 
 /// Whether `r` has an assertion that may look at the byte before it.
 fn looks_back(r: &Re) -> bool {
-    match r {
-        Re::Look(l) => !matches!(l, LookKind::End | LookKind::EndLF),
-        Re::Cap(_, x) => looks_back(x),
-        Re::Cat(v) | Re::Alt(v) => v.iter().any(looks_back),
-        Re::Rep { re, .. } | Re::Skip(_, re) => looks_back(re),
-        Re::Empty | Re::Set(_) => false,
-    }
+    r.any(&|x| matches!(x, Re::Look(l) if !matches!(l, LookKind::End | LookKind::EndLF)))
 }
 
-pub(super) fn has_cap(r: &Re) -> bool {
-    match r {
-        Re::Cap(..) => true,
-        Re::Cat(v) | Re::Alt(v) => v.iter().any(has_cap),
-        Re::Rep { re, .. } | Re::Skip(_, re) => has_cap(re),
-        Re::Empty | Re::Set(_) | Re::Look(_) => false,
-    }
+fn has_cap(r: &Re) -> bool {
+    r.any(&|x| matches!(x, Re::Cap(..)))
 }
 
 /// `r` as a byte-level pattern (groups become plain groups); `None` for a
