@@ -172,9 +172,6 @@ pub struct Matcher<'f> {
     fail: Fail,
     m_lines: Lines,
     ml_scratch: Lines,
-    key: String,
-    tmp_id: String,
-    tmp_host: String,
     spans: Spans,
     pre_spans: Spans,
     // storage for the last failure
@@ -184,9 +181,11 @@ pub struct Matcher<'f> {
     /// Where the failure's lines and captures are when not copied to
     /// `r_lines` and `r_caps`.
     r_at: Option<Merged>,
+    /// The id and host as ranges of the entry's groups, and copied.
+    r_id_at: (u32, u32),
+    r_host_at: Option<(u32, u32)>,
     r_id: String,
     r_host: String,
-    r_has_host: bool,
     fast: Option<FastState>,
     fast_on: bool,
 }
@@ -216,18 +215,16 @@ impl<'f> Matcher<'f> {
             fail: Fail::default(),
             m_lines: Lines::default(),
             ml_scratch: Lines::default(),
-            key: String::new(),
-            tmp_id: String::new(),
-            tmp_host: String::new(),
             spans: Vec::new(),
             pre_spans: Vec::new(),
             r_caps: Vec::new(),
             r_caps_len: 0,
             r_lines: Lines::default(),
             r_at: None,
+            r_id_at: (0, 0),
+            r_host_at: None,
             r_id: String::new(),
             r_host: String::new(),
-            r_has_host: false,
             fast: filter.fast.as_ref().map(|fp| fp.state(&filter.failregex)),
             fast_on: true,
         }
@@ -357,7 +354,9 @@ impl<'f> Matcher<'f> {
                 self.buf.push('\n');
             }
         } else {
-            self.buf.push_str(&line[..ds]);
+            if ds > 0 {
+                self.buf.push_str(&line[..ds]);
+            }
             self.buf.push_str(&line[de..]);
             self.buf.push('\n');
         }
@@ -571,16 +570,26 @@ impl<'f> Matcher<'f> {
             // merge prefregex groups, then this regex's groups, then alt_ groups
             let fail = &mut self.fail;
             fail.clear();
-            match &pre_owned {
-                Some(g) => fail.groups.copy_from(g),
+            // values are ranges of one copy of the buffer (and content)
+            let base = match &pre_owned {
+                Some(g) => {
+                    fail.groups.copy_from(g);
+                    fail.groups.push_source(target)
+                }
                 None => {
+                    fail.groups.push_source(&self.buf);
                     for &(id, sp) in &self.pre_spans {
-                        fail.groups.set(id, sp.map(|(s, e)| &self.buf[s..e]));
+                        fail.groups.set_at(id, sp, 0);
+                    }
+                    match (target_is_content, self.content_at) {
+                        (false, _) => 0,
+                        (true, Some(s)) => s,
+                        (true, None) => fail.groups.push_source(target),
                     }
                 }
-            }
+            };
             for &(id, sp) in &self.spans {
-                fail.groups.set(id, sp.map(|(s, e)| &target[s..e]));
+                fail.groups.set_at(id, sp, base);
             }
             fail.groups.merge_alt(&f.alt_base);
             // the matched lines: the buffer's in multi-line mode, else
@@ -594,15 +603,8 @@ impl<'f> Matcher<'f> {
             }
             let multi = matched_lines.is_some();
             let merged = match self.fail.groups.get(gid::MLFID) {
-                Some(k) => {
-                    self.key.clear();
-                    self.key.push_str(k);
-                    if multi {
-                        self.ml.merge(&self.key, &mut self.fail, self.m_lines.as_slice(), &mut self.ml_scratch)
-                    } else {
-                        self.ml.merge(&self.key, &mut self.fail, &[line], &mut self.ml_scratch)
-                    }
-                }
+                Some(_) if multi => self.ml.merge(&mut self.fail, self.m_lines.as_slice(), &mut self.ml_scratch),
+                Some(_) => self.ml.merge(&mut self.fail, &[line], &mut self.ml_scratch),
                 None => {
                     // Without <F-MLFID>, Fail2Ban's server still counts a
                     // <F-NOFAIL> match as a failure while its own sample
@@ -624,41 +626,23 @@ impl<'f> Matcher<'f> {
             };
             let nofail = w.groups.truthy(gid::NOFAIL);
             let cidr = w.groups.get(gid::CIDR).and_then(|c| c.parse::<u8>().ok());
-            let (ip, ip_src) = if let Some(ip) = w.groups.get(gid::IP4) {
-                (Some(ip), IdSrc::Ip4)
-            } else if let Some(ip) = w.groups.get(gid::IP6) {
-                (Some(ip), IdSrc::Ip6)
-            } else if let Some(d) = w.groups.get(gid::DNS) {
-                (Some(d), IdSrc::Dns)
+            // the id and host are where the entry holds them
+            let (ip, ip_src) = if let Some(r) = w.groups.range(gid::IP4) {
+                (Some(r), IdSrc::Ip4)
+            } else if let Some(r) = w.groups.range(gid::IP6) {
+                (Some(r), IdSrc::Ip6)
+            } else if let Some(r) = w.groups.range(gid::DNS) {
+                (Some(r), IdSrc::Dns)
             } else {
                 (None, IdSrc::Fid)
             };
-            let fid = w.groups.get(gid::FID);
-            let id_is_fid = fid.is_some() && fid != ip;
-            // the id and host go to the result buffers (kept only if stored)
-            let r_id = &mut self.tmp_id;
-            r_id.clear();
-            let has_id = match (fid, ip) {
-                (None, None) => false,
-                (Some(x), None) | (None, Some(x)) => {
-                    r_id.push_str(x);
-                    true
-                }
-                (Some(fid), Some(ip)) => {
-                    r_id.push_str(if fid == ip { ip } else { fid });
-                    true
-                }
-            };
-            let tmp_host = &mut self.tmp_host;
-            tmp_host.clear();
-            if let Some(ip) = ip {
-                tmp_host.push_str(ip);
+            let fid = w.groups.range(gid::FID);
+            let id_is_fid = fid.is_some_and(|f| ip.is_none_or(|i| w.groups.at(f) != w.groups.at(i)));
+            let id = if id_is_fid { fid } else { ip };
+            if id_is_fid && ip.is_some() {
+                w.groups.set_range(gid::IP, ip);
             }
-            let has_ip = ip.is_some();
-            if id_is_fid && has_ip {
-                w.groups.set(gid::IP, Some(tmp_host.as_str()));
-            }
-            if !has_id {
+            let Some(id) = id else {
                 // mlfid case: waiting for the address
                 w.groups.set(gid::MLFPENDING, Some("1"));
                 first_nofail.get_or_insert(i);
@@ -666,7 +650,7 @@ impl<'f> Matcher<'f> {
                     return Outcome::NoFailure { regex_index: i };
                 }
                 continue;
-            }
+            };
             if nofail {
                 first_nofail.get_or_insert(i);
                 if !self.check_all {
@@ -695,15 +679,20 @@ impl<'f> Matcher<'f> {
                 }
                 self.r_caps_len = n;
                 self.r_lines.copy_from(&w.matches);
+                self.r_id.clear();
+                self.r_id.push_str(w.groups.at(id));
+                self.r_host.clear();
+                if let Some(h) = ip {
+                    self.r_host.push_str(w.groups.at(h));
+                }
                 self.r_at = None;
             } else {
                 // the loop ends here: point at the entry
                 self.r_at = Some(merged);
             }
             let id_src = if id_is_fid { IdSrc::Fid } else { ip_src };
-            std::mem::swap(&mut self.r_id, &mut self.tmp_id);
-            std::mem::swap(&mut self.r_host, &mut self.tmp_host);
-            self.r_has_host = has_ip;
+            self.r_id_at = id;
+            self.r_host_at = ip;
             result = Some((i, id_src, cidr));
             if !self.check_all {
                 break;
@@ -711,8 +700,16 @@ impl<'f> Matcher<'f> {
         }
         match result {
             Some((regex_index, id_src, cidr)) => Outcome::Failure(Failure {
-                id: &self.r_id,
-                host: self.r_has_host.then_some(self.r_host.as_str()),
+                id: match self.r_at {
+                    Some(Merged::Cached(s) | Merged::Forgotten(s)) => self.ml.get(s).groups.at(self.r_id_at),
+                    Some(Merged::Own) => self.fail.groups.at(self.r_id_at),
+                    None => &self.r_id,
+                },
+                host: self.r_host_at.map(|h| match self.r_at {
+                    Some(Merged::Cached(s) | Merged::Forgotten(s)) => self.ml.get(s).groups.at(h),
+                    Some(Merged::Own) => self.fail.groups.at(h),
+                    None => self.r_host.as_str(),
+                }),
                 id_src,
                 cidr,
                 time,

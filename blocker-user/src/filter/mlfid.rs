@@ -45,15 +45,21 @@ impl Groups {
         self.value(self.range(id))
     }
 
-    fn range(&self, id: u16) -> Option<(u32, u32)> {
+    /// Where the value of `id` is in the text.
+    pub fn range(&self, id: u16) -> Option<(u32, u32)> {
         if id < 64 && self.vals & bit(id) == 0 {
             return None;
         }
         self.items.iter().find(|(k, _)| *k == id).and_then(|(_, v)| *v)
     }
 
+    /// The text at a range from [`Groups::range`].
+    pub fn at(&self, (s, e): (u32, u32)) -> &str {
+        &self.text[s as usize..e as usize]
+    }
+
     #[inline]
-    fn set_range(&mut self, id: u16, v: Option<(u32, u32)>) {
+    pub fn set_range(&mut self, id: u16, v: Option<(u32, u32)>) {
         let b = bit(id);
         if v.is_some() {
             self.vals |= b;
@@ -90,6 +96,21 @@ impl Groups {
         let s = self.text.len() as u32;
         self.text.push_str(v);
         (s, self.text.len() as u32)
+    }
+
+    /// Append `t` to the text; where it starts, for [`Groups::set_at`].
+    pub fn push_source(&mut self, t: &str) -> usize {
+        let s = self.text.len();
+        self.text.push_str(t);
+        s
+    }
+
+    /// Set (or add) a value found at `r` in a text appended by
+    /// [`Groups::push_source`] at `base`: one copy of a line serves all
+    /// its groups.
+    #[inline]
+    pub fn set_at(&mut self, id: u16, r: Option<(usize, usize)>, base: usize) {
+        self.set_range(id, r.map(|(s, e)| ((base + s) as u32, (base + e) as u32)));
     }
 
     /// Set (or add) a value.
@@ -447,9 +468,10 @@ impl MlCache {
     }
 
     /// Fail2Ban's `_mergeFailure`: merge `fail` (this line's groups) into
-    /// the connection `mlfid`'s entry, with `matched` the line(s) matched.
-    /// `fail` is left unspecified unless `Merged::Own` is returned.
-    pub fn merge<S: AsRef<str>>(&mut self, mlfid: &str, fail: &mut Fail, matched: &[S], scratch: &mut Lines) -> Merged {
+    /// the entry of its connection (its `mlfid` group), with `matched` the
+    /// line(s) matched. `fail` is left unspecified unless `Merged::Own` is
+    /// returned.
+    pub fn merge<S: AsRef<str>>(&mut self, fail: &mut Fail, matched: &[S], scratch: &mut Lines) -> Merged {
         if let Some(s) = self.pending_free.take() {
             self.free.push(s);
         }
@@ -466,6 +488,8 @@ impl MlCache {
         if fail.groups.pop_truthy(gid::MLFFORGET) {
             nf |= 2;
         }
+        let key = fail.groups.range(gid::MLFID).unwrap_or((0, 0));
+        let mlfid = fail.groups.at(key);
         let h = hash(mlfid);
         let users;
         let merged = if let Some((pos, slot)) = self.find(mlfid, h) {
@@ -668,31 +692,36 @@ mod tests {
         let mut c = MlCache::default();
         let mut scratch = Lines::default();
         let line = ["l".to_string()];
-        for i in 0..MLFID_CACHE + 5 {
+        let keyed = |k: &str| {
             let mut f = Fail::default();
+            f.groups.set(gid::MLFID, Some(k));
+            f
+        };
+        for i in 0..MLFID_CACHE + 5 {
+            let mut f = keyed(&format!("k{i}"));
             f.groups.set(gid::USER, Some("u"));
-            assert!(matches!(c.merge(&format!("k{i}"), &mut f, &line, &mut scratch), Merged::Cached(_)));
+            assert!(matches!(c.merge(&mut f, &line, &mut scratch), Merged::Cached(_)));
         }
         assert_eq!(c.live, MLFID_CACHE);
         assert!(c.find("k0", hash("k0")).is_none());
         assert!(c.find("k5", hash("k5")).is_some());
         // forget: removed, still readable once
-        let mut f = Fail::default();
+        let mut f = keyed("k7");
         f.groups.set(gid::MLFFORGET, Some("x"));
-        let Merged::Forgotten(s) = c.merge("k7", &mut f, &line, &mut scratch) else { panic!() };
+        let Merged::Forgotten(s) = c.merge(&mut f, &line, &mut scratch) else { panic!() };
         assert_eq!(c.get(s).groups.get(gid::USER), Some("u"));
         assert!(c.find("k7", hash("k7")).is_none());
         // a forget on an unknown connection is not cached
-        let mut f = Fail::default();
+        let mut f = keyed("new");
         f.groups.set(gid::MLFFORGET, Some("x"));
-        assert_eq!(c.merge("new", &mut f, &line, &mut scratch), Merged::Own);
+        assert_eq!(c.merge(&mut f, &line, &mut scratch), Merged::Own);
         // churn through many keys: the table stays consistent
         for i in 0..10_000 {
-            let mut f = Fail::default();
+            let mut f = keyed(&format!("c{}", i % 300));
             if i % 3 == 0 {
                 f.groups.set(gid::MLFFORGET, Some("x"));
             }
-            c.merge(&format!("c{}", i % 300), &mut f, &line, &mut scratch);
+            c.merge(&mut f, &line, &mut scratch);
             assert!(c.live <= MLFID_CACHE);
         }
     }

@@ -18,6 +18,7 @@
 //! supported.
 
 mod backtrack;
+mod bytes;
 mod date;
 mod fast;
 mod host;

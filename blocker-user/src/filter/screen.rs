@@ -111,7 +111,7 @@ impl Lit {
         let mut from = r;
         let end = hay.len().saturating_sub(n - r - 1);
         while from < end {
-            let Some(i) = memchr::memchr(self.bytes[r], &hay[from..end]) else { return false };
+            let Some(i) = super::bytes::find_byte(self.bytes[r], &hay[from..end]) else { return false };
             let at = from + i - r;
             if hay[at..at + n] == self.bytes[..] {
                 return true;

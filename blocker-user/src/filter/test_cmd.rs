@@ -126,7 +126,7 @@ pub fn filter_test(
     loop {
         // a line whole in the reader's buffer is used in place
         let whole = match input.fill_buf() {
-            Ok(b) => memchr::memchr(b'\n', b).map(|i| i + 1),
+            Ok(b) => super::bytes::find_byte(b'\n', b).map(|i| i + 1),
             Err(_) => None,
         };
         let line: &[u8] = match whole {

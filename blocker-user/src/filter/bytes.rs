@@ -1,0 +1,35 @@
+//! Byte search for the per-line paths.
+//!
+//! `memchr::memchr` picks its AVX2 routine through a function pointer on
+//! every call; a log line is ~100 bytes, and that choosing cost as much as
+//! the search. SSE2 is part of every x86_64 CPU, so its routine is called
+//! directly.
+
+/// The first position of `b` in `hay`.
+#[inline]
+pub(crate) fn find_byte(b: u8, hay: &[u8]) -> Option<usize> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        memchr::arch::x86_64::sse2::memchr::One::new(b).map_or_else(|| memchr::memchr(b, hay), |one| one.find(hay))
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        memchr::memchr(b, hay)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_first_byte_at_every_length_and_place() {
+        let hay: Vec<u8> = (0..100u8).map(|i| b'a' + i % 20).collect();
+        for len in 0..hay.len() {
+            let h = &hay[..len];
+            for b in [b'a', b'k', b't', b'z', b'\n'] {
+                assert_eq!(find_byte(b, h), h.iter().position(|&c| c == b), "{b} in {len} bytes");
+            }
+        }
+    }
+}
