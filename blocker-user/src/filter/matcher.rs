@@ -169,7 +169,7 @@ pub struct Matcher<'f> {
     lines: VecDeque<(String, String)>,
     ml: MlCache,
     /// This line's failure (before merging), its matched lines, scratch.
-    fail: Fail,
+    fail: Box<Fail>,
     m_lines: Lines,
     ml_scratch: Lines,
     spans: Spans,
@@ -212,7 +212,7 @@ impl<'f> Matcher<'f> {
             ignore_hits: vec![false; filter.ignoreregex.len()],
             lines: VecDeque::new(),
             ml: MlCache::default(),
-            fail: Fail::default(),
+            fail: Box::default(),
             m_lines: Lines::default(),
             ml_scratch: Lines::default(),
             spans: Vec::new(),
@@ -622,7 +622,7 @@ impl<'f> Matcher<'f> {
             // determine the failure id (on the cached entry if there is one)
             let w: &mut Fail = match merged {
                 Merged::Cached(s) | Merged::Forgotten(s) => self.ml.get_mut(s),
-                Merged::Own => &mut self.fail,
+                Merged::Own => &mut *self.fail,
             };
             let nofail = w.groups.truthy(gid::NOFAIL);
             let cidr = w.groups.get(gid::CIDR).and_then(|c| c.parse::<u8>().ok());

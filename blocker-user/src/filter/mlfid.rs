@@ -319,7 +319,8 @@ const GONE: u16 = u16::MAX;
 struct Entry {
     key: String,
     hash: u64,
-    fail: Fail,
+    /// Boxed, so a new connection's failure moves in by a pointer swap.
+    fail: Box<Fail>,
     live: bool,
     /// Insertion number (to skip stale positions in the order queue).
     seq: u64,
@@ -471,7 +472,7 @@ impl MlCache {
     /// the entry of its connection (its `mlfid` group), with `matched` the
     /// line(s) matched. `fail` is left unspecified unless `Merged::Own` is
     /// returned.
-    pub fn merge<S: AsRef<str>>(&mut self, fail: &mut Fail, matched: &[S], scratch: &mut Lines) -> Merged {
+    pub fn merge<S: AsRef<str>>(&mut self, fail: &mut Box<Fail>, matched: &[S], scratch: &mut Lines) -> Merged {
         if let Some(s) = self.pending_free.take() {
             self.free.push(s);
         }
@@ -693,7 +694,7 @@ mod tests {
         let mut scratch = Lines::default();
         let line = ["l".to_string()];
         let keyed = |k: &str| {
-            let mut f = Fail::default();
+            let mut f = Box::<Fail>::default();
             f.groups.set(gid::MLFID, Some(k));
             f
         };
