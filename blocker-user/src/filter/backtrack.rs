@@ -27,6 +27,9 @@ pub(crate) struct Prog {
     insts: Vec<Inst>,
     /// Byte sets as membership tables (one load per test).
     sets: Vec<[bool; 256]>,
+    /// Per set: the bytes it lacks, when they are at most three (a run of
+    /// it ends at one of them, found by a vector search).
+    lacks: Vec<Option<Box<[u8]>>>,
     lits: Vec<Box<[u8]>>,
     /// Per instruction: the set (in `sets`) of bytes a match from there
     /// can start with, or [`ANY`] when it may need none.
@@ -556,6 +559,7 @@ impl Prog {
         Some(Prog {
             insts: e.insts,
             sets: e.sets.iter().map(|s| std::array::from_fn(|b| s[b / 64] & (1 << (b % 64)) != 0)).collect(),
+            lacks: e.sets.iter().map(lacks).collect(),
             lits: e.lits,
             first,
             branches: starts,
@@ -595,6 +599,20 @@ impl Prog {
             ANY => true,
             s => hay.get(at).is_some_and(|&c| self.has(s, c)),
         }
+    }
+
+    /// How many bytes from the start of `hay` are in set `set`.
+    #[inline]
+    fn run_len(&self, set: u32, hay: &[u8]) -> usize {
+        // SAFETY: as for `set`.
+        let found = match unsafe { self.lacks.get_unchecked(set as usize) } {
+            Some(stop) => super::bytes::find_any(stop, hay),
+            None => {
+                let tbl = self.set(set);
+                hay.iter().position(|&c| !tbl[c as usize])
+            }
+        };
+        found.unwrap_or(hay.len())
     }
 
     #[inline]
@@ -773,7 +791,7 @@ impl Prog {
                         }
                         let lim = hay.len().min(at.saturating_add(max as usize));
                         if take != Take::Lazy {
-                            let hi = lo + hay[lo..lim].iter().position(|&c| !tbl[c as usize]).unwrap_or(lim - lo);
+                            let hi = lo + self.run_len(set, &hay[lo..lim]);
                             budget = budget.saturating_sub(hi - at);
                             if hi > lo && take == Take::Greedy {
                                 stack.push(Frame::Shorter(pc as u32, lo as u32, hi as u32));
@@ -869,6 +887,12 @@ impl Prog {
         }
         Ok(None)
     }
+}
+
+/// The bytes set `s` lacks, when they are one to three.
+fn lacks(s: &[u64; 4]) -> Option<Box<[u8]>> {
+    let out: Vec<u8> = (0..=255u8).filter(|&b| s[b as usize / 64] & (1 << (b % 64)) == 0).take(4).collect();
+    (1..=3).contains(&out.len()).then(|| out.into_boxed_slice())
 }
 
 /// Set slot `k` to `at`, leaving a frame that restores its old value.
@@ -1336,6 +1360,44 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn runs_of_sets_that_lack_few_bytes_end_where_the_regex_crate_says() {
+        // [^:] lacks one byte, [^:,] two, [^:,;] three, [^:,;=] four (a
+        // table walk); each followed by text that makes it give back
+        for set in ["[^:]", "[^:,]", "[^:,;]", "[^:,;=]", "."] {
+            // the run ends at a byte it lacks, or gives back to " from "
+            for pat in
+                [format!(r"^a(?P<u>{set}+)(?P<r>[:,;=]\S*)?$"), format!(r"^a(?P<u>{set}+) from (?P<h>\S+)(?: x)?$")]
+            {
+                check(
+                    &pat,
+                    &[
+                        "ab from c",
+                        "a from b from c x",
+                        "ab:c from d",
+                        "ab,c;d=e from f",
+                        "a from ",
+                        &format!("a{} from b x", "y".repeat(70)),
+                        &format!("a{}:{} from b", "y".repeat(40), "z".repeat(40)),
+                        "a",
+                        "abc:d",
+                        "abc,d;e",
+                        "ab;c,d",
+                        "ab=c",
+                    ],
+                );
+            }
+        }
+        let lacks_of = |set: &str| {
+            let parsed = super::super::pyre::parse(&format!(r"^(?P<u>{set}+) from (?P<h>\S+)")).unwrap();
+            let prog = Prog::new(&parsed.node, "").unwrap();
+            prog.lacks.iter().flatten().map(|l| l.to_vec()).collect::<Vec<_>>()
+        };
+        assert!(lacks_of("[^:]").contains(&b":".to_vec()));
+        assert!(lacks_of("[^:,;]").contains(&b",:;".to_vec()));
+        assert!(lacks_of("[^:,;=]").is_empty(), "four bytes: a table walk");
     }
 
     #[test]
