@@ -622,7 +622,7 @@ impl<'f> Matcher<'f> {
             // determine the failure id (on the cached entry if there is one)
             let w: &mut Fail = match merged {
                 Merged::Cached(s) | Merged::Forgotten(s) => self.ml.get_mut(s),
-                Merged::Own => &mut *self.fail,
+                Merged::Own => &mut self.fail,
             };
             let nofail = w.groups.truthy(gid::NOFAIL);
             let cidr = w.groups.get(gid::CIDR).and_then(|c| c.parse::<u8>().ok());
