@@ -58,6 +58,7 @@ impl Groups {
         &self.text[s as usize..e as usize]
     }
 
+    /// Set (or add) a value at a range of the text.
     #[inline]
     pub fn set_range(&mut self, id: u16, v: Option<(u32, u32)>) {
         let b = bit(id);
