@@ -556,10 +556,12 @@ impl Prog {
         if !well_formed(&e, &first) || starts.iter().any(|&s| s as usize >= e.insts.len()) {
             return None;
         }
+        let sets: Vec<[bool; 256]> =
+            e.sets.iter().map(|s| std::array::from_fn(|b| s[b / 64] & (1 << (b % 64)) != 0)).collect();
         Some(Prog {
             insts: e.insts,
-            sets: e.sets.iter().map(|s| std::array::from_fn(|b| s[b / 64] & (1 << (b % 64)) != 0)).collect(),
-            lacks: e.sets.iter().map(lacks).collect(),
+            lacks: sets.iter().map(lacks).collect(),
+            sets,
             lits: e.lits,
             first,
             branches: starts,
@@ -890,8 +892,8 @@ impl Prog {
 }
 
 /// The bytes set `s` lacks, when they are one to three.
-fn lacks(s: &[u64; 4]) -> Option<Box<[u8]>> {
-    let out: Vec<u8> = (0..=255u8).filter(|&b| s[b as usize / 64] & (1 << (b % 64)) == 0).take(4).collect();
+fn lacks(s: &[bool; 256]) -> Option<Box<[u8]>> {
+    let out: Vec<u8> = (0..=255u8).filter(|&b| !s[b as usize]).take(4).collect();
     (1..=3).contains(&out.len()).then(|| out.into_boxed_slice())
 }
 
