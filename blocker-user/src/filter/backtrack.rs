@@ -937,7 +937,7 @@ fn well_formed(e: &Emitter, first: &[u32]) -> bool {
 /// starts.
 fn last_lit(hay: &[u8], lo: usize, mut at: usize, b: u8, rest: &[u8]) -> Option<usize> {
     loop {
-        let q = lo + hay[lo..at].iter().rposition(|&c| c == b)?;
+        let q = lo + super::bytes::rfind_byte(b, &hay[lo..at])?;
         if starts_with(&hay[q + 1..], rest) {
             return Some(q);
         }

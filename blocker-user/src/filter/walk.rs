@@ -42,19 +42,22 @@ pub(crate) fn anchored_scan(dfa: &DenseDfa, mut sid: StateID, hay: &[u8]) -> (Op
     const NONE: usize = usize::MAX;
     let found = |e: usize| (e != NONE).then_some(e);
     let mut end = NONE;
-    for (i, &b) in hay.iter().enumerate() {
+    let mut i = 0;
+    while i < hay.len() {
         // SAFETY: `sid` is the given state of `dfa` or a transition of it,
-        // so it is a valid state of `dfa`.
-        sid = unsafe { dfa.next_state_unchecked(sid, b) };
-        if dfa.is_special_state(sid) {
-            // matches are reported one byte late
-            if dfa.is_dead_state(sid) {
-                return (Some(found(end)), i + 1);
-            } else if dfa.is_match_state(sid) {
-                end = i;
-            } else if dfa.is_quit_state(sid) {
-                return (None, i + 1);
-            }
+        // so it is a valid state of `dfa`; `i` is in bounds.
+        sid = unsafe { dfa.next_state_unchecked(sid, *hay.get_unchecked(i)) };
+        i += 1;
+        if !dfa.is_special_state(sid) {
+            continue;
+        }
+        // matches are reported one byte late
+        if dfa.is_match_state(sid) {
+            end = i - 1;
+        } else if dfa.is_dead_state(sid) {
+            return (Some(found(end)), i);
+        } else if dfa.is_quit_state(sid) {
+            return (None, i);
         }
     }
     if dfa.is_match_state(dfa.next_eoi_state(sid)) {
