@@ -17,6 +17,32 @@ fn commands_without_an_agent_fail_with_one_line_naming_the_socket() {
 }
 
 #[test]
+fn filter_test_now_completes_dates_without_a_year() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("auth.log");
+    std::fs::write(&log, "Mar  3 10:00:00 web01 app: Failed login from 192.0.2.2\n").unwrap();
+    let run = |now: &str| {
+        Command::new(blocker_bin())
+            .arg("filter-test")
+            .arg(&log)
+            .args(["Failed login from <HOST>$", "--json", "--now", now])
+            .output()
+            .unwrap()
+    };
+    for (now, want) in [("2021-06-01T12:34:56", "2021-03-03T10:00:00"), ("2019-06-01T00:00:00", "2019-03-03T10:00:00")]
+    {
+        let out = run(now);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!((&line["host"], &line["time"]), (&"192.0.2.2".into(), &want.into()), "now {now}");
+    }
+    let bad = run("yesterday");
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("yesterday") && err.contains("2024-01-15T12:00:00"), "{err}");
+}
+
+#[test]
 fn bad_address_is_a_clear_error() {
     let out = Command::new(blocker_bin()).args(["--socket", "/nonexistent/s", "ban", "10.0.0.256"]).output().unwrap();
     assert!(!out.status.success());

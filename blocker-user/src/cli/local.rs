@@ -19,7 +19,7 @@ pub fn filter_test(a: &FilterTestArgs) -> anyhow::Result<i32> {
         json: a.json,
         maxretry: a.maxretry,
         findtime: a.findtime,
-        now: None,
+        now: a.now,
     };
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     // one call per reader type, not a `dyn BufRead`: the per-line reads

@@ -77,6 +77,11 @@ pub struct FilterTestArgs {
     pub maxretry: u32,
     #[arg(long, default_value = "10m", value_parser = parse_duration)]
     pub findtime: Duration,
+    /// Take this local time as now: it completes dates without a year and
+    /// times lines without a date, so runs give the same answers (default:
+    /// the clock).
+    #[arg(long, value_name = "YYYY-MM-DDTHH:MM:SS", value_parser = parse_local_time)]
+    pub now: Option<chrono::NaiveDateTime>,
 }
 
 #[derive(Debug, Args)]
@@ -168,6 +173,11 @@ pub struct SetArgs {
 pub struct JsonArg {
     #[arg(long)]
     pub json: bool,
+}
+
+pub fn parse_local_time(s: &str) -> Result<chrono::NaiveDateTime, String> {
+    chrono::NaiveDateTime::parse_from_str(s.trim(), "%Y-%m-%dT%H:%M:%S")
+        .map_err(|e| format!("invalid time {s:?} ({e}); e.g. 2024-01-15T12:00:00"))
 }
 
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
