@@ -32,6 +32,7 @@ mod screen;
 mod split;
 pub mod synth;
 mod tail;
+mod tally;
 mod test_cmd;
 mod walk;
 

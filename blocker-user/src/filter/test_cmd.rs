@@ -1,13 +1,12 @@
 //! The core of `blocker filter-test <LOG> <FILTER> [--json]`.
 
-use std::collections::HashMap;
 use std::io::{BufRead, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use chrono::NaiveDateTime;
 
-use super::matcher::ipv4_number;
+use super::tally::{Hosts, would_ban};
 use super::{Engine, Filter, FilterError, FilterOptions, Outcome};
 
 /// Options for [`filter_test`].
@@ -194,6 +193,7 @@ pub fn filter_test(
             input.consume(n);
         }
     }
+    per_host.flush();
     let elapsed = start.elapsed();
     let lines_per_sec = if elapsed.as_secs_f64() > 0.0 { lines as f64 / elapsed.as_secs_f64() } else { 0.0 };
     let would_ban = would_ban(&per_host, opts.maxretry, opts.findtime);
@@ -255,138 +255,6 @@ fn read_line(input: &mut impl BufRead, raw: &mut Vec<u8>) -> std::io::Result<usi
     }
 }
 
-/// Failure times per host. IPv4 ids are keyed by their number (a small
-/// table), other short ids inside the table (no pointer to follow per
-/// lookup); names go to one string and times to one list, grouped at the
-/// end.
-#[derive(Default)]
-struct Hosts {
-    v4: V4Index,
-    short: HashMap<[u8; 32], u32, rustc_hash::FxBuildHasher>,
-    long: HashMap<String, u32, rustc_hash::FxBuildHasher>,
-    /// Host i is `names[name_ends[i - 1]..name_ends[i]]` (from 0 for i = 0).
-    names: String,
-    name_ends: Vec<usize>,
-    events: Vec<(u32, i64)>,
-}
-
-impl Hosts {
-    fn add(&mut self, id: &str, ts: i64) {
-        let next = self.name_ends.len() as u32;
-        let i = if let Some(n) = ipv4_number(id) {
-            self.v4.get_or_insert(n, next)
-        } else if id.len() < 32 {
-            let mut k = [0u8; 32];
-            k[..id.len()].copy_from_slice(id.as_bytes());
-            k[31] = id.len() as u8;
-            *self.short.entry(k).or_insert(next)
-        } else {
-            match self.long.get(id) {
-                Some(i) => *i,
-                None => *self.long.entry(id.to_string()).or_insert(next),
-            }
-        };
-        if i == next {
-            self.names.push_str(id);
-            self.name_ends.push(self.names.len());
-        }
-        self.events.push((i, ts));
-    }
-
-    fn len(&self) -> usize {
-        self.name_ends.len()
-    }
-
-    fn name(&self, i: usize) -> &str {
-        let start = if i == 0 { 0 } else { self.name_ends[i - 1] };
-        &self.names[start..self.name_ends[i]]
-    }
-
-    /// The times of host i are `flat[at[i]..at[i + 1]]` (a counting sort
-    /// of the events).
-    fn times(&self) -> (Vec<usize>, Vec<i64>) {
-        let mut at = vec![0usize; self.len() + 1];
-        self.events.iter().for_each(|(h, _)| at[*h as usize + 1] += 1);
-        for i in 1..at.len() {
-            at[i] += at[i - 1];
-        }
-        let mut next = at.clone();
-        let mut flat = vec![0i64; self.events.len()];
-        for (h, t) in &self.events {
-            flat[next[*h as usize]] = *t;
-            next[*h as usize] += 1;
-        }
-        (at, flat)
-    }
-}
-
-/// IPv4 number → host index, by open addressing over one word per entry
-/// (key and index together): a lookup reads one place in a big table.
-#[derive(Default)]
-struct V4Index {
-    /// `key << 32 | (index + 1)`; 0 is a free slot.
-    slots: Vec<u64>,
-    len: usize,
-}
-
-impl V4Index {
-    /// The index of `key`, inserting `next` if it has none.
-    fn get_or_insert(&mut self, key: u32, next: u32) -> u32 {
-        if (self.len + 1) * 10 > self.slots.len() * 7 {
-            self.grow();
-        }
-        let mask = self.slots.len() - 1;
-        let mut i = home(key, mask);
-        loop {
-            let s = self.slots[i];
-            if s == 0 {
-                self.slots[i] = u64::from(key) << 32 | u64::from(next + 1);
-                self.len += 1;
-                return next;
-            }
-            if (s >> 32) as u32 == key {
-                return s as u32 - 1;
-            }
-            i = (i + 1) & mask;
-        }
-    }
-
-    fn grow(&mut self) {
-        let size = (self.slots.len() * 2).max(1024);
-        let old = std::mem::replace(&mut self.slots, vec![0; size]);
-        let mask = self.slots.len() - 1;
-        for s in old.into_iter().filter(|&s| s != 0) {
-            let mut i = home((s >> 32) as u32, mask);
-            while self.slots[i] != 0 {
-                i = (i + 1) & mask;
-            }
-            self.slots[i] = s;
-        }
-    }
-}
-
-/// Where `key` starts probing (Fibonacci hashing).
-fn home(key: u32, mask: usize) -> usize {
-    (u64::from(key).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize & mask
-}
-
-/// Hosts with `maxretry` failures within `findtime` (Fail2Ban's counting).
-fn would_ban(per_host: &Hosts, maxretry: u32, findtime: Duration) -> Vec<String> {
-    let win = findtime.as_secs() as i64;
-    let maxretry = maxretry.max(1) as usize;
-    let (at, mut flat) = per_host.times();
-    let mut out: Vec<String> = (0..per_host.len())
-        .filter_map(|i| {
-            let ts = &mut flat[at[i]..at[i + 1]];
-            ts.sort_unstable();
-            (ts.len() >= maxretry && ts.windows(maxretry).any(|w| w[maxretry - 1] - w[0] <= win))
-                .then(|| per_host.name(i).to_string())
-        })
-        .collect();
-    out.sort();
-    out
-}
-
 fn write_report(s: &FilterTestSummary, filter: &Filter, out: &mut impl Write) -> std::io::Result<()> {
     writeln!(out, "Filter: {}", s.filter)?;
     for f in filter.files() {
@@ -425,44 +293,4 @@ fn write_report(s: &FilterTestSummary, filter: &Filter, out: &mut impl Write) ->
         s.would_ban.iter().take(20).cloned().collect::<Vec<_>>().join(", ")
     )?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hosts_keep_names_in_order_and_their_times() {
-        let long = "a-host-name-longer-than-32-bytes.example.org";
-        let mut h = Hosts::default();
-        for (id, t) in [("192.0.2.1", 0), (long, 0), ("192.0.2.1", 10), ("2001:db8::1", 5)] {
-            h.add(id, t);
-        }
-        for (id, t) in [(long, 100), ("192.0.2.1", 20), (long, 200), ("2001:db8::1", 6), ("2001:db8::1", 7)] {
-            h.add(id, t);
-        }
-        assert_eq!(h.len(), 3);
-        assert_eq!((0..3).map(|i| h.name(i)).collect::<Vec<_>>(), ["192.0.2.1", long, "2001:db8::1"]);
-        // three within 60 s: the IPv4 and IPv6 hosts; the long name's are
-        // 100 s apart
-        assert_eq!(would_ban(&h, 3, Duration::from_secs(60)), ["192.0.2.1", "2001:db8::1"]);
-        assert_eq!(would_ban(&h, 3, Duration::from_secs(200)), ["192.0.2.1", "2001:db8::1", long]);
-    }
-
-    #[test]
-    fn v4_index_agrees_with_a_map() {
-        let (mut idx, mut model) = (V4Index::default(), HashMap::new());
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        for step in 0..200_000u32 {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            // few distinct keys first (hits), then many (growth), and 0
-            let key = if step % 1000 == 0 { 0 } else { (seed as u32) % (1 + step / 4) };
-            let next = model.len() as u32;
-            let want = *model.entry(key).or_insert(next);
-            assert_eq!(idx.get_or_insert(key, next), want, "step {step} key {key}");
-        }
-        assert_eq!(idx.len, model.len());
-    }
 }
