@@ -24,7 +24,7 @@ pub(super) struct Hosts {
     v4: Table<u32>,
     short: Table<[u8; 32]>,
     long: HashMap<String, u32, rustc_hash::FxBuildHasher>,
-    pending: [(Key, i64); PENDING],
+    pending: [Waiting; PENDING],
     n_pending: usize,
     /// Host i is `names[name_ends[i - 1]..name_ends[i]]` (from 0 for i = 0).
     names: String,
@@ -32,80 +32,64 @@ pub(super) struct Hosts {
     events: Vec<(u32, i64)>,
 }
 
-/// A host id as a table key.
-#[derive(Debug, Clone, Copy)]
-enum Key {
-    V4(u32),
-    /// The id's bytes, its length in the last byte.
-    Short([u8; 32]),
-}
-
-impl Default for Key {
-    fn default() -> Self {
-        Key::V4(0)
-    }
+/// A failure waiting for its lookup.
+#[derive(Debug, Clone, Copy, Default)]
+struct Waiting {
+    /// The IPv4 number, for an IPv4 id (the table key).
+    v4: Option<u32>,
+    /// The id's bytes, its length in the last byte (the table key of
+    /// other ids).
+    text: [u8; 32],
+    ts: i64,
 }
 
 impl Hosts {
     pub fn add(&mut self, id: &str, ts: i64) {
-        let key = match ipv4_number(id) {
-            Some(n) => Key::V4(n),
-            None if id.len() < 32 => {
-                let mut k = [0u8; 32];
-                k[..id.len()].copy_from_slice(id.as_bytes());
-                k[31] = id.len() as u8;
-                Key::Short(k)
-            }
-            None => {
-                // long names (rare) go straight to their map, in order
-                self.flush();
-                let next = self.name_ends.len() as u32;
-                let i = match self.long.get(id) {
-                    Some(i) => *i,
-                    None => *self.long.entry(id.to_string()).or_insert(next),
-                };
-                self.record(i, next, |names| names.push_str(id), ts);
-                return;
-            }
-        };
+        if id.len() >= 32 {
+            // long names (rare) go straight to their map, in order
+            self.flush();
+            let next = self.name_ends.len() as u32;
+            let i = match self.long.get(id) {
+                Some(i) => *i,
+                None => *self.long.entry(id.to_string()).or_insert(next),
+            };
+            self.record(i, next, id, ts);
+            return;
+        }
         if self.n_pending == PENDING {
             self.flush();
         }
-        match &key {
-            Key::V4(n) => self.v4.prefetch(n),
-            Key::Short(k) => self.short.prefetch(k),
+        let w = &mut self.pending[self.n_pending];
+        w.text = [0; 32];
+        w.text[..id.len()].copy_from_slice(id.as_bytes());
+        w.text[31] = id.len() as u8;
+        w.v4 = ipv4_number(id);
+        w.ts = ts;
+        match w.v4 {
+            Some(n) => self.v4.prefetch(&n),
+            None => self.short.prefetch(&w.text),
         }
-        self.pending[self.n_pending] = (key, ts);
         self.n_pending += 1;
     }
 
     /// Run the waiting lookups (before the hosts are read).
     pub fn flush(&mut self) {
         for k in 0..std::mem::take(&mut self.n_pending) {
-            let (key, ts) = self.pending[k];
+            let w = self.pending[k];
             let next = self.name_ends.len() as u32;
-            match key {
-                Key::V4(n) => {
-                    let i = self.v4.get_or_insert(n, next);
-                    // the number gives back the text (see `ipv4_number`)
-                    let name = |s: &mut String| {
-                        let _ = std::fmt::Write::write_fmt(s, format_args!("{}", std::net::Ipv4Addr::from(n)));
-                    };
-                    self.record(i, next, name, ts);
-                }
-                Key::Short(b) => {
-                    let i = self.short.get_or_insert(b, next);
-                    let name = |s: &mut String| s.push_str(&String::from_utf8_lossy(&b[..b[31] as usize]));
-                    self.record(i, next, name, ts);
-                }
-            }
+            let i = match w.v4 {
+                Some(n) => self.v4.get_or_insert(n, next),
+                None => self.short.get_or_insert(w.text, next),
+            };
+            let name = std::str::from_utf8(&w.text[..w.text[31] as usize]).unwrap_or_default();
+            self.record(i, next, name, w.ts);
         }
     }
 
     /// A failure of host `i`; a new host (`i == next`) gets its name.
-    fn record(&mut self, i: u32, next: u32, name: impl FnOnce(&mut String), ts: i64) {
+    fn record(&mut self, i: u32, next: u32, name: &str, ts: i64) {
         if i == next {
-            name(&mut self.names);
+            self.names.push_str(name);
             self.name_ends.push(self.names.len());
         }
         self.events.push((i, ts));
