@@ -53,7 +53,7 @@ impl Hosts {
                 Some(i) => *i,
                 None => *self.long.entry(id.to_string()).or_insert(next),
             };
-            self.record(i, next, id, ts);
+            self.record(i, next, || id, ts);
             return;
         }
         if self.n_pending == PENDING {
@@ -81,15 +81,15 @@ impl Hosts {
                 Some(n) => self.v4.get_or_insert(n, next),
                 None => self.short.get_or_insert(w.text, next),
             };
-            let name = std::str::from_utf8(&w.text[..w.text[31] as usize]).unwrap_or_default();
+            let name = || std::str::from_utf8(&w.text[..w.text[31] as usize]).unwrap_or_default();
             self.record(i, next, name, w.ts);
         }
     }
 
     /// A failure of host `i`; a new host (`i == next`) gets its name.
-    fn record(&mut self, i: u32, next: u32, name: &str, ts: i64) {
+    fn record<'a>(&mut self, i: u32, next: u32, name: impl FnOnce() -> &'a str, ts: i64) {
         if i == next {
-            self.names.push_str(name);
+            self.names.push_str(name());
             self.name_ends.push(self.names.len());
         }
         self.events.push((i, ts));
