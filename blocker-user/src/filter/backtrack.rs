@@ -689,19 +689,12 @@ impl Prog {
         let mut budget = 16 * hay.len() + 512;
         stack.push(Frame::Try(pc, 0));
         while let Some(f) = stack.pop() {
-            if let Frame::Restore(slot, old) = f {
-                slots[slot as usize] = old;
-                continue;
-            }
-            // steps are charged where the code can go back (a retry, a
-            // split, a jump): between two charges it only runs forward
-            if budget == 0 {
-                return Err(OverBudget);
-            }
-            budget -= 1;
             let (mut pc, mut at) = match f {
                 Frame::Try(pc, at) => (pc as usize, at as usize),
-                Frame::Restore(..) => unreachable!(),
+                Frame::Restore(slot, old) => {
+                    slots[slot as usize] = old;
+                    continue;
+                }
                 Frame::Shorter(pc, lo, at) => {
                     // give back one byte, or when a literal must follow, as
                     // many as it takes to reach that literal
@@ -740,6 +733,10 @@ impl Prog {
                 }
             };
             loop {
+                if budget == 0 {
+                    return Err(OverBudget);
+                }
+                budget -= 1;
                 // SAFETY: `pc` is 0, a jump target or one past an
                 // instruction that continues, all checked by `well_formed`.
                 match unsafe { *self.insts.get_unchecked(pc) } {
@@ -767,10 +764,6 @@ impl Prog {
                         at += 1;
                     }
                     Inst::Split(a, b) => {
-                        if budget == 0 {
-                            return Err(OverBudget);
-                        }
-                        budget -= 1;
                         // a branch that cannot start here is not tried
                         if !self.may_start(a, hay, at) {
                             pc = b as usize;
@@ -781,13 +774,7 @@ impl Prog {
                         }
                         pc = a as usize;
                     }
-                    Inst::Jmp(a) => {
-                        if budget == 0 {
-                            return Err(OverBudget);
-                        }
-                        budget -= 1;
-                        pc = a as usize;
-                    }
+                    Inst::Jmp(a) => pc = a as usize,
                     Inst::Save(k) => {
                         save(slots, stack, k, at);
                         pc += 1;
