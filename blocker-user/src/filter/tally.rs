@@ -155,10 +155,7 @@ impl TableKey for u32 {
 
 impl TableKey for [u8; 32] {
     fn hash(&self) -> u64 {
-        self.chunks_exact(8).fold(0u64, |h, c| {
-            let w = u64::from_le_bytes(c.try_into().unwrap_or_default());
-            (h.rotate_left(5) ^ w).wrapping_mul(0x517C_C1B7_2722_0A95)
-        })
+        std::hash::BuildHasher::hash_one(&rustc_hash::FxBuildHasher, self)
     }
 }
 
