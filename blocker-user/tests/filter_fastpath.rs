@@ -201,6 +201,38 @@ fn fast_path_agrees_on_generated_sshd_traffic() {
     assert!(plan as usize > failures);
 }
 
+/// Failregexes without a literal they all start with (as users often
+/// write them) have no literal dispatch; the screen then turns away lines
+/// that lack a literal every one needs. The answers must not change, for
+/// a filter file's unanchored regexes (searched anywhere in the line) and
+/// for inline ones (anchored after the syslog prefix).
+#[test]
+fn undispatched_filters_agree_on_generated_traffic() {
+    let sets: [&[&str]; 3] = [
+        &[
+            r"sshd\[\d+\]: Failed password for .* from <HOST> port \d+",
+            r"sshd\[\d+\]: Invalid user .* from <HOST> port \d+",
+            r"sshd\[\d+\]: Connection closed by authenticating user .* <HOST> port \d+",
+            r"sshd\[\d+\]: Disconnected from authenticating user .* <HOST> port \d+",
+        ],
+        &[r"Failed \S+ for .* from <HOST>"],
+        &[r"Invalid user \S+ from <HOST>", r"Failed password for \S+ from <HOST>"],
+    ];
+    let lines: Vec<String> = SyslogMix::new(5, Mix::Realistic).take(20_000).collect();
+    let dir = tempfile::tempdir().unwrap();
+    for set in sets {
+        let file = dir.path().join("unanchored.conf");
+        std::fs::write(&file, format!("[Definition]\nfailregex = {}\n", set.join("\n            "))).unwrap();
+        let from_file = Filter::load(file.to_str().unwrap(), &FilterOptions::default()).unwrap();
+        let inline = Filter::inline(&set.iter().map(|s| s.to_string()).collect::<Vec<_>>(), &[], None, None).unwrap();
+        for (how, f) in [("file", &from_file), ("inline", &inline)] {
+            let (failures, plan, fallback) = compare(set[0], f, &lines);
+            assert!(failures > 2_000, "{how} {}: {failures}", set[0]);
+            assert!(plan + fallback > 0, "{how} {}: the fast path ran", set[0]);
+        }
+    }
+}
+
 #[test]
 fn inline_filters_agree() {
     let regexes = [

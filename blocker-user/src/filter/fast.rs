@@ -70,23 +70,34 @@ struct Dispatch {
 #[derive(Debug)]
 struct Sub {
     pats: Vec<usize>,
+    /// No literal dispatch chose this subset: the screen also turns away
+    /// lines that lack a literal every pattern needs.
+    reject: bool,
     dfa: OnceLock<Option<hybrid::dfa::DFA>>,
     screen: OnceLock<Option<Screen>>,
 }
 
 impl Sub {
-    fn new(pats: Vec<usize>) -> Sub {
-        Sub { pats, dfa: OnceLock::new(), screen: OnceLock::new() }
+    fn new(pats: Vec<usize>, reject: bool) -> Sub {
+        Sub { pats, reject, dfa: OnceLock::new(), screen: OnceLock::new() }
     }
 
     /// The candidates (bits over `pats`) that may match `text`, or `None`
     /// when more than `max` may or no literal tells them apart.
     fn left(&self, all: &[String], text: &[u8], max: u32) -> Option<u64> {
-        if let [_] = self.pats[..] {
+        if !self.reject
+            && let [_] = self.pats[..]
+        {
             return Some(1);
         }
-        let screen = self.screen.get_or_init(|| Screen::new(&self.pats.iter().map(|&p| &*all[p]).collect::<Vec<_>>()));
-        screen.as_ref()?.left(text, max)
+        let screen = self
+            .screen
+            .get_or_init(|| Screen::new(&self.pats.iter().map(|&p| &*all[p]).collect::<Vec<_>>(), self.reject));
+        match (screen, &self.pats[..]) {
+            (Some(s), _) => s.left(text, max),
+            (None, [_]) => Some(1),
+            (None, _) => None,
+        }
     }
 
     fn dfa(&self, all: &[String]) -> Option<&hybrid::dfa::DFA> {
@@ -274,7 +285,7 @@ impl FastPath {
                     match subs.iter().position(|s| s.pats == pats) {
                         Some(i) => i,
                         None => {
-                            subs.push(Sub::new(pats));
+                            subs.push(Sub::new(pats, false));
                             subs.len() - 1
                         }
                     }
@@ -282,7 +293,8 @@ impl FastPath {
                 .collect();
             Dispatch { first, lits, sub }
         });
-        subs.push(Sub::new((0..pats.len()).collect()));
+        // the subset of all patterns serves texts when there is no dispatch
+        subs.push(Sub::new((0..pats.len()).collect(), true));
         Some(FastPath { lits, pats, subs, patterns, regexes })
     }
 

@@ -19,12 +19,16 @@ pub(crate) struct Screen {
     lits: Vec<Lit>,
     /// Per candidate, in order: the literals (bits) it needs.
     need: Vec<u16>,
+    /// A literal every candidate needs, checked first: a line without it
+    /// leaves none.
+    must: Option<Lit>,
 }
 
 impl Screen {
     /// A screen over `pats` (plain patterns, in the dispatch's order), when
-    /// some literal tells them apart.
-    pub(crate) fn new(pats: &[&str]) -> Option<Screen> {
+    /// some literal tells them apart, or with `reject` when a literal every
+    /// one needs can turn lines away (no literal dispatch did that before).
+    pub(crate) fn new(pats: &[&str], reject: bool) -> Option<Screen> {
         if pats.len() > 64 {
             return None;
         }
@@ -48,16 +52,23 @@ impl Screen {
                 need[i] |= 1 << bit;
             }
         }
-        if lits.is_empty() {
+        // the longest literal of the first candidate that all others need
+        let needed_by_all = |l: &(Vec<u8>, bool)| req.iter().all(|q| q.iter().any(|m| contains(&m.0, &l.0)));
+        let must =
+            req.first().into_iter().flatten().filter(|l| reject && needed_by_all(l)).max_by_key(|l| l.0.len()).cloned();
+        if lits.is_empty() && must.is_none() {
             return None;
         }
-        Some(Screen { lits: lits.into_iter().map(Lit::new).collect(), need })
+        Some(Screen { lits: lits.into_iter().map(Lit::new).collect(), need, must: must.map(Lit::new) })
     }
 
     /// The candidates (bits, in order) that may match `hay`, or `None`
     /// when more than `max` may. Each literal is searched at most once, and
     /// only when a candidate still needs the answer.
     pub(crate) fn left(&self, hay: &[u8], max: u32) -> Option<u64> {
+        if self.must.as_ref().is_some_and(|m| !m.is_in(hay)) {
+            return Some(0);
+        }
         let (mut known, mut present) = (0u16, 0u16);
         let mut left = 0u64;
         for (i, &need) in self.need.iter().enumerate() {
@@ -226,18 +237,33 @@ mod tests {
     fn the_screen_leaves_the_candidates_that_can_match() {
         let pats =
             [r"^Failed \S+ for invalid user \S+ from \S+: ", r"^Failed \S+ for \S+ from \S+: ", r"^Failed \S+ for .+"];
-        let s = Screen::new(&pats).expect("the candidates differ by literal");
+        let s = Screen::new(&pats, false).expect("the candidates differ by literal");
         assert_eq!(s.left(b"Failed password for root from 192.0.2.1 port 22\n", 2), Some(0b100));
         assert_eq!(s.left(b"Failed password for root from 192.0.2.1: x\n", 2), Some(0b110));
         assert_eq!(s.left(b"Failed password for invalid user x from 192.0.2.1: x\n", 3), Some(0b111));
         assert_eq!(s.left(b"Failed password for invalid user x from 192.0.2.1: x\n", 2), None, "more than 2");
         // found at the very start and end, by a byte that occurs earlier
-        let s2 = Screen::new(&[r"^x.*ab:c", r"^x.*"]).unwrap();
+        let s2 = Screen::new(&[r"^x.*ab:c", r"^x.*"], false).unwrap();
         assert_eq!(s2.left(b"xab:c", 2), Some(0b11));
         assert_eq!(s2.left(b"x:ab:c", 2), Some(0b11));
         assert_eq!(s2.left(b"x:ab:", 2), Some(0b10));
-        let none = Screen::new(&[r"^ab\d", r"^cd\d"]).unwrap();
+        let none = Screen::new(&[r"^ab\d", r"^cd\d"], false).unwrap();
         assert_eq!(none.left(b"ef1", 2), Some(0));
-        assert!(Screen::new(&[r"^a\d+ b", r"^a\d+ b(?:c)?"]).is_none(), "no literal tells them apart");
+        assert!(Screen::new(&[r"^a\d+ b", r"^a\d+ b(?:c)?"], false).is_none(), "no literal tells them apart");
+    }
+
+    #[test]
+    fn a_literal_every_candidate_needs_turns_lines_away() {
+        // nothing tells these apart, but both need `sshd[` (the longest)
+        let pats = [r"(?s:.*?)sshd\[\d+\]: a\d", r"(?s:.*?)sshd\[\d+\]: a\w"];
+        assert!(Screen::new(&pats, false).is_none());
+        let s = Screen::new(&pats, true).expect("a literal both need");
+        assert_eq!(s.left(b"host CRON[1]: a1\n", 2), Some(0));
+        assert_eq!(s.left(b"host sshd[1]: a1\n", 2), Some(0b11));
+        assert_eq!(s.left(b"host sshd[1]: a1\n", 1), None, "more than 1");
+        // one candidate: kept when the line has the literal
+        let one = Screen::new(&[r"(?s:.*?)Failed .* from x"], true).unwrap();
+        assert_eq!(one.left(b"sshd[1]: Failed pw from x\n", 2), Some(1));
+        assert_eq!(one.left(b"sshd[1]: Accepted pw from y\n", 2), Some(0));
     }
 }
