@@ -5,6 +5,10 @@
 //! `invalid user ` or `: `). A candidate whose needed text is absent from
 //! the line cannot match it. When one or two candidates are left, their
 //! programs decide in order and the winner DFA pass is skipped.
+//!
+//! Without a dispatch (no literal starts every failregex), the screen also
+//! looks first for the longest literal that every candidate needs: most
+//! lines lack it and are turned away at once.
 
 use regex_syntax::hir::{Hir, HirKind, Look};
 
