@@ -660,34 +660,44 @@ impl Prog {
         slots: &mut [u32],
         stack: &mut Vec<Frame>,
     ) -> Result<Option<(usize, usize)>, OverBudget> {
-        self.run_from(0, hay, slots, stack)
+        self.run_from(0, 0, hay, slots, stack, &mut budget(hay))
     }
 
-    /// [`Prog::run`] on top-level branch `b` only.
-    pub(crate) fn run_branch(
+    /// The leftmost-first match that starts at `start`, of top-level
+    /// branch `b` only or of the whole program, taking its steps from
+    /// `budget` (which a caller trying several starts shares among them).
+    pub(crate) fn run_at(
         &self,
-        b: usize,
+        b: Option<usize>,
+        start: usize,
         hay: &[u8],
         slots: &mut [u32],
         stack: &mut Vec<Frame>,
+        budget: &mut usize,
     ) -> Result<Option<(usize, usize)>, OverBudget> {
-        self.run_from(*self.branches.get(b).ok_or(OverBudget)?, hay, slots, stack)
+        let pc = match b {
+            Some(b) => *self.branches.get(b).ok_or(OverBudget)?,
+            None => 0,
+        };
+        self.run_from(pc, start, hay, slots, stack, budget)
     }
 
     fn run_from(
         &self,
         pc: u32,
+        start: usize,
         hay: &[u8],
         slots: &mut [u32],
         stack: &mut Vec<Frame>,
+        budget_left: &mut usize,
     ) -> Result<Option<(usize, usize)>, OverBudget> {
-        if hay.len() >= UNSET as usize {
+        if hay.len() >= UNSET as usize || start > hay.len() {
             return Err(OverBudget);
         }
         slots.fill(UNSET);
         stack.clear();
-        let mut budget = 16 * hay.len() + 512;
-        stack.push(Frame::Try(pc, 0));
+        let mut budget = *budget_left;
+        stack.push(Frame::Try(pc, start as u32));
         while let Some(f) = stack.pop() {
             let (mut pc, mut at) = match f {
                 Frame::Try(pc, at) => (pc as usize, at as usize),
@@ -869,7 +879,7 @@ impl Prog {
                         pc += 1;
                     }
                     Inst::Match(b) => {
-                        slots[0] = 0;
+                        slots[0] = start as u32;
                         slots[1] = at as u32;
                         return Ok(Some((at, b as usize)));
                     }
@@ -880,15 +890,22 @@ impl Prog {
                         let (end, read) = tail.end(hay, at).map_err(|_| OverBudget)?;
                         budget = budget.saturating_sub(read);
                         let Some(end) = end else { break };
-                        slots[0] = 0;
+                        slots[0] = start as u32;
                         slots[1] = end as u32;
                         return Ok(Some((end, tail.branch as usize)));
                     }
                 }
             }
         }
+        *budget_left = budget;
         Ok(None)
     }
+}
+
+/// The steps a search of `hay` may take: 16 per byte plus 512, so that
+/// matching stays linear in the line.
+pub(crate) fn budget(hay: &[u8]) -> usize {
+    16 * hay.len() + 512
 }
 
 /// The bytes set `s` lacks, when they are one to three.

@@ -119,6 +119,9 @@ struct FastRegex {
     /// For a regex without `^`: its reverse DFA, to find where the match
     /// starts (the leftmost position from which it matches up to the end).
     start: Option<dense::DFA<Vec<u32>>>,
+    /// For a regex without `^`: the literal every match starts with, so
+    /// that its program can run from each place the literal is.
+    lead: Option<Box<[u8]>>,
     /// (group number, name id) in the order the reference engine reports
     /// them: one list per top-level branch when the reference runs the
     /// branches as separate parts, else one list.
@@ -260,7 +263,8 @@ impl FastPath {
                 (_, false) => return None,
                 (_, true) => vec![GroupIds::new(&c.ids)],
             };
-            regexes.push(FastRegex { start, ids, prog_ids: OnceLock::new() });
+            let lead = if fast.anchored { None } else { leading_literal(&c.translated) };
+            regexes.push(FastRegex { start, lead, ids, prog_ids: OnceLock::new() });
         }
         let mut subs: Vec<Sub> = Vec::new();
         let lits = prefix_literals(failregex).map(|per_regex| {
@@ -329,7 +333,7 @@ impl FastPath {
                 left &= left - 1;
                 let (i, branch) = self.patterns[self.subs[sub].pats[k]];
                 match self.run_prog(failregex, i, branch, hay, None, st, out) {
-                    Some(Some(e)) => return Found::Match { regex: i, span: (0, e), exact: true },
+                    Some(Some(span)) => return Found::Match { regex: i, span, exact: true },
                     Some(None) => {}
                     None => {
                         unsure = Some(k);
@@ -362,7 +366,9 @@ impl FastPath {
         };
         // the winner's groups: by its backtracking program (unless it just
         // could not tell), else its plan
-        if s == 0 && unsure != Some(k) && self.run_prog(failregex, i, branch, hay, Some(e), st, out).flatten().is_some()
+        if s == 0
+            && unsure != Some(k)
+            && self.run_prog(failregex, i, branch, hay, Some(e), st, out).flatten() == Some((s, e))
         {
             return Found::Match { regex: i, span: (0, e), exact: true };
         }
@@ -384,9 +390,11 @@ impl FastPath {
     }
 
     /// Run failregex `i`'s program (on `branch`) anchored at the start of
-    /// `hay`: `Some(Some(end))` with the groups in `out` when it matches
-    /// (and ends at `end`, if given), `Some(None)` when it does not match,
-    /// `None` when the program cannot tell (none, over budget, another end).
+    /// `hay`, or for a regex without `^` from each place its leading
+    /// literal starts: `Some(Some(span))` with the groups in `out` when it
+    /// matches (and ends at `end`, if given), `Some(None)` when it does not
+    /// match, `None` when the program cannot tell (none, over budget,
+    /// another end).
     #[allow(clippy::too_many_arguments)]
     fn run_prog(
         &self,
@@ -397,15 +405,32 @@ impl FastPath {
         end: Option<usize>,
         st: &mut FastState,
         out: &mut Spans,
-    ) -> Option<Option<usize>> {
+    ) -> Option<Option<(usize, usize)>> {
         let fr = &self.regexes[i];
-        if fr.start.is_some() {
+        if fr.start.is_some() && fr.lead.is_none() {
             return None;
         }
         let prog = failregex[i].fast.as_ref()?.prog()?;
         st.bt_slots.resize(2 * (prog.groups() + 1), backtrack::UNSET);
         let b = branch.unwrap_or(0);
-        let Some((e, _)) = prog.run_branch(b, hay, &mut st.bt_slots, &mut st.stack).ok()? else {
+        // an anchored program runs from 0; a regex without `^` from each
+        // place its leading literal starts (every match starts with it),
+        // and the first place it matches from is the leftmost match
+        let next = |from: usize| match &fr.lead {
+            None => (from == 0).then_some(0),
+            Some(lead) => find_lit(hay, from, lead),
+        };
+        let prog_b = if fr.lead.is_some() { None } else { Some(b) };
+        let mut budget = backtrack::budget(hay);
+        let mut at = next(0);
+        let found = loop {
+            let Some(p) = at else { break None };
+            if let Some((e, _)) = prog.run_at(prog_b, p, hay, &mut st.bt_slots, &mut st.stack, &mut budget).ok()? {
+                break Some((p, e));
+            }
+            at = next(p + 1);
+        };
+        let Some((s, e)) = found else {
             return end.is_none().then_some(None);
         };
         if end.is_some_and(|x| x != e) {
@@ -427,8 +452,36 @@ impl FastPath {
         st.stats[0] += 1;
         let slots = &st.bt_slots;
         ids.fill(out, |g| backtrack::span(slots, g));
-        Some(Some(e))
+        Some(Some((s, e)))
     }
+}
+
+/// The first place at or after `from` where `lit` (not empty) starts.
+fn find_lit(hay: &[u8], mut from: usize, lit: &[u8]) -> Option<usize> {
+    while from + lit.len() <= hay.len() {
+        let p = from + super::bytes::find_byte(lit[0], &hay[from..=hay.len() - lit.len()])?;
+        if hay[p..].starts_with(lit) {
+            return Some(p);
+        }
+        from = p + 1;
+    }
+    None
+}
+
+/// The literal every match of `pattern` starts with (two bytes or more).
+fn leading_literal(pattern: &str) -> Option<Box<[u8]>> {
+    use regex_syntax::hir::HirKind;
+    let hir = regex_syntax::ParserBuilder::new().unicode(false).utf8(false).build().parse(pattern).ok()?;
+    let items = match hir.kind() {
+        HirKind::Concat(v) => v.as_slice(),
+        _ => std::slice::from_ref(&hir),
+    };
+    let mut lit = Vec::new();
+    for x in items {
+        let HirKind::Literal(l) = x.kind() else { break };
+        lit.extend_from_slice(&l.0);
+    }
+    (lit.len() >= 2).then(|| lit.into())
 }
 
 /// The prefix literals of each failregex (every match of it, anchored at
@@ -561,6 +614,49 @@ mod tests {
         }
         let ip = spans.iter().find(|(id, _)| *id == crate::filter::gid::IP4).and_then(|(_, sp)| *sp);
         assert_eq!(ip.map(|(s, e)| &hit[s..e]), Some("192.0.2.7"));
+    }
+
+    /// A regex without `^` runs its program from each place its leading
+    /// literal starts, and the first place it matches from wins; a line
+    /// over the (shared) budget still gets its answer from the DFAs.
+    #[test]
+    fn an_unanchored_regex_runs_from_its_leading_literal() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("unanchored.conf");
+        let conf = "[Definition]\nfailregex = sshd\\[\\d+\\]: Failed \\S+ from <HOST> port \\d+\n                                sshd\\[\\d+\\]: Bad (?:aa|a)*(?:aa|a)*c from <HOST>\n";
+        std::fs::write(&path, conf).unwrap();
+        let f = Filter::load(path.to_str().unwrap(), &FilterOptions::default()).unwrap();
+        let fp = f.fast.as_ref().expect("linear regexes");
+        assert!(fp.lits.is_none(), "no prefix dispatch without `^`");
+        assert_eq!(fp.regexes[0].lead.as_deref(), Some(&b"sshd["[..]));
+        let mut st = fp.state(&f.failregex);
+        let mut spans = Spans::new();
+        let value = |spans: &Spans, hay: &'static [u8], v: &[u8]| {
+            spans.iter().any(|&(_, sp)| sp.is_some_and(|(a, b)| &hay[a..b] == v))
+        };
+        // the first `sshd[` does not match, the second does
+        let hay: &[u8] = b"x sshd[a]: Failed pw from 192.0.2.1 port 1 sshd[7]: Failed pw from 192.0.2.7 port 22\n";
+        match fp.find(&f.failregex, hay, &mut st, &mut spans) {
+            Found::Match { regex: 0, span: (s, e), exact: true } => {
+                assert_eq!(&hay[s..e], b"sshd[7]: Failed pw from 192.0.2.7 port 22");
+                assert!(value(&spans, hay, b"192.0.2.7"), "{spans:?}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let none: &[u8] = b"sshd[1]: Failed pw from 192.0.2.1 sshd[2]: Failed pw from 192.0.2.2\n";
+        assert_eq!(fp.find(&f.failregex, none, &mut st, &mut spans), Found::NoMatch);
+        // over budget at its first start: the DFAs answer
+        let a = "a".repeat(300);
+        let miss = format!("sshd[1]: Bad {a} from 192.0.2.7\n");
+        let prog = f.failregex[1].fast.as_ref().unwrap().prog().expect("a program");
+        let mut slots = vec![backtrack::UNSET; 2 * (prog.groups() + 1)];
+        assert!(prog.run(miss.as_bytes(), &mut slots, &mut Vec::new()).is_err(), "the line is over budget");
+        assert_eq!(fp.find(&f.failregex, miss.as_bytes(), &mut st, &mut spans), Found::NoMatch);
+        let hit = format!("sshd[1]: Bad {a}c from 192.0.2.7\n");
+        match fp.find(&f.failregex, hit.as_bytes(), &mut st, &mut spans) {
+            Found::Match { regex: 1, span: (0, e), .. } => assert_eq!(e, hit.len() - 1),
+            other => panic!("{other:?}"),
+        }
     }
 
     /// The common sshd lines are resolved by the plans, without fallback.
