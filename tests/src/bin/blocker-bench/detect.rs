@@ -19,7 +19,10 @@
 //!   (`fail2ban-rs gen-config sshd`) on the whole file. If
 //!   `target/bench-anchors/bin/fail2ban-rs` is missing, the benchmark
 //!   installs it there with `cargo install fail2ban-rs --root
-//!   target/bench-anchors` (a few minutes, once).
+//!   target/bench-anchors` (a few minutes, once);
+//! * blocker with fail2ban-rs's own four patterns (written as a filter file,
+//!   unchanged) against fail2ban-rs again: the same work, so the two must
+//!   find the same failures.
 //!
 //! Targets: ≥ 3M lines/s on one core with the stock sshd.conf, i.e. ≥ 3× the
 //! throughput of fail2ban-rs on the same file.
@@ -265,6 +268,22 @@ pub fn run() -> anyhow::Result<()> {
     )?;
     let (lines, matched, nofail) = blocker_counts(&ours.stdout)?;
     anyhow::ensure!(lines == n as u64, "blocker read {lines} lines, expected {n}");
+    // the same work: fail2ban-rs's patterns in blocker
+    let same_conf = fail2ban_rs_patterns_filter(&cfg, &dir)?;
+    let (same, rs_same, same_ratios) = best_of_pairs(
+        runs,
+        || {
+            let mut c = Command::new(&blocker);
+            c.arg("filter-test").arg(&mix).arg(&same_conf);
+            c
+        },
+        || {
+            let mut c = Command::new(&f2brs);
+            c.arg("dry-run").arg(&mix).arg("-c").arg(&cfg);
+            c
+        },
+    )?;
+    let (_, same_matched, _) = blocker_counts(&same.stdout)?;
     let ours_slice = best_of(runs, || filter_test(&slice))?;
     let (_, matched_slice, nofail_slice) = blocker_counts(&ours_slice.stdout)?;
 
@@ -276,6 +295,8 @@ pub fn run() -> anyhow::Result<()> {
 
     let ours_rate = rate(n as u64, ours.cpu);
     let rs_rate = rate(rs_lines, rs.cpu);
+    let same_rate = rate(n as u64, same.cpu);
+    let rs_same_rate = rate(rs_lines, rs_same.cpu);
     let f2b_rate = rate(f2b_lines, f2b.cpu);
     let ours_slice_rate = rate(SLICE.min(n) as u64, ours_slice.cpu);
 
@@ -309,6 +330,14 @@ pub fn run() -> anyhow::Result<()> {
         rs_rate,
         &rs,
         rs_matches.to_string(),
+    );
+    row(
+        &mut t,
+        "blocker filter-test (fail2ban-rs's patterns)",
+        format!("{n} lines"),
+        same_rate,
+        &same,
+        same_matched.to_string(),
     );
     row(
         &mut t,
@@ -353,6 +382,19 @@ pub fn run() -> anyhow::Result<()> {
         format!("≥ {TARGET_VS_F2BRS}×"),
         met(lo >= TARGET_VS_F2BRS),
     ]);
+    let (lo2, mid2, hi2) = (
+        same_ratios[0] * per_line,
+        same_ratios[same_ratios.len() / 2] * per_line,
+        same_ratios[same_ratios.len() - 1] * per_line,
+    );
+    v.row(vec![
+        "lines/s vs fail2ban-rs, its own patterns".into(),
+        mlines(same_rate),
+        mlines(rs_same_rate),
+        format!("{:.2}× (pairs {lo2:.2}–{hi2:.2}×, median {mid2:.2}×)", same_rate / rs_same_rate),
+        "—".into(),
+        "—".into(),
+    ]);
     v.row(vec![
         "lines/s, one core, stock sshd.conf".into(),
         mlines(ours_rate),
@@ -388,11 +430,36 @@ pub fn run() -> anyhow::Result<()> {
         "on the full file fail2ban-rs's built-in jail (4 patterns: failed password, invalid user, closed/disconnected\n\
          authenticating user) finds {rs_matches}, blocker's stock sshd.conf (22 failregexes, PAM and preauth lines too) {matched}."
     );
+    println!(
+        "with fail2ban-rs's own patterns blocker finds {same_matched} failures and fail2ban-rs {rs_matches}: they {}.",
+        if same_matched == rs_matches { "agree exactly" } else { "DIFFER" }
+    );
     anyhow::ensure!(
         (matched_slice, nofail_slice) == (f2b_matched, f2b_ignored),
         "blocker and fail2ban-regex disagree on the slice"
     );
+    anyhow::ensure!(same_matched == rs_matches, "blocker and fail2ban-rs disagree on fail2ban-rs's own patterns");
     Ok(())
+}
+
+/// A filter file with the failregexes of the fail2ban-rs config `cfg`
+/// (its sshd jail's `filter` list), as they are.
+fn fail2ban_rs_patterns_filter(cfg: &Path, dir: &Path) -> anyhow::Result<PathBuf> {
+    let text = std::fs::read_to_string(cfg)?;
+    let value: toml::Value = toml::from_str(&text).context("parsing the fail2ban-rs config")?;
+    let pats: Vec<&str> = value
+        .get("jail")
+        .and_then(|j| j.get("sshd"))
+        .and_then(|j| j.get("filter"))
+        .and_then(|f| f.as_array())
+        .context("no [jail.sshd] filter list in the fail2ban-rs config")?
+        .iter()
+        .map(|p| p.as_str().context("a filter pattern that is not a string"))
+        .collect::<anyhow::Result<_>>()?;
+    anyhow::ensure!(!pats.is_empty(), "fail2ban-rs's sshd jail has no patterns");
+    let path = dir.join("fail2ban-rs-patterns.conf");
+    std::fs::write(&path, format!("[Definition]\nfailregex = {}\n", pats.join("\n            ")))?;
+    Ok(path)
 }
 
 // latency: added by the lead
