@@ -599,17 +599,25 @@ mod tests {
         let f = Filter::inline(&[r"^Bad (?:aa|a)*(?:aa|a)*c from <HOST>$".to_string()], &[], None, None).unwrap();
         let fp = f.fast.as_ref().expect("the inline regex qualifies for the fast path");
         assert!(fp.lits.is_some(), "dispatched by its prefix literal");
+        over_budget_lines_get_their_answers(&f, 0, "");
+    }
+
+    /// Failregex `regex` of `f` (`PREFIX Bad (?:aa|a)*(?:aa|a)*c from
+    /// <HOST>`) on lines its program cannot decide within the budget: the
+    /// DFAs answer, a miss without the `c` and a match with it.
+    fn over_budget_lines_get_their_answers(f: &Filter, regex: usize, prefix: &str) {
+        let fp = f.fast.as_ref().unwrap();
         let mut st = fp.state(&f.failregex);
         let mut spans = Spans::new();
         let a = "a".repeat(300);
-        let miss = format!("Bad {a} from 192.0.2.7\n");
-        let prog = f.failregex[0].fast.as_ref().unwrap().prog().expect("a program");
+        let miss = format!("{prefix}Bad {a} from 192.0.2.7\n");
+        let prog = f.failregex[regex].fast.as_ref().unwrap().prog().expect("a program");
         let mut slots = vec![backtrack::UNSET; 2 * (prog.groups() + 1)];
         assert!(prog.run(miss.as_bytes(), &mut slots, &mut Vec::new()).is_err(), "the line is over budget");
         assert_eq!(fp.find(&f.failregex, miss.as_bytes(), &mut st, &mut spans), Found::NoMatch);
-        let hit = format!("Bad {a}c from 192.0.2.7\n");
+        let hit = format!("{prefix}Bad {a}c from 192.0.2.7\n");
         match fp.find(&f.failregex, hit.as_bytes(), &mut st, &mut spans) {
-            Found::Match { regex: 0, span: (0, e), exact: true } => assert_eq!(e, hit.len() - 1),
+            Found::Match { regex: r, span: (0, e), exact: true } if r == regex => assert_eq!(e, hit.len() - 1),
             other => panic!("{other:?}"),
         }
         let ip = spans.iter().find(|(id, _)| *id == crate::filter::gid::IP4).and_then(|(_, sp)| *sp);
@@ -646,17 +654,7 @@ mod tests {
         let none: &[u8] = b"sshd[1]: Failed pw from 192.0.2.1 sshd[2]: Failed pw from 192.0.2.2\n";
         assert_eq!(fp.find(&f.failregex, none, &mut st, &mut spans), Found::NoMatch);
         // over budget at its first start: the DFAs answer
-        let a = "a".repeat(300);
-        let miss = format!("sshd[1]: Bad {a} from 192.0.2.7\n");
-        let prog = f.failregex[1].fast.as_ref().unwrap().prog().expect("a program");
-        let mut slots = vec![backtrack::UNSET; 2 * (prog.groups() + 1)];
-        assert!(prog.run(miss.as_bytes(), &mut slots, &mut Vec::new()).is_err(), "the line is over budget");
-        assert_eq!(fp.find(&f.failregex, miss.as_bytes(), &mut st, &mut spans), Found::NoMatch);
-        let hit = format!("sshd[1]: Bad {a}c from 192.0.2.7\n");
-        match fp.find(&f.failregex, hit.as_bytes(), &mut st, &mut spans) {
-            Found::Match { regex: 1, span: (0, e), .. } => assert_eq!(e, hit.len() - 1),
-            other => panic!("{other:?}"),
-        }
+        over_budget_lines_get_their_answers(&f, 1, "sshd[1]: ");
     }
 
     /// The common sshd lines are resolved by the plans, without fallback.
