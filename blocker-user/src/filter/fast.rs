@@ -121,7 +121,7 @@ struct FastRegex {
     start: Option<dense::DFA<Vec<u32>>>,
     /// For a regex without `^`: the literal every match starts with, so
     /// that its program can run from each place the literal is.
-    lead: Option<Box<[u8]>>,
+    lead: Option<memchr::memmem::Finder<'static>>,
     /// (group number, name id) in the order the reference engine reports
     /// them: one list per top-level branch when the reference runs the
     /// branches as separate parts, else one list.
@@ -418,7 +418,7 @@ impl FastPath {
         // and the first place it matches from is the leftmost match
         let next = |from: usize| match &fr.lead {
             None => (from == 0).then_some(0),
-            Some(lead) => find_lit(hay, from, lead),
+            Some(lead) => lead.find(hay.get(from..)?).map(|p| from + p),
         };
         let prog_b = if fr.lead.is_some() { None } else { Some(b) };
         let mut budget = backtrack::budget(hay);
@@ -456,20 +456,9 @@ impl FastPath {
     }
 }
 
-/// The first place at or after `from` where `lit` (not empty) starts.
-fn find_lit(hay: &[u8], mut from: usize, lit: &[u8]) -> Option<usize> {
-    while from + lit.len() <= hay.len() {
-        let p = from + super::bytes::find_byte(lit[0], &hay[from..=hay.len() - lit.len()])?;
-        if hay[p..].starts_with(lit) {
-            return Some(p);
-        }
-        from = p + 1;
-    }
-    None
-}
-
-/// The literal every match of `pattern` starts with (two bytes or more).
-fn leading_literal(pattern: &str) -> Option<Box<[u8]>> {
+/// A search for the literal every match of `pattern` starts with (two
+/// bytes or more).
+fn leading_literal(pattern: &str) -> Option<memchr::memmem::Finder<'static>> {
     use regex_syntax::hir::HirKind;
     let hir = regex_syntax::ParserBuilder::new().unicode(false).utf8(false).build().parse(pattern).ok()?;
     let items = match hir.kind() {
@@ -481,7 +470,7 @@ fn leading_literal(pattern: &str) -> Option<Box<[u8]>> {
         let HirKind::Literal(l) = x.kind() else { break };
         lit.extend_from_slice(&l.0);
     }
-    (lit.len() >= 2).then(|| lit.into())
+    (lit.len() >= 2).then(|| memchr::memmem::Finder::new(&lit).into_owned())
 }
 
 /// The prefix literals of each failregex (every match of it, anchored at
@@ -636,7 +625,7 @@ mod tests {
         let f = Filter::load(path.to_str().unwrap(), &FilterOptions::default()).unwrap();
         let fp = f.fast.as_ref().expect("linear regexes");
         assert!(fp.lits.is_none(), "no prefix dispatch without `^`");
-        assert_eq!(fp.regexes[0].lead.as_deref(), Some(&b"sshd["[..]));
+        assert_eq!(fp.regexes[0].lead.as_ref().map(|f| f.needle()), Some(&b"sshd["[..]));
         let mut st = fp.state(&f.failregex);
         let mut spans = Spans::new();
         let value = |spans: &Spans, hay: &'static [u8], v: &[u8]| {
