@@ -255,3 +255,142 @@ fn inline_filters_agree() {
         compare(r, &f, &lines.iter().map(|s| s.to_string()).collect::<Vec<_>>());
     }
 }
+
+/// Pieces of random failregexes: the regex text, and texts it may meet
+/// (some it matches, some it nearly matches).
+const PIECES: &[(&str, &[&str])] = &[
+    ("for ", &["for ", "for  ", "fo"]),
+    (" from ", &[" from ", " from  ", " fro", "from "]),
+    ("user ", &["user ", "user", "users "]),
+    ("invalid user ", &["invalid user ", "invalid "]),
+    (": ", &[": ", ":", " "]),
+    (r"\[", &["[", ""]),
+    (r"\]", &["]", ""]),
+    (r"\S+", &["a", "bob", "x:y", "1.2.3.4", "from", "[x]", ""]),
+    (r"\S*", &["", "a", "x from"]),
+    (r".*", &["", "a b", "x from 198.51.100.1", "from", " port 2"]),
+    (r".*?", &["", "a b", "x from 198.51.100.1", "from"]),
+    (r".+?", &["a", "a from b", ""]),
+    (r"\d+", &["1", "22", "4x", ""]),
+    (r"\d{1,3}", &["1", "123", "1234"]),
+    (r"[^:]+", &["ab", "a b", "a:b", ""]),
+    (r"\w+", &["abc", "a_b", "a-b", ""]),
+    (r"[a-z]*", &["", "abc", "aB"]),
+    (r"\s+", &[" ", "  ", ""]),
+    (r"(?:x|xy|y)", &["x", "xy", "y", "z"]),
+    (r"(?: port \d+)?", &["", " port 22", " port x", " port "]),
+    (r"(?: ssh\d*)?", &["", " ssh2", " ssh", " sshx"]),
+    (r"(?: port \d+)??", &["", " port 22"]),
+    (r"<F-USER>\S+</F-USER>", &["root", "a:b", "x from 203.0.113.9", ""]),
+    (r"<F-USER>.*?</F-USER>", &["root", "a b", "x from 203.0.113.9", ""]),
+    (r"<F-USER>(?:(?! from ).)*?</F-USER>", &["root", "a b", "x from 203.0.113.9", "fro m"]),
+    (r"(?P<opt>a|ab)", &["a", "ab", "abb", "b"]),
+    (r"(?:(?P<one>a)|(?P<two>ab))c?", &["a", "ab", "abc", "ac"]),
+    (r"(?:user (?P<who>\S+) )?", &["", "user a ", "user  ", "user a"]),
+    (r"\S+?", &["a", "ab", "a:b", ""]),
+    (r"\d*?", &["", "1", "12"]),
+    (r"(?:ab|a)*", &["", "a", "ab", "aab", "aba"]),
+    (r"x{2,3}", &["xx", "xxx", "xxxx", "x"]),
+    (r"[^\]]+", &["a]", "ab", "", "]"]),
+    (r"(?:\s+\S+)?", &["", " a", "  a b"]),
+    (r"\bx", &["x", "ax", " x"]),
+];
+
+/// Texts `<HOST>` (or `<ADDR>`) may meet.
+const HOSTS: &[&str] = &[
+    "192.0.2.1",
+    "198.51.100.23",
+    "2001:db8::1",
+    "::ffff:192.0.2.7",
+    "[192.0.2.7]",
+    "fe80::",
+    "host.example",
+    "1.2.3.4.5",
+    "999.1.1.1",
+    "1.2.3",
+    "192.0.2.1x",
+];
+
+/// Random failregexes (one to three per filter, each with `<HOST>` or
+/// `<ADDR>` somewhere) and lines built from their pieces, then mangled:
+/// the fast path must give the reference engines' outcome on every line,
+/// for inline regexes (anchored after the syslog prefix) and for the same
+/// regexes in a filter file (searched anywhere in the line).
+#[test]
+fn random_failregexes_agree_with_the_reference_engines() {
+    // more rounds or another seed from the environment, to hunt further
+    let env = |k: &str, d: u64| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
+    let mut seed = env("RANDOM_FILTERS_SEED", 0x9e37_79b9_7f4a_7c15) | 1;
+    let mut rand = move |n: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed >> 11) as usize % n
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (mut failures, mut lines_fed, mut fast_runs) = (0, 0, 0);
+    for round in 0..env("RANDOM_FILTERS_ROUNDS", 150) {
+        // each regex: pieces (by index; HOSTS.len() marks the host tag)
+        let regexes: Vec<Vec<usize>> = (0..1 + rand(3))
+            .map(|_| {
+                let mut r: Vec<usize> = (0..1 + rand(5)).map(|_| rand(PIECES.len())).collect();
+                // group names must be unique within a regex
+                let named = |p: &usize| PIECES[*p].0.contains('<');
+                let mut seen_named = false;
+                r.retain(|p| !named(p) || !std::mem::replace(&mut seen_named, true));
+                r.insert(rand(r.len() + 1), usize::MAX);
+                r
+            })
+            .collect();
+        let host_tag = if rand(4) == 0 { "<ADDR>" } else { "<HOST>" };
+        let text = |r: &[usize], end: bool| {
+            let mut s: String = r.iter().map(|&p| if p == usize::MAX { host_tag } else { PIECES[p].0 }).collect();
+            if end {
+                s.push('$');
+            }
+            s
+        };
+        let failregex: Vec<String> = regexes.iter().map(|r| text(r, rand(3) == 0)).collect();
+        let mut lines = Vec::new();
+        for _ in 0..40 {
+            let r = &regexes[rand(regexes.len())];
+            let mut body: String = r
+                .iter()
+                .map(|&p| match p {
+                    usize::MAX => HOSTS[rand(HOSTS.len())],
+                    p => PIECES[p].1[rand(PIECES[p].1.len())],
+                })
+                .collect();
+            match rand(6) {
+                0 if !body.is_empty() => {
+                    body.remove(rand(body.len()));
+                }
+                1 => body.push_str(" from 203.0.113.9"),
+                2 => body.insert_str(0, "x "),
+                _ => {}
+            }
+            let daemon = ["app[12]", "sshd[7]", "app"][rand(3)];
+            lines.push(format!("Aug 14 11:59:{:02} host {daemon}: {body}", rand(60)));
+        }
+        let file = dir.path().join(format!("random-{round}.conf"));
+        std::fs::write(&file, format!("[Definition]\nfailregex = {}\n", failregex.join("\n            "))).unwrap();
+        let forms = [
+            ("file", Filter::load(file.to_str().unwrap(), &FilterOptions::default())),
+            ("inline", Filter::inline(&failregex, &[], None, None)),
+        ];
+        for (how, f) in forms {
+            let f = f.unwrap_or_else(|e| panic!("{how} {failregex:?}: {e}"));
+            let (n, plan, fallback) = compare(&format!("{how} {failregex:?}"), &f, &lines);
+            failures += n;
+            lines_fed += lines.len();
+            fast_runs += plan + fallback;
+        }
+    }
+    println!(
+        "{lines_fed} lines through random filters: {failures} failures, identical; {fast_runs} decided by the fast path"
+    );
+    // the lines must often match, and the fast path must decide most
+    // failures
+    assert!(failures * 3 > lines_fed, "{failures} of {lines_fed}");
+    assert!(fast_runs as usize * 2 > failures, "{fast_runs} of {failures}");
+}
