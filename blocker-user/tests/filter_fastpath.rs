@@ -314,8 +314,9 @@ const HOSTS: &[&str] = &[
 /// Random failregexes (one to three per filter, each with `<HOST>` or
 /// `<ADDR>` somewhere) and lines built from their pieces, then mangled:
 /// the fast path must give the reference engines' outcome on every line,
-/// for inline regexes (anchored after the syslog prefix) and for the same
-/// regexes in a filter file (searched anywhere in the line).
+/// for inline regexes (anchored after the syslog prefix), for the same
+/// regexes in a filter file (searched anywhere in the line), and behind a
+/// prefregex with an MLFID, as Fail2Ban's filters are written.
 #[test]
 fn random_failregexes_agree_with_the_reference_engines() {
     // more rounds or another seed from the environment, to hunt further
@@ -329,7 +330,7 @@ fn random_failregexes_agree_with_the_reference_engines() {
     };
     let dir = tempfile::tempdir().unwrap();
     let (mut failures, mut lines_fed, mut fast_runs) = (0, 0, 0);
-    for round in 0..env("RANDOM_FILTERS_ROUNDS", 150) {
+    for round in 0..env("RANDOM_FILTERS_ROUNDS", 300) {
         // each regex: pieces (by index; HOSTS.len() marks the host tag)
         let regexes: Vec<Vec<usize>> = (0..1 + rand(3))
             .map(|_| {
@@ -374,9 +375,23 @@ fn random_failregexes_agree_with_the_reference_engines() {
         }
         let file = dir.path().join(format!("random-{round}.conf"));
         std::fs::write(&file, format!("[Definition]\nfailregex = {}\n", failregex.join("\n            "))).unwrap();
+        // as Fail2Ban's own filters are written: a prefregex whose MLFID
+        // (the daemon and pid) merges a connection's lines
+        let content = dir.path().join(format!("random-{round}-content.conf"));
+        let anchored: Vec<String> = failregex.iter().map(|r| format!("^{r}")).collect();
+        std::fs::write(
+            &content,
+            format!(
+                "[INCLUDES]\nbefore = {FILTER_DIR}/common.conf\n[Definition]\n_daemon = (?:app|sshd)\n\
+                 prefregex = ^<F-MLFID>%(__prefix_line)s</F-MLFID><F-CONTENT>.+</F-CONTENT>$\nfailregex = {}\n",
+                anchored.join("\n            ")
+            ),
+        )
+        .unwrap();
         let forms = [
             ("file", Filter::load(file.to_str().unwrap(), &FilterOptions::default())),
             ("inline", Filter::inline(&failregex, &[], None, None)),
+            ("prefregex", Filter::load(content.to_str().unwrap(), &FilterOptions::default())),
         ];
         for (how, f) in forms {
             let f = f.unwrap_or_else(|e| panic!("{how} {failregex:?}: {e}"));

@@ -56,10 +56,17 @@ impl Screen {
                 need[i] |= 1 << bit;
             }
         }
-        // the longest literal of the first candidate that all others need
+        // the longest literal of the first candidate that all others need;
+        // at the start of the line only if every candidate needs it there
         let needed_by_all = |l: &(Vec<u8>, bool)| req.iter().all(|q| q.iter().any(|m| contains(&m.0, &l.0)));
-        let must =
-            req.first().into_iter().flatten().filter(|l| reject && needed_by_all(l)).max_by_key(|l| l.0.len()).cloned();
+        let prefix_of_all = |l: &[u8]| req.iter().all(|q| q.iter().any(|m| m.1 && m.0.starts_with(l)));
+        let must = req
+            .first()
+            .into_iter()
+            .flatten()
+            .filter(|l| reject && needed_by_all(l))
+            .max_by_key(|l| l.0.len())
+            .map(|(l, prefix)| (l.clone(), *prefix && prefix_of_all(l)));
         if lits.is_empty() && must.is_none() {
             return None;
         }
@@ -269,5 +276,15 @@ mod tests {
         let one = Screen::new(&[r"(?s:.*?)Failed .* from x"], true).unwrap();
         assert_eq!(one.left(b"sshd[1]: Failed pw from x\n", 2), Some(1));
         assert_eq!(one.left(b"sshd[1]: Accepted pw from y\n", 2), Some(0));
+        // a literal one candidate needs at the start and another later on
+        // is looked for anywhere
+        let s = Screen::new(&[r"^: \d", r"^for \d+: x"], true).unwrap();
+        assert_eq!(s.left(b"for 12: x\n", 2), Some(0b11));
+        assert_eq!(s.left(b"12: y\n", 2), Some(0b01));
+        assert_eq!(s.left(b"for 12 x\n", 2), Some(0));
+        // ... and at the start when every candidate needs it there
+        let s = Screen::new(&[r"^ab: \d", r"^ab: \w+c"], true).unwrap();
+        assert_eq!(s.left(b"xab: 1\n", 2), Some(0));
+        assert_eq!(s.left(b"ab: 1c\n", 2), Some(0b11));
     }
 }
