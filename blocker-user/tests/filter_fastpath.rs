@@ -266,15 +266,15 @@ const PIECES: &[(&str, &[&str])] = &[
     (": ", &[": ", ":", " "]),
     (r"\[", &["[", ""]),
     (r"\]", &["]", ""]),
-    (r"\S+", &["a", "bob", "x:y", "1.2.3.4", "from", "[x]", ""]),
+    (r"\S+", &["a", "bob", "x:y", "1.2.3.4", "from", "[x]", "", "Üser"]),
     (r"\S*", &["", "a", "x from"]),
-    (r".*", &["", "a b", "x from 198.51.100.1", "from", " port 2"]),
+    (r".*", &["", "a b", "x from 198.51.100.1", "from", " port 2", "é b"]),
     (r".*?", &["", "a b", "x from 198.51.100.1", "from"]),
     (r".+?", &["a", "a from b", ""]),
     (r"\d+", &["1", "22", "4x", ""]),
     (r"\d{1,3}", &["1", "123", "1234"]),
     (r"[^:]+", &["ab", "a b", "a:b", ""]),
-    (r"\w+", &["abc", "a_b", "a-b", ""]),
+    (r"\w+", &["abc", "a_b", "a-b", "", "ü"]),
     (r"[a-z]*", &["", "abc", "aB"]),
     (r"\s+", &[" ", "  ", ""]),
     (r"(?:x|xy|y)", &["x", "xy", "y", "z"]),
@@ -294,7 +294,16 @@ const PIECES: &[(&str, &[&str])] = &[
     (r"[^\]]+", &["a]", "ab", "", "]"]),
     (r"(?:\s+\S+)?", &["", " a", "  a b"]),
     (r"\bx", &["x", "ax", " x"]),
+    (r"\s*", &["", " ", "  "]),
+    (r"[0-9a-f]+", &["1f", "abc", "g", ""]),
+    (r"(?:a|b)+?", &["a", "ab", "ba", ""]),
+    (r"(?P<port>\d+)?", &["", "22", "x"]),
+    (r"(?:<F-NOFAIL>nofail</F-NOFAIL>)?", &["", "nofail", "nofai"]),
+    (r"<F-ID>\S+</F-ID>", &["id1", "", "a b"]),
 ];
+
+/// Ignoreregexes a random filter may have.
+const IGNORES: &[&str] = &[r"user root", r" from 203\.0\.113\.9", r"^for ", r"x:y", r"\d{3}$"];
 
 /// Texts `<HOST>` (or `<ADDR>`) may meet.
 const HOSTS: &[&str] = &[
@@ -352,6 +361,8 @@ fn random_failregexes_agree_with_the_reference_engines() {
             s
         };
         let failregex: Vec<String> = regexes.iter().map(|r| text(r, rand(3) == 0)).collect();
+        let ignoreregex: Vec<String> = (0..rand(3) / 2).map(|_| IGNORES[rand(IGNORES.len())].to_string()).collect();
+        let ignore_line = ignoreregex.first().map_or(String::new(), |r| format!("ignoreregex = {r}\n"));
         let mut lines = Vec::new();
         for _ in 0..40 {
             let r = &regexes[rand(regexes.len())];
@@ -364,7 +375,8 @@ fn random_failregexes_agree_with_the_reference_engines() {
                 .collect();
             match rand(6) {
                 0 if !body.is_empty() => {
-                    body.remove(rand(body.len()));
+                    let at = body.char_indices().nth(rand(body.chars().count())).map_or(0, |(i, _)| i);
+                    body.remove(at);
                 }
                 1 => body.push_str(" from 203.0.113.9"),
                 2 => body.insert_str(0, "x "),
@@ -374,7 +386,11 @@ fn random_failregexes_agree_with_the_reference_engines() {
             lines.push(format!("Aug 14 11:59:{:02} host {daemon}: {body}", rand(60)));
         }
         let file = dir.path().join(format!("random-{round}.conf"));
-        std::fs::write(&file, format!("[Definition]\nfailregex = {}\n", failregex.join("\n            "))).unwrap();
+        std::fs::write(
+            &file,
+            format!("[Definition]\nfailregex = {}\n{}", failregex.join("\n            "), ignore_line),
+        )
+        .unwrap();
         // as Fail2Ban's own filters are written: a prefregex whose MLFID
         // (the daemon and pid) merges a connection's lines
         let content = dir.path().join(format!("random-{round}-content.conf"));
@@ -383,14 +399,15 @@ fn random_failregexes_agree_with_the_reference_engines() {
             &content,
             format!(
                 "[INCLUDES]\nbefore = {FILTER_DIR}/common.conf\n[Definition]\n_daemon = (?:app|sshd)\n\
-                 prefregex = ^<F-MLFID>%(__prefix_line)s</F-MLFID><F-CONTENT>.+</F-CONTENT>$\nfailregex = {}\n",
-                anchored.join("\n            ")
+                 prefregex = ^<F-MLFID>%(__prefix_line)s</F-MLFID><F-CONTENT>.+</F-CONTENT>$\nfailregex = {}\n{}",
+                anchored.join("\n            "),
+                ignore_line
             ),
         )
         .unwrap();
         let forms = [
             ("file", Filter::load(file.to_str().unwrap(), &FilterOptions::default())),
-            ("inline", Filter::inline(&failregex, &[], None, None)),
+            ("inline", Filter::inline(&failregex, &ignoreregex, None, None)),
             ("prefregex", Filter::load(content.to_str().unwrap(), &FilterOptions::default())),
         ];
         for (how, f) in forms {
