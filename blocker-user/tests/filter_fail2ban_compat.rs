@@ -12,7 +12,10 @@ use std::path::{Path, PathBuf};
 
 use blocker::filter::{Filter, FilterOptions, LogTime, Matcher, Outcome};
 use chrono::{Datelike, Duration, NaiveDate, NaiveDateTime, Weekday};
+use random_filters::{HOSTS, PIECES, Rng, env, random_filter};
 use serde_json::Value;
+
+mod random_filters;
 
 const FILTER_DIR: &str = "/etc/fail2ban/filter.d";
 const F2B_TESTS: &str = "/usr/lib/python3/dist-packages/fail2ban/tests";
@@ -422,4 +425,76 @@ fn all_samples_through_all_filters_without_panic() {
     }
     println!("{} lines x {} filters in {:?}, {failures} failures", lines.len(), names.len(), start.elapsed());
     assert!(failures > 300, "{failures}");
+}
+
+/// Random filters (see `random_filters`) against Fail2Ban itself:
+/// `fail2ban-regex` (Python's `re` on the filter as written) and blocker
+/// (the translated regexes, the fast path) must fail the same lines with
+/// the same ids, in a filter file and behind a prefregex whose MLFID
+/// merges a connection's lines. Both with `usedns = no` (`<HOST>` is an address only),
+/// so that no name is looked up. Left out on purpose: `<F-NOFAIL>` without
+/// an MLFID (see docs/filters.md).
+#[test]
+fn random_filters_agree_with_fail2ban_regex() {
+    let mut rng = Rng::from_env(0x2545_f491_4f6c_dd1d);
+    let pieces: Vec<usize> = (0..PIECES.len()).filter(|&p| !PIECES[p].0.contains("NOFAIL")).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let (mut agreed, mut failures) = (0, 0);
+    for round in 0..env("RANDOM_FILTERS_F2B_ROUNDS", 30) {
+        let mut r = random_filter(&mut rng, &pieces, HOSTS);
+        // one host name per line, so that each line is told apart
+        for (i, l) in r.lines.iter_mut().enumerate() {
+            *l = l.replacen(" host ", &format!(" h{i} "), 1);
+        }
+        let log = dir.path().join(format!("{round}.log"));
+        std::fs::write(&log, r.lines.join("\n") + "\n").unwrap();
+        for prefregex in [false, true] {
+            let file = r.write(dir.path(), &format!("{round}-{prefregex}"), prefregex);
+            // each failure's id, by the lines it covers (a connection's
+            // merged failure covers several)
+            let out = std::process::Command::new("fail2ban-regex")
+                .args(["--usedns=no", "-o", "<fid>\t<msg>"])
+                .arg(&log)
+                .arg(&file)
+                .output()
+                .expect("fail2ban-regex (Debian's fail2ban package)");
+            assert!(out.status.success(), "fail2ban-regex: {}", String::from_utf8_lossy(&out.stderr));
+            let theirs: HashMap<String, String> = String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter_map(|l| l.split_once('\t'))
+                .map(|(id, msg)| (msg.to_string(), id.to_string()))
+                .collect();
+            let no_dns = FilterOptions { use_dns: Some(false), ..FilterOptions::default() };
+            let filter = Filter::load(file.to_str().unwrap(), &no_dns).unwrap();
+            let mut m = filter.matcher();
+            let mut ours: HashMap<String, String> = HashMap::new();
+            for l in &r.lines {
+                if let Outcome::Failure(f) = m.feed(l) {
+                    failures += 1;
+                    for covered in f.lines {
+                        ours.insert(covered.clone(), f.id.to_string());
+                    }
+                }
+            }
+            for l in &r.lines {
+                // Fail2Ban's id is an address as Python writes it,
+                // blocker's as the line does
+                let same = match (ours.get(l), theirs.get(l)) {
+                    (Some(a), Some(b)) => same_host(b, a),
+                    (a, b) => a == b,
+                };
+                assert!(
+                    same,
+                    "{} {:?} on {l:?}: blocker {:?}, fail2ban-regex {:?}",
+                    if prefregex { "behind a prefregex" } else { "in a file" },
+                    r.failregex,
+                    ours.get(l),
+                    theirs.get(l)
+                );
+                agreed += 1;
+            }
+        }
+    }
+    println!("{agreed} lines through random filters agree with fail2ban-regex ({failures} failures)");
+    assert!(failures * 4 > agreed, "{failures} of {agreed}");
 }

@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 use blocker::filter::synth::{Mix, SyslogMix};
 use blocker::filter::{Filter, FilterOptions, Matcher, Outcome};
 use chrono::NaiveDate;
+use random_filters::{HOSTS, PIECES, Rng, env, random_filter};
+
+mod random_filters;
 
 const FILTER_DIR: &str = "/etc/fail2ban/filter.d";
 const F2B_TESTS: &str = "/usr/lib/python3/dist-packages/fail2ban/tests";
@@ -256,165 +259,40 @@ fn inline_filters_agree() {
     }
 }
 
-/// Pieces of random failregexes: the regex text, and texts it may meet
-/// (some it matches, some it nearly matches).
-const PIECES: &[(&str, &[&str])] = &[
-    ("for ", &["for ", "for  ", "fo"]),
-    (" from ", &[" from ", " from  ", " fro", "from "]),
-    ("user ", &["user ", "user", "users "]),
-    ("invalid user ", &["invalid user ", "invalid "]),
-    (": ", &[": ", ":", " "]),
-    (r"\[", &["[", ""]),
-    (r"\]", &["]", ""]),
-    (r"\S+", &["a", "bob", "x:y", "1.2.3.4", "from", "[x]", "", "Üser"]),
-    (r"\S*", &["", "a", "x from"]),
-    (r".*", &["", "a b", "x from 198.51.100.1", "from", " port 2", "é b"]),
-    (r".*?", &["", "a b", "x from 198.51.100.1", "from"]),
-    (r".+?", &["a", "a from b", ""]),
-    (r"\d+", &["1", "22", "4x", ""]),
-    (r"\d{1,3}", &["1", "123", "1234"]),
-    (r"[^:]+", &["ab", "a b", "a:b", ""]),
-    (r"\w+", &["abc", "a_b", "a-b", "", "ü"]),
-    (r"[a-z]*", &["", "abc", "aB"]),
-    (r"\s+", &[" ", "  ", ""]),
-    (r"(?:x|xy|y)", &["x", "xy", "y", "z"]),
-    (r"(?: port \d+)?", &["", " port 22", " port x", " port "]),
-    (r"(?: ssh\d*)?", &["", " ssh2", " ssh", " sshx"]),
-    (r"(?: port \d+)??", &["", " port 22"]),
-    (r"<F-USER>\S+</F-USER>", &["root", "a:b", "x from 203.0.113.9", ""]),
-    (r"<F-USER>.*?</F-USER>", &["root", "a b", "x from 203.0.113.9", ""]),
-    (r"<F-USER>(?:(?! from ).)*?</F-USER>", &["root", "a b", "x from 203.0.113.9", "fro m"]),
-    (r"(?P<opt>a|ab)", &["a", "ab", "abb", "b"]),
-    (r"(?:(?P<one>a)|(?P<two>ab))c?", &["a", "ab", "abc", "ac"]),
-    (r"(?:user (?P<who>\S+) )?", &["", "user a ", "user  ", "user a"]),
-    (r"\S+?", &["a", "ab", "a:b", ""]),
-    (r"\d*?", &["", "1", "12"]),
-    (r"(?:ab|a)*", &["", "a", "ab", "aab", "aba"]),
-    (r"x{2,3}", &["xx", "xxx", "xxxx", "x"]),
-    (r"[^\]]+", &["a]", "ab", "", "]"]),
-    (r"(?:\s+\S+)?", &["", " a", "  a b"]),
-    (r"\bx", &["x", "ax", " x"]),
-    (r"\s*", &["", " ", "  "]),
-    (r"[0-9a-f]+", &["1f", "abc", "g", ""]),
-    (r"(?:a|b)+?", &["a", "ab", "ba", ""]),
-    (r"(?P<port>\d+)?", &["", "22", "x"]),
-    (r"(?:<F-NOFAIL>nofail</F-NOFAIL>)?", &["", "nofail", "nofai"]),
-    (r"<F-ID>\S+</F-ID>", &["id1", "", "a b"]),
-];
-
-/// Ignoreregexes a random filter may have.
-const IGNORES: &[&str] = &[r"user root", r" from 203\.0\.113\.9", r"^for ", r"x:y", r"\d{3}$"];
-
-/// Texts `<HOST>` (or `<ADDR>`) may meet.
-const HOSTS: &[&str] = &[
-    "192.0.2.1",
-    "198.51.100.23",
-    "2001:db8::1",
-    "::ffff:192.0.2.7",
-    "[192.0.2.7]",
-    "fe80::",
-    "host.example",
-    "1.2.3.4.5",
-    "999.1.1.1",
-    "1.2.3",
-    "192.0.2.1x",
-];
-
-/// Random failregexes (one to three per filter, each with `<HOST>` or
-/// `<ADDR>` somewhere) and lines built from their pieces, then mangled:
-/// the fast path must give the reference engines' outcome on every line,
-/// for inline regexes (anchored after the syslog prefix), for the same
-/// regexes in a filter file (searched anywhere in the line), and behind a
-/// prefregex with an MLFID, as Fail2Ban's filters are written.
+/// Random filters (see `random_filters`): the fast path must give the
+/// reference engines' outcome on every line, for inline regexes (anchored
+/// after the syslog prefix), for the same regexes in a filter file
+/// (searched anywhere in the line), and behind a prefregex with an MLFID.
 #[test]
 fn random_failregexes_agree_with_the_reference_engines() {
-    // more rounds or another seed from the environment, to hunt further
-    let env = |k: &str, d: u64| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
-    let mut seed = env("RANDOM_FILTERS_SEED", 0x9e37_79b9_7f4a_7c15) | 1;
-    let mut rand = move |n: usize| {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        (seed >> 11) as usize % n
-    };
+    let mut rng = Rng::from_env(0x9e37_79b9_7f4a_7c15);
+    let all: Vec<usize> = (0..PIECES.len()).collect();
     let dir = tempfile::tempdir().unwrap();
     let (mut failures, mut lines_fed, mut fast_runs) = (0, 0, 0);
     for round in 0..env("RANDOM_FILTERS_ROUNDS", 300) {
-        // each regex: pieces (by index; HOSTS.len() marks the host tag)
-        let regexes: Vec<Vec<usize>> = (0..1 + rand(3))
-            .map(|_| {
-                let mut r: Vec<usize> = (0..1 + rand(5)).map(|_| rand(PIECES.len())).collect();
-                // group names must be unique within a regex
-                let named = |p: &usize| PIECES[*p].0.contains('<');
-                let mut seen_named = false;
-                r.retain(|p| !named(p) || !std::mem::replace(&mut seen_named, true));
-                r.insert(rand(r.len() + 1), usize::MAX);
-                r
-            })
-            .collect();
-        let host_tag = if rand(4) == 0 { "<ADDR>" } else { "<HOST>" };
-        let text = |r: &[usize], end: bool| {
-            let mut s: String = r.iter().map(|&p| if p == usize::MAX { host_tag } else { PIECES[p].0 }).collect();
-            if end {
-                s.push('$');
-            }
-            s
-        };
-        let failregex: Vec<String> = regexes.iter().map(|r| text(r, rand(3) == 0)).collect();
-        let ignoreregex: Vec<String> = (0..rand(3) / 2).map(|_| IGNORES[rand(IGNORES.len())].to_string()).collect();
-        let ignore_line = ignoreregex.first().map_or(String::new(), |r| format!("ignoreregex = {r}\n"));
-        let mut lines = Vec::new();
-        for _ in 0..40 {
-            let r = &regexes[rand(regexes.len())];
-            let mut body: String = r
-                .iter()
-                .map(|&p| match p {
-                    usize::MAX => HOSTS[rand(HOSTS.len())],
-                    p => PIECES[p].1[rand(PIECES[p].1.len())],
-                })
-                .collect();
-            match rand(6) {
-                0 if !body.is_empty() => {
-                    let at = body.char_indices().nth(rand(body.chars().count())).map_or(0, |(i, _)| i);
-                    body.remove(at);
-                }
-                1 => body.push_str(" from 203.0.113.9"),
-                2 => body.insert_str(0, "x "),
-                _ => {}
-            }
-            let daemon = ["app[12]", "sshd[7]", "app"][rand(3)];
-            lines.push(format!("Aug 14 11:59:{:02} host {daemon}: {body}", rand(60)));
-        }
-        let file = dir.path().join(format!("random-{round}.conf"));
-        std::fs::write(
-            &file,
-            format!("[Definition]\nfailregex = {}\n{}", failregex.join("\n            "), ignore_line),
-        )
-        .unwrap();
-        // as Fail2Ban's own filters are written: a prefregex whose MLFID
-        // (the daemon and pid) merges a connection's lines
-        let content = dir.path().join(format!("random-{round}-content.conf"));
-        let anchored: Vec<String> = failregex.iter().map(|r| format!("^{r}")).collect();
-        std::fs::write(
-            &content,
-            format!(
-                "[INCLUDES]\nbefore = {FILTER_DIR}/common.conf\n[Definition]\n_daemon = (?:app|sshd)\n\
-                 prefregex = ^<F-MLFID>%(__prefix_line)s</F-MLFID><F-CONTENT>.+</F-CONTENT>$\nfailregex = {}\n{}",
-                anchored.join("\n            "),
-                ignore_line
-            ),
-        )
-        .unwrap();
+        let r = random_filter(&mut rng, &all, HOSTS);
         let forms = [
-            ("file", Filter::load(file.to_str().unwrap(), &FilterOptions::default())),
-            ("inline", Filter::inline(&failregex, &ignoreregex, None, None)),
-            ("prefregex", Filter::load(content.to_str().unwrap(), &FilterOptions::default())),
+            (
+                "file",
+                Filter::load(
+                    r.write(dir.path(), &format!("f{round}"), false).to_str().unwrap(),
+                    &FilterOptions::default(),
+                ),
+            ),
+            ("inline", Filter::inline(&r.failregex, &r.ignoreregex, None, None)),
+            (
+                "prefregex",
+                Filter::load(
+                    r.write(dir.path(), &format!("p{round}"), true).to_str().unwrap(),
+                    &FilterOptions::default(),
+                ),
+            ),
         ];
         for (how, f) in forms {
-            let f = f.unwrap_or_else(|e| panic!("{how} {failregex:?}: {e}"));
-            let (n, plan, fallback) = compare(&format!("{how} {failregex:?}"), &f, &lines);
+            let f = f.unwrap_or_else(|e| panic!("{how} {:?}: {e}", r.failregex));
+            let (n, plan, fallback) = compare(&format!("{how} {:?}", r.failregex), &f, &r.lines);
             failures += n;
-            lines_fed += lines.len();
+            lines_fed += r.lines.len();
             fast_runs += plan + fallback;
         }
     }
