@@ -460,7 +460,7 @@ fn random_filters_agree_with_fail2ban_regex() {
                 .arg(&log)
                 .arg(&file)
                 .output()
-                .expect("fail2ban-regex (Debian's fail2ban package)");
+                .expect("running fail2ban-regex: install Debian's fail2ban package (`cargo xtask setup` does it)");
             assert!(out.status.success(), "fail2ban-regex: {}", String::from_utf8_lossy(&out.stderr));
             let theirs: HashMap<String, String> = String::from_utf8_lossy(&out.stdout)
                 .lines()

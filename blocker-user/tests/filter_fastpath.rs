@@ -271,22 +271,13 @@ fn random_failregexes_agree_with_the_reference_engines() {
     let (mut failures, mut lines_fed, mut fast_runs) = (0, 0, 0);
     for round in 0..env("RANDOM_FILTERS_ROUNDS", 300) {
         let r = random_filter(&mut rng, &all, HOSTS);
+        let load = |name: String, prefregex: bool| {
+            Filter::load(r.write(dir.path(), &name, prefregex).to_str().unwrap(), &FilterOptions::default())
+        };
         let forms = [
-            (
-                "file",
-                Filter::load(
-                    r.write(dir.path(), &format!("f{round}"), false).to_str().unwrap(),
-                    &FilterOptions::default(),
-                ),
-            ),
+            ("file", load(format!("f{round}"), false)),
             ("inline", Filter::inline(&r.failregex, &r.ignoreregex, None, None)),
-            (
-                "prefregex",
-                Filter::load(
-                    r.write(dir.path(), &format!("p{round}"), true).to_str().unwrap(),
-                    &FilterOptions::default(),
-                ),
-            ),
+            ("prefregex", load(format!("p{round}"), true)),
         ];
         for (how, f) in forms {
             let f = f.unwrap_or_else(|e| panic!("{how} {:?}: {e}", r.failregex));
