@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use blocker::filter::{Filter, FilterOptions, LogTime, Matcher, Outcome};
 use chrono::{Datelike, Duration, NaiveDate, NaiveDateTime, Weekday};
-use random_filters::{HOSTS, PIECES, Rng, env, random_filter};
+use random_filters::{HOSTS, PIECES, Rng, env, fail2ban_regex, random_filter};
 use serde_json::Value;
 
 mod random_filters;
@@ -455,14 +455,7 @@ fn random_filters_agree_with_fail2ban_regex() {
             let file = r.write(dir.path(), &format!("{round}-{prefregex}"), prefregex);
             // each failure's id, by the lines it covers (a connection's
             // merged failure covers several)
-            let out = std::process::Command::new("fail2ban-regex")
-                .args(["--usedns=no", "-o", "<fid>\t<msg>"])
-                .arg(&log)
-                .arg(&file)
-                .output()
-                .expect("running fail2ban-regex: install Debian's fail2ban package (`cargo xtask setup` does it)");
-            assert!(out.status.success(), "fail2ban-regex: {}", String::from_utf8_lossy(&out.stderr));
-            let theirs: HashMap<String, String> = String::from_utf8_lossy(&out.stdout)
+            let theirs: HashMap<String, String> = fail2ban_regex("<fid>\t<msg>", &log, &file)
                 .lines()
                 .filter_map(|l| l.split_once('\t'))
                 .map(|(id, msg)| (msg.to_string(), id.to_string()))

@@ -186,6 +186,15 @@ pub struct DateHint {
     key: [u8; SYSLOG_KEY],
     /// What the syslog fast path read from `key` (which it reads alone).
     hit: Option<DateHit>,
+    /// The last find gave `hit` again.
+    repeat: bool,
+}
+
+impl DateHint {
+    /// Whether the last find gave the same date as the one before.
+    pub(crate) fn repeated(&self) -> bool {
+        self.repeat
+    }
 }
 
 /// The bytes the syslog fast path looks at: the stamp and two after it.
@@ -1159,6 +1168,7 @@ impl DateDetector {
     /// same log left (the template that matched last is tried first, as
     /// Fail2Ban does).
     pub fn find(&self, line: &str, hint: &mut DateHint) -> Option<DateHit> {
+        hint.repeat = false;
         if let Some((i, dist)) = hint.last
             && let Some(t) = self.templates.get(i)
         {
@@ -1168,6 +1178,7 @@ impl DateDetector {
                 if let (Some(k), Some(h)) = (key, hint.hit)
                     && *k == hint.key
                 {
+                    hint.repeat = true;
                     return Some(h);
                 }
                 if let (Some(k), Some(Some(mut h))) = (key, fast_syslog(line)) {

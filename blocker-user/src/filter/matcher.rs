@@ -152,8 +152,11 @@ pub struct Matcher<'f> {
     check_all: bool,
     hint: super::date::DateHint,
     last_hit: Option<DateHit>,
-    /// Fields of the last non-empty date seen (Fail2Ban's `__lastDate`).
+    /// Fields of the last date that parsed (Fail2Ban's `__lastDate`).
     last_date: Option<super::date::Fields>,
+    /// The last non-empty date met, and whether it parsed.
+    last_seen: Option<super::date::Fields>,
+    last_seen_ok: bool,
     buf: String,
     content: String,
     /// The content is `buf[content_at..]` (else in `content`).
@@ -201,6 +204,8 @@ impl<'f> Matcher<'f> {
             hint: Default::default(),
             last_hit: None,
             last_date: None,
+            last_seen: None,
+            last_seen_ok: false,
             buf: String::with_capacity(512),
             content: String::with_capacity(512),
             content_at: None,
@@ -265,6 +270,7 @@ impl<'f> Matcher<'f> {
 
     /// `fields.resolve(now)`, remembered for the next line with the same
     /// date in the same second.
+    #[inline(always)]
     fn resolve_time(&self, fields: super::date::Fields) -> Option<LogTime> {
         let now = self.now();
         if let Some((f, n, t)) = self.last_resolved.get()
@@ -308,6 +314,7 @@ impl<'f> Matcher<'f> {
 
     /// [`Matcher::feed`] for a caller that has already checked whether the
     /// line is ASCII.
+    #[inline(always)]
     pub(crate) fn feed_known(&mut self, line: &str, ascii: bool) -> Outcome<'_> {
         debug_assert_eq!(ascii, line.is_ascii());
         let line = line.strip_suffix('\n').unwrap_or(line);
@@ -317,10 +324,46 @@ impl<'f> Matcher<'f> {
         if let Some(h) = hit
             && h.end > h.start
         {
-            self.last_date = Some(h.fields);
+            // a date is checked once, when it changes (most lines repeat
+            // the last line's)
+            if !self.hint.repeated() && self.last_seen != Some(h.fields) {
+                self.check_date(h.fields);
+            }
+            if !self.last_seen_ok {
+                return self.feed_unparsed(line, ascii, h);
+            }
         }
         let (s, e) = hit.map_or((0, 0), |h| (h.start, h.end));
         self.process(line, ascii, s, e, None)
+    }
+
+    /// Whether a new date parses; the last date is the last one that did.
+    #[cold]
+    fn check_date(&mut self, fields: super::date::Fields) {
+        self.last_seen = Some(fields);
+        self.last_seen_ok = self.resolve_time(fields).is_some();
+        if self.last_seen_ok {
+            self.last_date = Some(fields);
+        }
+    }
+
+    /// A line whose date does not parse (30 February, an unknown zone): as
+    /// in Fail2Ban, it takes the last date if that is recent, and is then
+    /// matched whole; else it has no time, and is matched without its date.
+    #[cold]
+    fn feed_unparsed(&mut self, line: &str, ascii: bool, h: DateHit) -> Outcome<'_> {
+        match self.recent_last_date() {
+            Some(t) => self.process(line, ascii, 0, 0, Some(Some(t))),
+            None => self.process(line, ascii, h.start, h.end, Some(None)),
+        }
+    }
+
+    /// The last date that parsed, if it is less than a minute old (or in
+    /// the future): Fail2Ban's `__lastDate > now - 60`.
+    fn recent_last_date(&self) -> Option<LogTime> {
+        let now = self.now();
+        let now_ts = LogTime { naive: now, offset: None, epoch_based: false }.timestamp();
+        self.last_date.and_then(|f| f.resolve(now)).filter(|t| t.timestamp() > now_ts - 60)
     }
 
     /// Feed a line whose time is already known (e.g. from the journal): no
@@ -490,15 +533,13 @@ impl<'f> Matcher<'f> {
                 Some(h) if h.end > h.start => self.resolve_time(h.fields),
                 // no date, or an empty one: Fail2Ban reuses the last date if
                 // it is recent (or in the future), else "now" for empty dates
-                _ => {
-                    let now = self.now();
-                    let last = self.last_date.and_then(|f| f.resolve(now));
-                    match last {
-                        Some(t) if t.local() > now - chrono::Duration::seconds(60) => Some(t),
-                        _ if self.last_hit.is_some() => Some(LogTime { naive: now, offset: None, epoch_based: false }),
-                        _ => None,
+                _ => match self.recent_last_date() {
+                    Some(t) => Some(t),
+                    None if self.last_hit.is_some() => {
+                        Some(LogTime { naive: self.now(), offset: None, epoch_based: false })
                     }
-                }
+                    None => None,
+                },
             },
         };
 
@@ -1009,7 +1050,45 @@ pub(crate) fn is_ascii(b: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::{ipv4_number, is_ascii};
+    use chrono::{DateTime, Local, NaiveDateTime};
+
+    use super::{Outcome, ipv4_number, is_ascii};
+    use crate::filter::Filter;
+
+    /// The local time of `utc` (`YYYY-MM-DD HH:MM:SS`).
+    fn local(utc: &str) -> NaiveDateTime {
+        let t = NaiveDateTime::parse_from_str(utc, "%Y-%m-%d %H:%M:%S").unwrap().and_utc();
+        DateTime::<Local>::from(t).naive_local()
+    }
+
+    /// (regex index, Unix time) of a failure.
+    fn failure(o: Outcome<'_>) -> (usize, Option<i64>) {
+        match o {
+            Outcome::Failure(f) => (f.regex_index, f.time.map(|t| t.timestamp())),
+            o => panic!("{o:?}"),
+        }
+    }
+
+    /// A date that matches its template but does not parse (30 February)
+    /// is no date. As in Fail2Ban, the line takes the last date that parsed
+    /// if that is less than a minute old, and is then matched whole, its
+    /// date not cut out; else it has no time. "A minute old" compares
+    /// instants, so a date written with a zone counts where it is.
+    #[test]
+    fn a_date_that_does_not_parse_takes_the_last_recent_date() {
+        let regexes = [r"^\s*fail <HOST>$".to_string(), r"^\S+ fail <HOST>$".to_string()];
+        let f = Filter::inline(&regexes, &[], Some("^%Y-%m-%dT%H:%M:%S%z"), None).unwrap();
+        let ten = local("2026-03-01 10:00:00").and_local_timezone(Local).unwrap().timestamp();
+        let mut m = f.matcher();
+        m.set_now(local("2026-03-01 10:00:30"));
+        assert_eq!(failure(m.feed("2026-03-01T10:00:00Z fail 192.0.2.1")), (0, Some(ten)));
+        assert_eq!(failure(m.feed("2026-02-30T10:00:00Z fail 192.0.2.2")), (1, Some(ten)));
+        m.set_now(local("2026-03-01 10:05:00"));
+        assert_eq!(failure(m.feed("2026-02-30T10:00:00Z fail 192.0.2.3")), (0, None));
+        // 12:00 at +02:00 is 10:00 UTC: five minutes old, not in the future
+        assert_eq!(failure(m.feed("2026-03-01T12:00:00+02:00 fail 192.0.2.4")), (0, Some(ten)));
+        assert_eq!(failure(m.feed("2026-02-30T10:00:00Z fail 192.0.2.5")), (0, None));
+    }
 
     #[test]
     fn a_high_byte_anywhere_is_not_ascii() {

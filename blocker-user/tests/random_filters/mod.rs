@@ -153,6 +153,19 @@ pub fn random_filter(rng: &mut Rng, pieces: &[usize], hosts: &[&str]) -> RandomF
     RandomFilter { failregex, ignoreregex, lines }
 }
 
+/// `fail2ban-regex --usedns=no -o OUT LOG FILTER`: its stdout, one line per
+/// failure.
+pub fn fail2ban_regex(out: &str, log: &Path, filter: &Path) -> String {
+    let run = std::process::Command::new("fail2ban-regex")
+        .args(["--usedns=no", "-o", out])
+        .arg(log)
+        .arg(filter)
+        .output()
+        .expect("running fail2ban-regex: install Debian's fail2ban package (`cargo xtask setup` does it)");
+    assert!(run.status.success(), "fail2ban-regex: {}", String::from_utf8_lossy(&run.stderr));
+    String::from_utf8_lossy(&run.stdout).into_owned()
+}
+
 impl RandomFilter {
     /// The filter as a file in `dir`: its failregexes as they are
     /// (searched anywhere in the line), or behind a prefregex whose MLFID
