@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use blocker::filter::{Filter, FilterOptions, LogTime, Matcher, Outcome};
 use chrono::{Datelike, Duration, NaiveDate, NaiveDateTime, Weekday};
-use random_filters::{HOSTS, PIECES, Rng, env, fail2ban_regex, random_filter};
+use random_filters::{HOSTS, PIECES, Rng, env, failure_ids, random_filter};
 use serde_json::Value;
 
 mod random_filters;
@@ -453,25 +453,8 @@ fn random_filters_agree_with_fail2ban_regex() {
         let nofail = r.failregex.iter().any(|x| x.contains("NOFAIL"));
         for prefregex in [false, true].into_iter().filter(|p| *p || !nofail) {
             let file = r.write(dir.path(), &format!("{round}-{prefregex}"), prefregex);
-            // each failure's id, by the lines it covers (a connection's
-            // merged failure covers several)
-            let theirs: HashMap<String, String> = fail2ban_regex("<fid>\t<msg>", &log, &file)
-                .lines()
-                .filter_map(|l| l.split_once('\t'))
-                .map(|(id, msg)| (msg.to_string(), id.to_string()))
-                .collect();
-            let no_dns = FilterOptions { use_dns: Some(false), ..FilterOptions::default() };
-            let filter = Filter::load(file.to_str().unwrap(), &no_dns).unwrap();
-            let mut m = filter.matcher();
-            let mut ours: HashMap<String, String> = HashMap::new();
-            for l in &r.lines {
-                if let Outcome::Failure(f) = m.feed(l) {
-                    failures += 1;
-                    for covered in f.lines {
-                        ours.insert(covered.clone(), f.id.to_string());
-                    }
-                }
-            }
+            let (theirs, ours, found) = failure_ids(&log, &file, &r.lines);
+            failures += found;
             for l in &r.lines {
                 let same = match (ours.get(l), theirs.get(l)) {
                     (Some(a), Some(b)) => same_host(b, &as_fail2ban_writes(a)),

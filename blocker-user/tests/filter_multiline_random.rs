@@ -5,10 +5,7 @@
 //!
 //! Needs Debian's `fail2ban` package (`cargo xtask setup` installs it).
 
-use std::collections::HashMap;
-
-use blocker::filter::{Filter, FilterOptions, Outcome};
-use random_filters::{Rng, env, fail2ban_regex};
+use random_filters::{Rng, env, failure_ids};
 
 mod random_filters;
 
@@ -107,24 +104,8 @@ fn random_multiline_filters_agree_with_fail2ban_regex() {
         let log = dir.path().join(format!("{round}.log"));
         std::fs::write(&log, lines.join("\n") + "\n").unwrap();
 
-        // each failure's id, by the lines it covers
-        let theirs: HashMap<String, String> = fail2ban_regex("<fid>\t<msg>", &log, &file)
-            .lines()
-            .filter_map(|l| l.split_once('\t'))
-            .map(|(id, msg)| (msg.to_string(), id.to_string()))
-            .collect();
-        let no_dns = FilterOptions { use_dns: Some(false), ..FilterOptions::default() };
-        let filter = Filter::load(file.to_str().unwrap(), &no_dns).unwrap();
-        let mut m = filter.matcher();
-        let mut ours: HashMap<String, String> = HashMap::new();
-        for l in &lines {
-            if let Outcome::Failure(f) = m.feed(l) {
-                failures += 1;
-                for covered in f.lines {
-                    ours.insert(covered.clone(), f.id.to_string());
-                }
-            }
-        }
+        let (theirs, ours, found) = failure_ids(&log, &file, &lines);
+        failures += found;
         for l in &lines {
             assert!(
                 ours.get(l) == theirs.get(l),

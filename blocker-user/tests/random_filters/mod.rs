@@ -3,7 +3,10 @@
 //! blocker against `fail2ban-regex`).
 #![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+
+use blocker::filter::{Filter, FilterOptions, Outcome};
 
 /// Pieces of random failregexes: the regex text, and texts it may meet
 /// (some it matches, some it nearly matches).
@@ -165,6 +168,33 @@ pub fn fail2ban_regex(out: &str, log: &Path, filter: &Path) -> String {
     assert!(run.status.success(), "fail2ban-regex: {}", String::from_utf8_lossy(&run.stderr));
     String::from_utf8_lossy(&run.stdout).into_owned()
 }
+
+/// Each failing line's id, by the lines a failure covers (a connection's
+/// or a multi-line failure covers several), from `fail2ban-regex` and from
+/// blocker, both with `usedns = no`, and how many failures blocker found.
+pub fn failure_ids(log: &Path, filter: &Path, lines: &[String]) -> (Ids, Ids, usize) {
+    let theirs = fail2ban_regex("<fid>\t<msg>", log, filter)
+        .lines()
+        .filter_map(|l| l.split_once('\t'))
+        .map(|(id, msg)| (msg.to_string(), id.to_string()))
+        .collect();
+    let no_dns = FilterOptions { use_dns: Some(false), ..FilterOptions::default() };
+    let filter = Filter::load(filter.to_str().unwrap(), &no_dns).unwrap();
+    let mut m = filter.matcher();
+    let (mut ours, mut failures) = (Ids::new(), 0);
+    for l in lines {
+        if let Outcome::Failure(f) = m.feed(l) {
+            failures += 1;
+            for covered in f.lines {
+                ours.insert(covered.clone(), f.id.to_string());
+            }
+        }
+    }
+    (theirs, ours, failures)
+}
+
+/// Failure ids by line.
+pub type Ids = HashMap<String, String>;
 
 impl RandomFilter {
     /// The filter as a file in `dir`: its failregexes as they are
