@@ -443,14 +443,15 @@ fn random_filters_agree_with_fail2ban_regex() {
     let (mut agreed, mut failures) = (0, 0);
     for round in 0..env("RANDOM_FILTERS_F2B_ROUNDS", 30) {
         let mut r = random_filter(&mut rng, &pieces, HOSTS);
-        // one host name per line, so that each line is told apart
+        // one second per line, so that each line is told apart while the
+        // lines of a daemon share their MLFID
         for (i, l) in r.lines.iter_mut().enumerate() {
-            *l = l.replacen(" host ", &format!(" h{i} "), 1);
+            *l = format!("Aug 14 11:{:02}:{:02}{}", i / 60, i % 60, &l["Aug 14 11:59:00".len()..]);
         }
         let log = dir.path().join(format!("{round}.log"));
         std::fs::write(&log, r.lines.join("\n") + "\n").unwrap();
-        // <F-NOFAIL> only behind an MLFID (see above)
-        let nofail = r.failregex.iter().any(|x| x.contains("NOFAIL"));
+        // <F-NOFAIL> and the other MLFID tags only behind an MLFID (see above)
+        let nofail = r.failregex.iter().any(|x| ["NOFAIL", "MLFFORGET", "MLFGAINED"].iter().any(|t| x.contains(t)));
         for prefregex in [false, true].into_iter().filter(|p| *p || !nofail) {
             let file = r.write(dir.path(), &format!("{round}-{prefregex}"), prefregex);
             let (theirs, ours, found) = failure_ids(&log, &file, &r.lines);

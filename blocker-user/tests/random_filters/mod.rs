@@ -51,6 +51,8 @@ pub const PIECES: &[(&str, &[&str])] = &[
     (r"(?:a|b)+?", &["a", "ab", "ba", ""]),
     (r"(?P<port>\d+)?", &["", "22", "x"]),
     (r"(?:<F-NOFAIL>nofail</F-NOFAIL>)?", &["", "nofail", "nofai"]),
+    (r"(?:<F-MLFFORGET>forget</F-MLFFORGET>)?", &["", "forget"]),
+    (r"(?:<F-MLFGAINED>gained</F-MLFGAINED>)?", &["", "gained"]),
     (r"<F-ID>\S+</F-ID>", &["id1", "", "a b"]),
 ];
 
