@@ -157,7 +157,10 @@ fn random_dates_agree_with_fail2ban_regex() {
             .lines()
             .filter_map(|l| l.split_once('\t'))
             .map(|(t, msg)| {
-                let line = lines.iter().find(|l| msg.ends_with(l.as_str())).expect(msg);
+                let line = lines
+                    .iter()
+                    .find(|l| msg.ends_with(l.as_str()))
+                    .unwrap_or_else(|| panic!("fail2ban-regex wrote a line that is not in {}: {msg}", log.display()));
                 (name(line), t.parse().unwrap())
             })
             .collect();

@@ -1078,7 +1078,8 @@ mod tests {
     fn a_date_that_does_not_parse_takes_the_last_recent_date() {
         let regexes = [r"^\s*fail <HOST>$".to_string(), r"^\S+ fail <HOST>$".to_string()];
         let f = Filter::inline(&regexes, &[], Some("^%Y-%m-%dT%H:%M:%S%z"), None).unwrap();
-        let ten = local("2026-03-01 10:00:00").and_local_timezone(Local).unwrap().timestamp();
+        let ten =
+            NaiveDateTime::parse_from_str("2026-03-01 10:00:00", "%Y-%m-%d %H:%M:%S").unwrap().and_utc().timestamp();
         let mut m = f.matcher();
         m.set_now(local("2026-03-01 10:00:30"));
         assert_eq!(failure(m.feed("2026-03-01T10:00:00Z fail 192.0.2.1")), (0, Some(ten)));
