@@ -68,7 +68,16 @@ fn get(samples: &BTreeMap<Series, f64>, name: &str, labels: &[(&str, &str)]) -> 
 fn snapshot() -> Snapshot {
     Snapshot {
         jails: vec![
-            JailMetrics { name: "sshd".into(), lines: 120, matched: 30, ignored: 4, too_old: 2, failing: 3, bans: 5 },
+            JailMetrics {
+                name: "sshd".into(),
+                lines: 120,
+                matched: 30,
+                ignored: 4,
+                too_old: 2,
+                failing: 3,
+                bans: 5,
+                would_bans: 2,
+            },
             JailMetrics { name: "nginx".into(), lines: 7, ..Default::default() },
         ],
         sources: vec![SourceMetrics {
@@ -171,6 +180,7 @@ async fn scrape_shows_the_snapshot_and_the_latency_histogram() {
     assert_eq!(get(&s, "blocker_jail_lines_too_old_total", &sshd), 2.0);
     assert_eq!(get(&s, "blocker_jail_failing", &sshd), 3.0);
     assert_eq!(get(&s, "blocker_jail_bans_total", &sshd), 5.0);
+    assert_eq!(get(&s, "blocker_jail_would_bans_total", &sshd), 2.0);
     assert_eq!(get(&s, "blocker_jail_lines_total", &[("jail", "nginx")]), 7.0);
     // Active bans: from the maps, manual included, running jails without bans at 0.
     assert_eq!(get(&s, "blocker_bans_active", &sshd), 4.0);

@@ -67,6 +67,26 @@ fn three_failures_drop_the_peer_until_the_ban_expires() {
 }
 
 #[test]
+fn a_monitor_jail_counts_would_be_bans_and_drops_nothing() {
+    let net = NetPair::new();
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("auth.log");
+    std::fs::write(&log, "").unwrap();
+    let agent = Agent::start(&net, &jail_config(&log, "monitor = true\n"));
+    for pid in 60..66 {
+        append(&log, &failure_line(PEER_V4, pid));
+    }
+    let status = || agent.json(&["status", "sshd", "--json"])["jails"][0].clone();
+    assert!(wait_for(Duration::from_secs(5), || status()["matched"] == 6), "{}\n{}", status(), agent.log());
+    let j = status();
+    assert_eq!(j["would_ban"], 1, "six failures: one would-be ban, then 'banned' until it would end");
+    assert_eq!((j["banned_total"].as_u64(), j["banned_now"].as_u64()), (Some(0), Some(0)));
+    assert!(!banned(&agent, PEER_V4), "nothing in the ban map");
+    assert!(net.ping_passes(PEER_V4, AGENT_V4, Duration::from_secs(5)), "a monitor jail drops nothing");
+    assert!(agent.log().contains("would ban"), "reported in the log\n{}", agent.log());
+}
+
+#[test]
 fn rotation_mid_sequence_loses_no_line() {
     let net = NetPair::new();
     let logs = tempfile::tempdir().unwrap();

@@ -82,6 +82,9 @@ fn print_status(out: &mut impl Write, d: &serde_json::Value) -> std::io::Result<
             "  lines {}  matched {}  ignored {}  failing now {}  banned now {}  banned total {}",
             j["lines"], j["matched"], j["ignored"], j["failing"], j["banned_now"], j["banned_total"]
         )?;
+        if j["monitor"] == true {
+            writeln!(out, "  would have banned {} (monitor only: nothing dropped)", j["would_ban"])?;
+        }
         for src in j["sources"].as_array().map(Vec::as_slice).unwrap_or_default() {
             writeln!(
                 out,

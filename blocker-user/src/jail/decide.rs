@@ -1,6 +1,7 @@
 //! A jail's decisions, without I/O: failures in, bans out.
 
 use std::{
+    collections::HashMap,
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering::Relaxed},
@@ -55,6 +56,8 @@ pub struct JailStats {
     pub ignored: AtomicU64,
     pub failing: AtomicU64,
     pub banned_total: AtomicU64,
+    /// Bans a jail in monitor mode would have made.
+    pub would_ban: AtomicU64,
     /// Failures from lines older than `findtime`, not counted.
     pub too_old: AtomicU64,
 }
@@ -66,6 +69,7 @@ pub struct JailStatsSnapshot {
     pub ignored: u64,
     pub failing: u64,
     pub banned_total: u64,
+    pub would_ban: u64,
     pub too_old: u64,
 }
 
@@ -77,6 +81,7 @@ impl JailStats {
             ignored: self.ignored.load(Relaxed),
             failing: self.failing.load(Relaxed),
             banned_total: self.banned_total.load(Relaxed),
+            would_ban: self.would_ban.load(Relaxed),
             too_old: self.too_old.load(Relaxed),
         }
     }
@@ -91,6 +96,9 @@ pub struct Jail {
     ignore: IgnoreList,
     subnet: Option<SubnetEscalation>,
     monitor: bool,
+    /// Monitor mode: what the jail would have banned, until when (Unix
+    /// seconds; `None`: permanent), so it acts as if they were banned.
+    would_banned: HashMap<Target, Option<i64>>,
     history: Arc<dyn BanHistory>,
     sink: Arc<dyn BanSink>,
     pub stats: Arc<JailStats>,
@@ -108,6 +116,7 @@ impl Jail {
             ignore,
             subnet: config.ipv6_subnet.map(|(p, n)| SubnetEscalation::new(p, n)),
             monitor: config.monitor,
+            would_banned: HashMap::new(),
             history,
             sink,
             stats: Arc::new(JailStats::default()),
@@ -132,7 +141,7 @@ impl Jail {
             return;
         }
         self.stats.matched.fetch_add(1, Relaxed);
-        if self.sink.is_banned(&addr) {
+        if self.sink.is_banned(&addr) || self.would_banned.get(&addr).is_some_and(|e| e.is_none_or(|e| e > now)) {
             return;
         }
         if let Counted::Ban { failures, matches } = self.counter.record(addr, at, line) {
@@ -154,6 +163,12 @@ impl Jail {
             read_at,
         };
         match self.sink.ban(ban) {
+            // a would-be ban leaves no history: it must not lengthen real
+            // bans once the jail enforces
+            Ok(()) if self.monitor => {
+                self.stats.would_ban.fetch_add(1, Relaxed);
+                self.would_banned.insert(target, bantime.map(|d| unix_now().saturating_add(d.as_secs() as i64)));
+            }
             Ok(()) => {
                 self.stats.banned_total.fetch_add(1, Relaxed);
                 if let Err(e) = self.history.record(&target, &self.name, SystemTime::now(), bantime) {
@@ -203,6 +218,7 @@ impl Jail {
     pub fn tick(&mut self) {
         let now = unix_now();
         self.counter.sweep(now);
+        self.would_banned.retain(|_, e| e.is_none_or(|e| e > now));
         self.stats.failing.store(self.counter.failing(now) as u64, Relaxed);
     }
 
@@ -236,7 +252,8 @@ mod tests {
             Ok(())
         }
         fn is_banned(&self, t: &Target) -> bool {
-            self.bans.lock().unwrap().iter().any(|b| b.target == *t)
+            // as the agent: a monitor jail's would-be bans are not banned
+            self.bans.lock().unwrap().iter().any(|b| b.target == *t && !b.monitor)
         }
     }
 
@@ -325,5 +342,37 @@ mod tests {
         let bans = sink.bans.lock().unwrap();
         let targets: Vec<String> = bans.iter().map(|b| b.target.to_string()).collect();
         assert_eq!(targets, ["2001:db8:1:2::1/128", "2001:db8:1:2::2/128", "2001:db8:1:2::/64"]);
+    }
+
+    #[test]
+    fn a_monitor_jail_reports_would_be_bans_once_and_keeps_no_history() {
+        let (mut j, sink, history) = jail("monitor = true\n[jail.t.bantime_increment]\nfactor = 1\n");
+        let now = unix_now();
+        let addr = t("192.0.2.9");
+        for _ in 0..7 {
+            j.failure(addr, now, "x");
+        }
+        let bans = sink.bans.lock().unwrap();
+        assert_eq!(bans.len(), 1, "one would-be ban while it would last");
+        assert!(bans[0].monitor, "the agent must not drop it");
+        let s = j.stats.snapshot();
+        assert_eq!((s.would_ban, s.banned_total, s.matched), (1, 0, 7));
+        let past = history.past(&addr, None, SystemTime::UNIX_EPOCH).unwrap();
+        assert_eq!(past.count, 0, "a would-be ban must not lengthen later real bans");
+    }
+
+    #[test]
+    fn a_monitor_jail_reports_again_once_the_ban_would_have_ended() {
+        let (mut j, sink, _) = jail("monitor = true\nmaxretry = 1\n");
+        let now = unix_now();
+        let addr = t("192.0.2.9");
+        j.failure(addr, now, "x");
+        // the would-be ban (600 s) ended
+        j.would_banned.insert(addr, Some(now - 1));
+        j.tick();
+        assert!(j.would_banned.is_empty(), "swept");
+        j.failure(addr, now, "y");
+        assert_eq!(sink.bans.lock().unwrap().len(), 2);
+        assert_eq!(j.stats.snapshot().would_ban, 2);
     }
 }

@@ -231,6 +231,14 @@ impl Collector for Scrape {
             jail(|j| j.failing),
         )?;
         family(&mut enc, "jail_bans", "Bans a jail decided since the agent started.", None, Counter, jail(|j| j.bans))?;
+        family(
+            &mut enc,
+            "jail_would_bans",
+            "Bans a jail in monitor mode would have made since the agent started.",
+            None,
+            Counter,
+            jail(|j| j.would_bans),
+        )?;
         let mut active = s.bans_active.clone();
         for j in &s.jails {
             active.entry(j.name.clone()).or_insert(0);

@@ -78,6 +78,8 @@ pub struct JailMetrics {
     pub failing: u64,
     /// Bans decided since start.
     pub bans: u64,
+    /// Bans a monitor jail would have made since start.
+    pub would_bans: u64,
 }
 
 impl JailMetrics {
@@ -90,6 +92,7 @@ impl JailMetrics {
             too_old: s.too_old,
             failing: s.failing,
             bans: s.banned_total,
+            would_bans: s.would_ban,
         }
     }
 }
