@@ -12,7 +12,7 @@ use super::{
 };
 use crate::{
     enforce::Target,
-    filter::{Filter, FilterOptions},
+    filter::{Filter, FilterOptions, FilterSpec},
     jail::{BanTime, FormulaExpr, Growth, Increment},
     source::{CommandConfig, FileConfig, JournalConfig, SourceConfig, StartAt, WatchMode, split_journal_matches},
 };
@@ -194,7 +194,7 @@ fn validate_jail(
     if name.is_empty() || name.len() > 31 || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
         return Err(loc.general(ctx("a jail name is 1 to 31 letters, digits, '-', '_' or '.'".into())));
     }
-    let (filter, filter_name) = load_filter(name, &j, filter_dirs, loc)?;
+    let (filter, filter_name, usedns) = load_filter(name, &j, filter_dirs, loc)?;
     let sources = sources(name, &j, &filter, loc)?;
     let maxretry = match &j.maxretry {
         Some(m) if *m.get_ref() == 0 => return Err(loc.at(m.span(), ctx("maxretry must be at least 1".into()))),
@@ -237,7 +237,7 @@ fn validate_jail(
         bantime: BanTime { base, increment },
         ignoreip,
         ignoreself: j.ignoreself.unwrap_or(true),
-        usedns: j.usedns.unwrap_or_default(),
+        usedns,
         monitor: j.monitor.unwrap_or(false),
         maxmatches: j.maxmatches.unwrap_or(10),
         ipv6_subnet,
@@ -245,7 +245,29 @@ fn validate_jail(
     })
 }
 
-fn load_filter(name: &str, j: &RawJail, dirs: &[PathBuf], loc: &Locator<'_>) -> Result<(Filter, String), ConfigError> {
+/// The jail's filter, its name, and the `usedns` the jail runs with.
+///
+/// `usedns` is resolved as Fail2Ban does (`client/jailreader.py` hands the
+/// jail's options to `client/filterreader.py`, which then skips the filter
+/// file's own `usedns`; options on the filter name are sent after the
+/// jail's, so they win; the server's default is `warn`). The first that is
+/// set wins:
+/// 1. an option on the filter name: `filter = "sshd[usedns=no]"`;
+/// 2. the jail's `usedns`, or the one in `[defaults]`;
+/// 3. the filter file's `usedns` (`[Definition]`);
+/// 4. `warn`.
+///
+/// (Fail2Ban's stock `jail.conf` sets `usedns = warn` in `[DEFAULT]`, so
+/// there step 3 never happens; here it does when neither the jail nor
+/// `[defaults]` sets one.) The result `no` makes `<HOST>` match addresses
+/// only, as `failregex.Regex._resolveHostTag` does: a line naming a host then
+/// is no failure at all. With `yes`, `warn` and `raw` it also matches names.
+fn load_filter(
+    name: &str,
+    j: &RawJail,
+    dirs: &[PathBuf],
+    loc: &Locator<'_>,
+) -> Result<(Filter, String, UseDns), ConfigError> {
     let ctx = |reason: String| format!("jail {name}: {reason}");
     let ignore: Vec<String> = j.ignoreregex.clone().map(|l| l.0).unwrap_or_default();
     match (&j.filter, &j.failregex) {
@@ -254,24 +276,52 @@ fn load_filter(name: &str, j: &RawJail, dirs: &[PathBuf], loc: &Locator<'_>) -> 
             ctx("give either `filter` or `failregex`, not both".into()),
         )),
         (None, Some(r)) => {
-            let f = Filter::inline(&r.get_ref().0, &ignore, j.datepattern.as_deref(), j.maxlines)
-                .map_err(|e| loc.at(r.span(), ctx(e.to_string())))?;
-            Ok((f, "inline".to_owned()))
+            let usedns = j.usedns.unwrap_or_default();
+            let f =
+                Filter::inline_dns(&r.get_ref().0, &ignore, j.datepattern.as_deref(), j.maxlines, usedns != UseDns::No)
+                    .map_err(|e| loc.at(r.span(), ctx(e.to_string())))?;
+            Ok((f, "inline".to_owned(), usedns))
         }
         (f, None) => {
             let spec = f.as_ref().map_or(name, |s| s.get_ref().as_str());
-            let opts = FilterOptions { dirs: dirs.to_vec(), ..FilterOptions::default() };
-            let filter = match Filter::load(spec, &opts) {
-                Ok(f) => f,
-                Err(e) => {
-                    return Err(match f {
-                        Some(s) => loc.at(s.span(), ctx(e.to_string())),
-                        None => loc.general(ctx(format!("{e} (no `filter` given, so the jail name was used)"))),
-                    });
-                }
+            let at = |reason: String| match f {
+                Some(s) => loc.at(s.span(), ctx(reason)),
+                None => loc.general(ctx(format!("{reason} (no `filter` given, so the jail name was used)"))),
             };
-            Ok((filter, spec.to_owned()))
+            let own = match FilterSpec::parse(spec) {
+                Ok(FilterSpec::Named { options, .. }) => {
+                    options.into_iter().rev().find(|(k, _)| k.eq_ignore_ascii_case("usedns")).map(|(_, v)| v)
+                }
+                _ => None,
+            };
+            let own = match own {
+                Some(v) => Some(
+                    parse_usedns(&v)
+                        .ok_or_else(|| at(format!("usedns={v:?} in the filter options: give yes, warn, no or raw")))?,
+                ),
+                None => None,
+            };
+            // Steps 1 and 2; `None` leaves step 3 and 4 to the filter.
+            let set = own.or(j.usedns);
+            let opts =
+                FilterOptions { dirs: dirs.to_vec(), use_dns: set.map(|u| u != UseDns::No), ..Default::default() };
+            let filter = Filter::load(spec, &opts).map_err(|e| at(e.to_string()))?;
+            // step 3: the file's own; a value it cannot mean is `no`, the
+            // safe value Fail2Ban's server falls back to
+            let file = filter.usedns().map(|v| parse_usedns(v).unwrap_or(UseDns::No));
+            let usedns = set.or(file).unwrap_or_default();
+            Ok((filter, spec.to_owned(), usedns))
         }
+    }
+}
+
+fn parse_usedns(v: &str) -> Option<UseDns> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "yes" => Some(UseDns::Yes),
+        "warn" => Some(UseDns::Warn),
+        "no" => Some(UseDns::No),
+        "raw" => Some(UseDns::Raw),
+        _ => None,
     }
 }
 
@@ -424,6 +474,66 @@ mod tests {
         let e =
             parse(&format!("[jail.x]\n{INLINE}[jail.x.bantime_increment]\nformula = \"bantime * zz\"\n")).unwrap_err();
         assert!(e.reason.contains("formula"), "{e}");
+    }
+
+    /// The failure id the jail's filter finds in `line`, if any.
+    fn failure_id(c: &Config, line: &str) -> Option<String> {
+        match c.jails[0].filter.matcher().feed(line) {
+            crate::filter::Outcome::Failure(f) => Some(f.id.to_owned()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn usedns_no_makes_host_match_addresses_only() {
+        let jail = |usedns: &str| {
+            parse(&format!(
+                "[jail.x]\nfailregex = [\"^fail from <HOST>$\"]\nignoreregex = [\"^fail from <HOST> ok$\"]\n\
+                 logpath = \"/l\"\n{usedns}"
+            ))
+            .unwrap()
+        };
+        let no = jail("usedns = \"no\"\n");
+        assert_eq!(no.jails[0].usedns, super::UseDns::No);
+        assert_eq!(failure_id(&no, "fail from evil.example.com"), None);
+        assert_eq!(failure_id(&no, "fail from 192.0.2.1").as_deref(), Some("192.0.2.1"));
+        assert_eq!(failure_id(&no, "fail from [2001:db8::1]").as_deref(), Some("2001:db8::1"));
+        let from_defaults =
+            parse("[defaults]\nusedns = \"no\"\n[jail.x]\nfailregex = [\"^fail from <HOST>$\"]\nlogpath = \"/l\"\n")
+                .unwrap();
+        assert_eq!(failure_id(&from_defaults, "fail from evil.example.com"), None, "[defaults] counts as the jail's");
+        for usedns in ["usedns = \"warn\"\n", "usedns = \"yes\"\n", "usedns = \"raw\"\n", ""] {
+            let c = jail(usedns);
+            assert_eq!(failure_id(&c, "fail from evil.example.com").as_deref(), Some("evil.example.com"), "{usedns}");
+            assert_eq!(failure_id(&c, "fail from 192.0.2.1").as_deref(), Some("192.0.2.1"), "{usedns}");
+        }
+        assert_eq!(jail("").jails[0].usedns, super::UseDns::Warn, "Fail2Ban's default");
+    }
+
+    #[test]
+    fn usedns_of_the_jail_the_filter_file_and_the_filter_options() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f.conf"), "[Definition]\nusedns = no\nfailregex = ^fail from <HOST>$\n")
+            .unwrap();
+        let jail = |rest: &str| {
+            let d = format!("{:?}", dir.path().display().to_string());
+            parse(&format!("filter_dirs = [{d}]\n[jail.x]\nlogpath = \"/l\"\n{rest}"))
+        };
+        let name = "fail from evil.example.com";
+        let c = jail("filter = \"f\"\n").unwrap();
+        assert_eq!(failure_id(&c, name), None, "the filter file's usedns when the jail sets none");
+        assert_eq!(c.jails[0].usedns, super::UseDns::No, "and the jail runs with it");
+        assert_eq!(failure_id(&c, "fail from 192.0.2.1").as_deref(), Some("192.0.2.1"));
+        let c = jail("filter = \"f\"\nusedns = \"warn\"\n").unwrap();
+        assert_eq!(failure_id(&c, name).as_deref(), Some("evil.example.com"), "the jail's wins over the file's");
+        assert_eq!(c.jails[0].usedns, super::UseDns::Warn);
+        let c = jail("filter = \"f[usedns=raw]\"\nusedns = \"no\"\n").unwrap();
+        assert_eq!(failure_id(&c, name).as_deref(), Some("evil.example.com"), "an option on the name wins");
+        assert_eq!(c.jails[0].usedns, super::UseDns::Raw);
+        let c = jail("filter = \"f[usedns=No]\"\nusedns = \"yes\"\n").unwrap();
+        assert_eq!((failure_id(&c, name), c.jails[0].usedns), (None, super::UseDns::No));
+        let e = jail("filter = \"f[usedns=maybe]\"\n").unwrap_err();
+        assert!(e.reason.contains("usedns") && e.position.is_some(), "{e}");
     }
 
     #[test]

@@ -650,6 +650,8 @@ pub struct Filter {
     pub(crate) dates: DateDetector,
     pub(crate) journalmatch: Vec<String>,
     pub(crate) datepattern: Option<String>,
+    /// The filter file's own `usedns`, as written.
+    pub(crate) usedns: Option<String>,
     /// Interned capture group names (ids index this).
     pub(crate) names: Vec<String>,
     /// Per name id: the id of NAME for `alt_NAME` groups.
@@ -720,6 +722,18 @@ impl Filter {
         datepattern: Option<&str>,
         maxlines: Option<usize>,
     ) -> Result<Filter, FilterError> {
+        Self::inline_dns(failregex, ignoreregex, datepattern, maxlines, true)
+    }
+
+    /// [`Filter::inline`]; `use_dns = false` makes `<HOST>` match addresses
+    /// only (Fail2Ban's `usedns = no`).
+    pub fn inline_dns(
+        failregex: &[String],
+        ignoreregex: &[String],
+        datepattern: Option<&str>,
+        maxlines: Option<usize>,
+        use_dns: bool,
+    ) -> Result<Filter, FilterError> {
         let anchor = |r: &String| {
             if r.trim_start().starts_with('^') { r.clone() } else { format!("^{}{}", reader::INLINE_PREFIX, r) }
         };
@@ -730,7 +744,7 @@ impl Filter {
             maxlines,
             ..Default::default()
         };
-        Self::build("inline".into(), def, true)
+        Self::build("inline".into(), def, use_dns)
     }
 
     fn build(name: String, def: reader::FilterDef, use_dns: bool) -> Result<Filter, FilterError> {
@@ -822,6 +836,7 @@ impl Filter {
             dates,
             journalmatch: def.journalmatch,
             datepattern: def.datepattern,
+            usedns: def.usedns,
             names: intern.names,
             alt_base,
             is_skip,
@@ -846,6 +861,11 @@ impl Filter {
     /// `journalmatch` entries (one per line of the option).
     pub fn journalmatch(&self) -> &[String] {
         &self.journalmatch
+    }
+
+    /// The filter file's own `usedns` (`[Definition]`), as written.
+    pub fn usedns(&self) -> Option<&str> {
+        self.usedns.as_deref()
     }
 
     /// `maxlines` (multi-line buffer size, 1 = single-line).
@@ -1256,6 +1276,30 @@ mod tests {
         );
         assert!(FilterSpec::parse("sshd[mode").is_err());
         assert!(FilterSpec::parse("sshd[=x]").is_err());
+    }
+
+    /// A failregex that needs fancy-regex runs under a backtracking
+    /// budget: a line that would take exponential time is given up as no
+    /// match, and the next line matches as usual.
+    #[test]
+    fn fancy_regexes_give_up_at_the_backtrack_limit() {
+        // a look-ahead inside the loop keeps fancy-regex from handing it to
+        // the regex crate
+        let f = Filter::inline(&[r"^(?:(?=a)a|a)*b from <HOST>$".into()], &[], Some("{NONE}"), None).unwrap();
+        let Re::Fancy(r) = &f.failregex[0].re else { panic!("a lookahead needs fancy-regex") };
+        // 2^40 ways to split the a's: only the budget ends the search
+        let bomb = format!("{}c from 192.0.2.2", "a".repeat(40));
+        assert!(
+            matches!(
+                r.captures(&bomb),
+                Err(fancy_regex::Error::RuntimeError(fancy_regex::RuntimeError::BacktrackLimitExceeded))
+            ),
+            "the budget ends the search"
+        );
+        let mut m = f.matcher();
+        assert!(m.feed("aab from 192.0.2.1").is_failure());
+        assert!(matches!(m.feed(&bomb), Outcome::NoMatch));
+        assert!(m.feed("ab from 192.0.2.3").is_failure(), "the matcher goes on");
     }
 
     #[test]
