@@ -44,6 +44,26 @@ fn json_lines_in_order() {
 }
 
 #[test]
+fn json_objects_have_exactly_the_four_keys_and_subnets_keep_their_prefix() {
+    let mut out = Vec::new();
+    let log = b"net 192.0.2.0/24\nnet 2001:db8::/32\nnet 198.51.100.7\nother\n";
+    filter_test(&opts(r"^net <SUBNET>$", true), Cursor::new(&log[..]), &mut out).unwrap();
+    let v: Vec<serde_json::Value> =
+        String::from_utf8(out).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    for o in &v {
+        let mut keys: Vec<&str> = o.as_object().unwrap().keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(keys, ["host", "line", "match", "time"], "{o}");
+    }
+    // as fail2ban-regex writes them (`-o '<ip>'`)
+    let hosts: Vec<serde_json::Value> = v.iter().map(|o| o["host"].clone()).collect();
+    assert_eq!(
+        hosts,
+        serde_json::json!(["192.0.2.0/24", "2001:db8::/32", "198.51.100.7", null]).as_array().unwrap()[..]
+    );
+}
+
+#[test]
 fn human_report_names_engines_and_counts() {
     let mut out = Vec::new();
     let s = filter_test(&opts("sshd[mode=aggressive]", false), Cursor::new(LOG), &mut out).unwrap();

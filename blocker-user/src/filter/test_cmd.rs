@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use chrono::NaiveDateTime;
 
 use super::tally::{Hosts, would_ban};
-use super::{Engine, Filter, FilterError, FilterOptions, Outcome};
+use super::{Engine, Filter, FilterError, FilterOptions, HostKind, Outcome};
 
 /// Options for [`filter_test`].
 #[derive(Debug, Clone)]
@@ -160,8 +160,14 @@ pub fn filter_test(
                 matched += 1;
                 fail_hits[f.regex_index] += 1;
                 let ts = f.time.map_or(lines as i64, |t| t.timestamp());
-                per_host.add(f.id, ts);
-                if opts.json { (true, Some(f.id.to_string()), f.time.map(|t| t.local())) } else { (true, None, None) }
+                // a subnet as Fail2Ban writes it: address/prefix
+                let subnet = match f.cidr {
+                    Some(c) if f.kind() == HostKind::Subnet => Some(format!("{}/{c}", f.id)),
+                    _ => None,
+                };
+                let host = subnet.as_deref().unwrap_or(f.id);
+                per_host.add(host, ts);
+                if opts.json { (true, Some(host.to_string()), f.time.map(|t| t.local())) } else { (true, None, None) }
             }
             Outcome::Ignored { regex_index } => {
                 ignored += 1;
