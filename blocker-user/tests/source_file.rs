@@ -134,21 +134,29 @@ async fn rename_and_create_mid_stream_polling() {
     rotation_mid_stream(|p| fs::rename(p, p.with_extension("log.1")).unwrap(), WatchMode::Poll).await;
 }
 
+fn copytruncate(p: &Path) {
+    fs::copy(p, p.with_extension("log.1")).unwrap();
+    OpenOptions::new().write(true).open(p).unwrap().set_len(0).unwrap();
+}
+
 #[tokio::test]
 async fn copytruncate_mid_stream() {
-    rotation_mid_stream(
-        |p| {
-            fs::copy(p, p.with_extension("log.1")).unwrap();
-            OpenOptions::new().write(true).open(p).unwrap().set_len(0).unwrap();
-        },
-        WatchMode::Auto,
-    )
-    .await;
+    rotation_mid_stream(copytruncate, WatchMode::Auto).await;
+}
+
+#[tokio::test]
+async fn copytruncate_mid_stream_polling() {
+    rotation_mid_stream(copytruncate, WatchMode::Poll).await;
 }
 
 #[tokio::test]
 async fn delete_and_recreate_mid_stream() {
     rotation_mid_stream(|p| fs::remove_file(p).unwrap(), WatchMode::Auto).await;
+}
+
+#[tokio::test]
+async fn delete_and_recreate_mid_stream_polling() {
+    rotation_mid_stream(|p| fs::remove_file(p).unwrap(), WatchMode::Poll).await;
 }
 
 /// A daemon keeps writing to its renamed log until it reopens: those lines

@@ -600,6 +600,20 @@ mod tests {
         assert_eq!(cfg.get("Definition", "_daemon", &vars).unwrap().unwrap(), "other");
     }
 
+    /// Fail2Ban's order: a file's `after` includes override it, and its
+    /// `.local` overrides both (checked with Fail2Ban's `FilterReader`).
+    #[test]
+    fn after_includes_override_the_file_and_local_overrides_them() {
+        let d = tempfile::tempdir().unwrap();
+        let f =
+            write(d.path(), "x.conf", "[INCLUDES]\nafter = x-after.conf\n[Definition]\na = conf\nb = conf\nc = conf\n");
+        write(d.path(), "x-after.conf", "[Definition]\na = after\nb = after\n");
+        write(d.path(), "x.local", "[Definition]\nb = local\n");
+        let cfg = read_config(&f).unwrap();
+        let get = |k: &str| cfg.get("Definition", k, &HashMap::new()).unwrap().unwrap();
+        assert_eq!((get("a"), get("b"), get("c")), ("after".into(), "local".into(), "conf".into()));
+    }
+
     #[test]
     fn bad_interpolation_reports_location() {
         let d = tempfile::tempdir().unwrap();
