@@ -48,17 +48,20 @@ fn three_failures_drop_the_peer_until_the_ban_expires() {
 
     append(&log, &failure_line(PEER_V4, 10));
     append(&log, &failure_line(PEER_V4, 11));
-    std::thread::sleep(Duration::from_millis(500));
+    let status = || agent.json(&["status", "sshd", "--json"])["jails"][0].clone();
+    // `failing` is refreshed each second
+    assert!(wait_for(Duration::from_secs(3), || status()["failing"] == 1), "{}", status());
+    assert_eq!((status()["lines"].as_u64(), status()["matched"].as_u64()), (Some(2), Some(2)));
     assert!(!banned(&agent, PEER_V4), "two failures are below maxretry");
     append(&log, &failure_line(PEER_V4, 12));
     assert!(wait_for(Duration::from_secs(3), || banned(&agent, PEER_V4)), "third failure bans\n{}", agent.log());
     assert!(net.ping_blocked(PEER_V4, AGENT_V4), "the banned peer is dropped");
-    let status = agent.json(&["status", "sshd", "--json"]);
-    let j = &status["jails"][0];
+    let j = &status();
     assert_eq!(j["name"], "sshd");
     assert_eq!(j["matched"], 3);
     assert_eq!(j["banned_total"], 1);
     assert_eq!(j["banned_now"], 1);
+    assert!(wait_for(Duration::from_secs(3), || status()["failing"] == 0), "a ban clears its failures: {}", status());
     assert!(j["sources"][0]["positions"].as_object().unwrap().values().next().unwrap()["offset"].as_u64().unwrap() > 0);
 
     // bantime is 3 s: the kernel stops dropping, the agent sweeps the entry.
