@@ -159,6 +159,47 @@ async fn delete_and_recreate_mid_stream_polling() {
     rotation_mid_stream(|p| fs::remove_file(p).unwrap(), WatchMode::Poll).await;
 }
 
+/// Where inotify cannot start (its instance limit reached), `Auto` falls
+/// back to polling: the rotation test passes and the error is counted. The
+/// half below runs in a user namespace whose inotify limit is 0.
+#[test]
+fn without_inotify_auto_falls_back_to_polling() {
+    let exe = std::env::current_exe().unwrap();
+    let out = std::process::Command::new("unshare")
+        .args(["--user", "--map-root-user", "sh", "-c"])
+        .arg("echo 0 > /proc/sys/user/max_inotify_instances && exec \"$0\" --exact --ignored --nocapture $1")
+        .arg(&exe)
+        .arg("inotify_unavailable_half")
+        .output()
+        .expect("unshare (util-linux) runs");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && text.contains("1 passed"), "{text}");
+}
+
+#[tokio::test]
+#[ignore = "the second half of without_inotify_auto_falls_back_to_polling, which runs it without inotify"]
+async fn inotify_unavailable_half() {
+    use notify::Watcher as _;
+    let mut w = notify::recommended_watcher(|_: notify::Result<notify::Event>| {});
+    assert!(
+        w.as_mut().map(|w| w.watch(Path::new("/tmp"), notify::RecursiveMode::NonRecursive)).is_err(),
+        "inotify works here"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.log");
+    File::create(&path).unwrap();
+    let mut src = start(config(&[&path]).watch(WatchMode::Auto), Arc::new(MemoryCheckpoints::new()));
+    src.quiet().await;
+    append(&path, &numbered("line", 0..5));
+    fs::rename(&path, path.with_extension("log.1")).unwrap();
+    append(&path, &numbered("line", 5..10));
+    assert_eq!(src.lines(10).await, numbered("line", 0..10));
+    let stats = src.handle.stats().snapshot();
+    assert_eq!(stats.errors, 1, "{stats:?}");
+    assert!(stats.last_error.as_deref().is_some_and(|e| e.contains("inotify unavailable")), "{stats:?}");
+    src.stop().await;
+}
+
 /// A daemon keeps writing to its renamed log until it reopens: those lines
 /// come before the new file's lines, and nothing is lost.
 #[tokio::test]
