@@ -236,26 +236,13 @@ pub fn unix_now() -> i64 {
 
 #[cfg(test)]
 mod tests {
-    use std::{path::Path, sync::Mutex};
+    use std::path::Path;
 
     use super::*;
-    use crate::{config::Config, jail::MemoryHistory};
-
-    #[derive(Default)]
-    struct Sink {
-        bans: Mutex<Vec<JailBan>>,
-    }
-
-    impl BanSink for Sink {
-        fn ban(&self, ban: JailBan) -> Result<(), String> {
-            self.bans.lock().unwrap().push(ban);
-            Ok(())
-        }
-        fn is_banned(&self, t: &Target) -> bool {
-            // as the agent: a monitor jail's would-be bans are not banned
-            self.bans.lock().unwrap().iter().any(|b| b.target == *t && !b.monitor)
-        }
-    }
+    use crate::{
+        config::Config,
+        jail::{MemoryHistory, fake_sink::Sink},
+    };
 
     fn jail(extra: &str) -> (Jail, Arc<Sink>, Arc<MemoryHistory>) {
         let maxretry = if extra.contains("maxretry") { "" } else { "maxretry = 3\n" };

@@ -5,6 +5,8 @@ mod bantime;
 mod counter;
 mod decide;
 mod dns;
+#[cfg(test)]
+mod fake_sink;
 mod history;
 mod ignore;
 pub mod runtime;

@@ -175,8 +175,9 @@ mod tests {
     use crate::{
         config::Config,
         jail::{
-            BanSink, IgnoreList, JailBan, JailStats, MemoryHistory,
+            IgnoreList, JailStats, MemoryHistory,
             dns::{DnsCounters, Lookup, fake::*},
+            fake_sink::Sink,
         },
         source::{MemoryCheckpoints, Position},
     };
@@ -184,29 +185,6 @@ mod tests {
     const NAME: &str = "evil.example.com";
     const NAME_V4: &str = "192.0.2.10";
     const NAME_V6: &str = "2001:db8::10";
-
-    #[derive(Default)]
-    struct Sink {
-        bans: Mutex<Vec<JailBan>>,
-    }
-
-    impl BanSink for Sink {
-        fn ban(&self, ban: JailBan) -> Result<(), String> {
-            self.bans.lock().unwrap().push(ban);
-            Ok(())
-        }
-        fn is_banned(&self, t: &Target) -> bool {
-            self.bans.lock().unwrap().iter().any(|b| b.target == *t)
-        }
-    }
-
-    impl Sink {
-        fn banned(&self) -> Vec<(String, u32)> {
-            let mut v: Vec<_> = self.bans.lock().unwrap().iter().map(|b| (b.target.to_string(), b.failures)).collect();
-            v.sort();
-            v
-        }
-    }
 
     /// Log lines written while a test runs (warnings and above).
     #[derive(Clone, Default)]
