@@ -77,6 +77,8 @@ fn snapshot() -> Snapshot {
                 failing: 3,
                 bans: 5,
                 would_bans: 2,
+                dns_lookups: 9,
+                dns_dropped: 3,
             },
             JailMetrics { name: "nginx".into(), lines: 7, ..Default::default() },
         ],
@@ -181,6 +183,8 @@ async fn scrape_shows_the_snapshot_and_the_latency_histogram() {
     assert_eq!(get(&s, "blocker_jail_failing", &sshd), 3.0);
     assert_eq!(get(&s, "blocker_jail_bans_total", &sshd), 5.0);
     assert_eq!(get(&s, "blocker_jail_would_bans_total", &sshd), 2.0);
+    assert_eq!(get(&s, "blocker_jail_dns_lookups_total", &sshd), 9.0);
+    assert_eq!(get(&s, "blocker_jail_dns_dropped_total", &sshd), 3.0);
     assert_eq!(get(&s, "blocker_jail_lines_total", &[("jail", "nginx")]), 7.0);
     // Active bans: from the maps, manual included, running jails without bans at 0.
     assert_eq!(get(&s, "blocker_bans_active", &sshd), 4.0);

@@ -11,7 +11,7 @@ use std::{
 
 use serde::Serialize;
 
-use super::{BanHistory, BanTime, Counted, FailureCounter, IgnoreList, SubnetEscalation};
+use super::{BanHistory, BanTime, Counted, DnsCounters, FailureCounter, IgnoreList, SubnetEscalation};
 use crate::{config::JailConfig, enforce::Target};
 
 /// A jail's decision to ban, for the agent to carry out.
@@ -60,6 +60,8 @@ pub struct JailStats {
     pub would_ban: AtomicU64,
     /// Failures from lines older than `findtime`, not counted.
     pub too_old: AtomicU64,
+    /// Host name lookups (`usedns`).
+    pub dns: Arc<DnsCounters>,
 }
 
 #[derive(Debug, Serialize, PartialEq, Eq)]
@@ -71,6 +73,10 @@ pub struct JailStatsSnapshot {
     pub banned_total: u64,
     pub would_ban: u64,
     pub too_old: u64,
+    /// Host name lookups started, and failures dropped because too many
+    /// were in flight (`usedns`).
+    pub dns_lookups: u64,
+    pub dns_dropped: u64,
 }
 
 impl JailStats {
@@ -83,6 +89,8 @@ impl JailStats {
             banned_total: self.banned_total.load(Relaxed),
             would_ban: self.would_ban.load(Relaxed),
             too_old: self.too_old.load(Relaxed),
+            dns_lookups: self.dns.lookups.load(Relaxed),
+            dns_dropped: self.dns.dropped.load(Relaxed),
         }
     }
 }

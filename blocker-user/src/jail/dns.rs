@@ -147,10 +147,15 @@ impl<T> Resolver<T> {
         (r, rx)
     }
 
-    /// What it did so far (tests; not in `blocker status` yet).
+    /// What it did so far.
     #[cfg(test)]
     pub fn counters(&self) -> Arc<DnsCounters> {
         self.counters.clone()
+    }
+
+    /// Count into `counters` (the jail's, for `blocker status` and metrics).
+    pub fn count_into(&mut self, counters: Arc<DnsCounters>) {
+        self.counters = counters;
     }
 
     /// The cached answer, or `context` waits for a lookup (started or

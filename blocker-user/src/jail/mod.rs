@@ -15,6 +15,7 @@ mod subnet;
 pub use bantime::{BanTime, FormulaExpr, Growth, Increment};
 pub use counter::{Counted, FailureCounter};
 pub use decide::{BanSink, Jail, JailBan, JailControl, JailStats, JailStatsSnapshot};
+pub use dns::DnsCounters;
 pub use history::{BanHistory, HistoryError, MemoryHistory, PastBans};
 pub use ignore::IgnoreList;
 pub use subnet::SubnetEscalation;

@@ -58,6 +58,7 @@ async fn run_with(
     cancel: CancellationToken,
 ) {
     let Names { usedns, mut resolver, mut answers } = names;
+    resolver.count_into(jail.stats.dns.clone());
     let mut matchers: HashMap<SourceId, Matcher<'_>> = HashMap::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
@@ -228,7 +229,8 @@ mod tests {
             let jail = Jail::new(jc, IgnoreList::new([]), Arc::new(MemoryHistory::default()), sink.clone());
             let stats = jail.stats.clone();
             let (resolver, answers) = Resolver::with(lookup, Arc::new(Semaphore::new(4)), timeout);
-            let dns = resolver.counters();
+            // the jail's own counters: what `blocker status` shows
+            let dns = jail.stats.dns.clone();
             let names = Names { usedns: jc.usedns, resolver, answers };
             let filter = filter.map_or_else(|| jc.filter.clone(), Arc::new);
             let (tx, rx) = mpsc::channel(64);
@@ -387,5 +389,7 @@ mod tests {
         r.settle().await;
         assert_eq!((fake.calls(), r.dns.lookups.load(Relaxed)), (1, 1));
         assert_eq!(r.counts(), (2, 0));
+        let s = r.stats.snapshot();
+        assert_eq!((s.dns_lookups, s.dns_dropped), (1, 0), "in the jail's status");
     }
 }

@@ -239,6 +239,22 @@ impl Collector for Scrape {
             Counter,
             jail(|j| j.would_bans),
         )?;
+        family(
+            &mut enc,
+            "jail_dns_lookups",
+            "Host name lookups a jail started (usedns).",
+            None,
+            Counter,
+            jail(|j| j.dns_lookups),
+        )?;
+        family(
+            &mut enc,
+            "jail_dns_dropped",
+            "Failures from host names a jail dropped: too many lookups in flight.",
+            None,
+            Counter,
+            jail(|j| j.dns_dropped),
+        )?;
         let mut active = s.bans_active.clone();
         for j in &s.jails {
             active.entry(j.name.clone()).or_insert(0);

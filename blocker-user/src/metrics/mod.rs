@@ -80,6 +80,10 @@ pub struct JailMetrics {
     pub bans: u64,
     /// Bans a monitor jail would have made since start.
     pub would_bans: u64,
+    /// Host name lookups started (`usedns`).
+    pub dns_lookups: u64,
+    /// Failures from host names dropped: too many lookups in flight.
+    pub dns_dropped: u64,
 }
 
 impl JailMetrics {
@@ -93,6 +97,8 @@ impl JailMetrics {
             failing: s.failing,
             bans: s.banned_total,
             would_bans: s.would_ban,
+            dns_lookups: s.dns_lookups,
+            dns_dropped: s.dns_dropped,
         }
     }
 }
