@@ -209,7 +209,8 @@ impl<T> Resolver<T> {
             tracing::warn!(
                 name,
                 dropped_total = n,
-                "too many host name lookups at once: failures from names are dropped (a flood of names?)"
+                "too many host name lookups at once: failures from names are dropped (a flood of names?); \
+                 set usedns = \"no\" on the jail to count addresses only"
             );
         }
         Ask::Dropped
