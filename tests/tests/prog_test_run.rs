@@ -22,26 +22,35 @@ impl Drop for Fixture {
 }
 
 fn fixture(name: &str) -> Fixture {
+    fixture_with(
+        name,
+        MapCapacities { bans_v4: 1024, bans_v6: 1024, ranges_v4: 1024, ranges_v6: 1024, ..Default::default() },
+    )
+}
+
+fn fixture_with(name: &str, caps: MapCapacities) -> Fixture {
     require_root();
     let pin_dir = std::path::PathBuf::from(format!("/sys/fs/bpf/blocker-testrun-{}-{name}", std::process::id()));
     remove_pins(&pin_dir);
-    let caps = MapCapacities { bans_v4: 1024, bans_v6: 1024, ranges_v4: 1024, ranges_v6: 1024, ..Default::default() };
     let maps = XdpMaps::open(&pin_dir, &caps).expect("loading the XDP program");
     Fixture { maps, pin_dir }
 }
 
 fn ban(f: &mut Fixture, targets: &[&str], expires_in: Option<Duration>) {
+    f.maps.ban(&bans_of(targets.iter().map(|t| t.parse().unwrap()), expires_in)).unwrap();
+}
+
+fn bans_of(targets: impl Iterator<Item = Target>, expires_in: Option<Duration>) -> Vec<Ban> {
     let now = SystemTime::now();
-    let bans: Vec<Ban> = targets
-        .iter()
-        .map(|t| Ban {
-            target: t.parse().unwrap(),
-            jail: "test".into(),
-            banned_at: now,
-            expires_at: expires_in.map(|d| now + d),
-        })
-        .collect();
-    f.maps.ban(&bans).unwrap();
+    targets
+        .map(|target| Ban { target, jail: "test".into(), banned_at: now, expires_at: expires_in.map(|d| now + d) })
+        .collect()
+}
+
+/// `count` consecutive IPv4 hosts from `first`.
+fn hosts(first: &str, count: u32) -> impl Iterator<Item = Target> {
+    let base = u32::from(first.parse::<std::net::Ipv4Addr>().unwrap());
+    (0..count).map(move |i| Target::from_addr(std::net::Ipv4Addr::from(base + i).into()))
 }
 
 fn run(f: &mut Fixture, frame: &[u8]) -> u32 {
@@ -195,4 +204,46 @@ fn allowlist_wins_and_expiry_and_monitor_are_honoured_in_the_kernel() {
     let after = counters(&f);
     assert_eq!(after.monitored, before.monitored + 1);
     assert_eq!(after.dropped, before.dropped);
+}
+
+/// A jail's ban (a small batch) goes into the map on the calling thread; a
+/// restore or bulk ban (a large batch) on a second thread while it is
+/// indexed. Both reach the kernel and the index, and a batch the map cannot
+/// hold is refused as "full", with the index re-read from the map.
+#[test]
+fn small_and_large_batches_reach_the_kernel_and_the_index() {
+    let caps = MapCapacities { bans_v4: 16_384, bans_v6: 1024, ranges_v4: 1024, ranges_v6: 1024, ..Default::default() };
+    let mut f = fixture_with("batches", caps);
+    for i in 0..10 {
+        ban(&mut f, &[&format!("198.51.100.{i}")], None);
+    }
+    f.maps.ban(&bans_of(hosts("10.0.0.0", 10_000), None)).unwrap();
+    assert_eq!(f.maps.active(), 10_010);
+    assert_eq!(f.maps.bans().unwrap().len(), 10_010);
+    for (addr, verdict) in
+        [("198.51.100.9", XDP_DROP), ("10.0.0.0", XDP_DROP), ("10.0.39.15", XDP_DROP), ("10.0.39.16", XDP_PASS)]
+    {
+        assert_eq!(run(&mut f, &ipv4_frame(&[], v4(addr))), verdict, "{addr}");
+    }
+
+    // a large batch that overflows the map
+    let err = f.maps.ban(&bans_of(hosts("11.0.0.0", 8_000), None)).unwrap_err();
+    assert!(err.to_string().contains("full"), "{err}");
+    let in_map = f.maps.bans().unwrap().len();
+    assert!((10_010..=16_384).contains(&in_map), "{in_map} bans in the map");
+    assert_eq!(f.maps.active(), in_map, "the index follows the map");
+    // fill it up (the kernel may have stored part of that batch), then a
+    // single ban overflows it
+    let room = 16_384 - in_map as u32;
+    if room > 0 {
+        f.maps.ban(&bans_of(hosts("12.0.0.0", room - 1), None)).unwrap();
+        f.maps.ban(&bans_of(hosts("12.1.0.0", 1), None)).unwrap();
+        assert_eq!(run(&mut f, &ipv4_frame(&[], v4("12.1.0.0"))), XDP_DROP, "the last ban that fits");
+    }
+    let err = f.maps.ban(&bans_of(hosts("13.0.0.0", 1), None)).unwrap_err();
+    assert!(err.to_string().contains("full"), "{err}");
+    assert_eq!(f.maps.active(), 16_384);
+    assert!(!f.maps.contains(&"13.0.0.0".parse().unwrap()));
+    assert_eq!(run(&mut f, &ipv4_frame(&[], v4("13.0.0.0"))), XDP_PASS);
+    assert_eq!(run(&mut f, &ipv4_frame(&[], v4("10.0.39.15"))), XDP_DROP, "earlier bans stay");
 }

@@ -62,6 +62,9 @@ impl MapCapacities {
     }
 }
 
+/// Batches above this size are indexed while a second thread inserts them.
+const OVERLAP_ABOVE: usize = 4096;
+
 /// The loaded program and its pinned maps.
 pub struct XdpMaps {
     ebpf: Ebpf,
@@ -290,7 +293,8 @@ impl XdpMaps {
         Ok(removed)
     }
 
-    /// Inserts one batch into one ban map, indexing it meanwhile.
+    /// Inserts one batch into one ban map. A large batch (a restore, a bulk
+    /// ban) is indexed while the kernel inserts it on a second thread.
     fn apply<K: Copy + Sync>(
         &mut self,
         b: &Batch<K>,
@@ -303,19 +307,27 @@ impl XdpMaps {
             return Ok(());
         }
         let raw = fd(map(&self.m)).as_raw_fd();
+        // SAFETY: the map (and its descriptor) outlives this call.
+        let fd = unsafe { BorrowedFd::borrow_raw(raw) };
         let index = &mut self.index;
-        let result = std::thread::scope(|s| {
-            let kernel = s.spawn(|| {
-                // SAFETY: the map (and its descriptor) outlives this scope.
-                let fd = unsafe { BorrowedFd::borrow_raw(raw) };
-                sys::update_batch_parallel(fd, &b.keys, &b.values)
-            });
+        let mut track_all = || {
             index.reserve(b.keys.len());
             for (k, v) in b.keys.iter().zip(&b.values) {
                 track(index, k, v.expires_jiffies);
             }
-            kernel.join().expect("batch update thread")
-        });
+        };
+        let result = if b.keys.len() <= OVERLAP_ABOVE {
+            // a jail's ban: a thread would cost more than it saves
+            let r = sys::update_batch(fd, &b.keys, &b.values);
+            track_all();
+            r
+        } else {
+            std::thread::scope(|s| {
+                let kernel = s.spawn(|| sys::update_batch_parallel(fd, &b.keys, &b.values));
+                track_all();
+                kernel.join().expect("batch update thread")
+            })
+        };
         if let Err(p) = result {
             // The map is the truth: re-read what got in.
             self.reindex()?;

@@ -24,7 +24,8 @@ pub fn run() -> anyhow::Result<()> {
     let agent = Agent::start(
         &net,
         &format!(
-            "[jail.sshd]\nfilter = \"sshd\"\nlogpath = {:?}\nmaxretry = 1\nbantime = \"1h\"\n",
+            // the default log level (the test helper's is debug)
+            "[log]\nlevel = \"info\"\n[jail.sshd]\nfilter = \"sshd\"\nlogpath = {:?}\nmaxretry = 1\nbantime = \"1h\"\n",
             log.display().to_string()
         ),
     );
@@ -71,7 +72,8 @@ pub fn run() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The local time as a syslog stamp (formatted here: a `date` process per
+/// line would load the machine between samples).
 fn syslog_now() -> String {
-    let out = std::process::Command::new("date").arg("+%b %e %H:%M:%S").output().expect("date");
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    chrono::Local::now().format("%b %e %H:%M:%S").to_string()
 }
