@@ -4,12 +4,11 @@
 //! bytes, never by path alone. A per-file watcher ([`watcher`]) follows one
 //! open file; the scheduler ([`tailer`]) globs the configured patterns,
 //! decides where new files start and polls the watchers. The runner here
-//! drives the scheduler on a blocking thread, woken by inotify (through the
-//! `notify` crate) and by a periodic poll that also covers systems where
-//! inotify is unavailable. See `docs/sources.md` for the rotation rules.
+//! drives the scheduler on a blocking thread, woken by inotify ([`wake`])
+//! and by a periodic poll that also covers systems where inotify is
+//! unavailable. See `docs/sources.md` for the rotation rules.
 
 use std::sync::Arc;
-use std::sync::mpsc as std_mpsc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -19,7 +18,10 @@ use super::stats::SourceEvent;
 use super::{Checkpoints, Emitter, SourceError, duration_str};
 
 mod tailer;
+mod wake;
 mod watcher;
+
+use wake::{Wake, Wakes};
 
 #[cfg(test)]
 mod model_tests;
@@ -142,15 +144,6 @@ const MIN_POLL_GAP: Duration = Duration::from_millis(5);
 /// A poll that delivered this many lines marks the log busy.
 const BUSY_LINES: u32 = 256;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Wake {
-    /// A file changed.
-    Data,
-    /// A directory changed: files may have appeared or moved.
-    Rescan,
-    Cancel,
-}
-
 pub(super) fn spawn(
     config: FileConfig,
     emitter: Emitter,
@@ -158,53 +151,21 @@ pub(super) fn spawn(
 ) -> Result<JoinHandle<()>, SourceError> {
     config.validate(&emitter)?;
     let rt = tokio::runtime::Handle::current();
-    let (wake_tx, wake_rx) = std_mpsc::channel();
+    let (wakes, stop, inotify_error) =
+        Wakes::new(config.watch == WatchMode::Poll).map_err(|e| emitter.config_error(format!("eventfd: {e}")))?;
+    if let Some(e) = inotify_error {
+        emitter.stats.event(SourceEvent::Error { what: "inotify unavailable, polling", error: &e });
+    }
     let cancel = emitter.cancel.clone();
-    let cancel_tx = wake_tx.clone();
     rt.spawn(async move {
         cancel.cancelled().await;
-        let _ = cancel_tx.send(Wake::Cancel);
+        stop.stop();
     });
-    Ok(rt.spawn_blocking(move || run(config, emitter, checkpoints, wake_tx, wake_rx)))
+    Ok(rt.spawn_blocking(move || run(config, emitter, checkpoints, wakes)))
 }
 
-fn run(
-    config: FileConfig,
-    emitter: Emitter,
-    checkpoints: Arc<dyn Checkpoints>,
-    wake_tx: std_mpsc::Sender<Wake>,
-    wake_rx: std_mpsc::Receiver<Wake>,
-) {
-    use notify::Watcher as _;
-
+fn run(config: FileConfig, emitter: Emitter, checkpoints: Arc<dyn Checkpoints>, mut wakes: Wakes) {
     let poll_interval = config.poll_interval;
-    let mut inotify = match config.watch {
-        WatchMode::Poll => None,
-        WatchMode::Auto => {
-            let tx = wake_tx.clone();
-            let handler = move |res: notify::Result<notify::Event>| {
-                use notify::EventKind as K;
-                let wake = match res {
-                    Ok(ev) => match ev.kind {
-                        K::Access(_) => return,
-                        K::Modify(notify::event::ModifyKind::Data(_)) => Wake::Data,
-                        _ => Wake::Rescan,
-                    },
-                    Err(_) => Wake::Rescan,
-                };
-                let _ = tx.send(wake);
-            };
-            match notify::recommended_watcher(handler) {
-                Ok(w) => Some(w),
-                Err(e) => {
-                    emitter.stats.event(SourceEvent::Error { what: "inotify unavailable, polling", error: &e });
-                    None
-                }
-            }
-        }
-    };
-    drop(wake_tx);
-    let mut watched = std::collections::BTreeSet::new();
     let mut tailer = tailer::FileTailer::new(config, emitter.clone(), checkpoints);
     let sent = std::cell::Cell::new(0u32);
     let mut sink = |line| {
@@ -239,53 +200,16 @@ fn run(
         let read = sent.get().wrapping_sub(sent_before);
         sent_before = sent.get();
         busy = more || read >= BUSY_LINES;
-        if let Some(w) = inotify.as_mut() {
-            let want = tailer.watch_dirs();
-            for d in watched.difference(&want) {
-                let _ = w.unwatch(d);
-            }
-            let mut now_watched = watched.intersection(&want).cloned().collect::<std::collections::BTreeSet<_>>();
-            for d in want.difference(&watched) {
-                // A directory that does not exist yet is tried again at the
-                // next poll; the periodic poll covers it meanwhile.
-                match w.watch(d, notify::RecursiveMode::NonRecursive) {
-                    Ok(()) => {
-                        now_watched.insert(d.clone());
-                    }
-                    Err(e) => {
-                        tracing::debug!(source = &*emitter.source, dir = %d.display(), "cannot watch: {e}")
-                    }
-                }
-            }
-            watched = now_watched;
-        }
+        wakes.watch(&tailer.watch_dirs(), &emitter.source);
         tracing::trace!(source = &*emitter.source, open = tailer.open_files(), "polled");
-        // Wait for a change (or the safety-net poll), then coalesce.
-        let first = if more {
-            match wake_rx.try_recv() {
-                Ok(w) => Some(w),
-                Err(_) => Some(Wake::Data),
-            }
-        } else {
-            match wake_rx.recv_timeout(poll_interval) {
-                Ok(w) => Some(w),
-                Err(std_mpsc::RecvTimeoutError::Timeout) => None,
-                Err(std_mpsc::RecvTimeoutError::Disconnected) => {
-                    std::thread::sleep(poll_interval);
-                    None
-                }
-            }
-        };
-        rescan = first.is_none_or(|w| w == Wake::Rescan);
-        if first == Some(Wake::Cancel) {
-            break;
-        }
-        while let Ok(w) = wake_rx.try_recv() {
-            match w {
-                Wake::Cancel => return,
-                Wake::Rescan => rescan = true,
-                Wake::Data => {}
-            }
+        // Wait for a change (or the safety-net poll); a runner with more
+        // to read only looks.
+        match wakes.wait(if more { Duration::ZERO } else { poll_interval }) {
+            Wake::Cancel => break,
+            Wake::Data => rescan = false,
+            // with more to read and no event, the file is read on
+            Wake::Timer if more => rescan = false,
+            Wake::Rescan | Wake::Timer => rescan = true,
         }
     }
 }
