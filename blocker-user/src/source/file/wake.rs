@@ -140,6 +140,10 @@ impl Wakes {
                         if e.mask != EventMask::MODIFY {
                             wake = Wake::Rescan;
                         }
+                        if e.mask.contains(EventMask::IGNORED) {
+                            // the directory is gone: watch it again once it is back
+                            self.watched.retain(|_, wd| *wd != e.wd);
+                        }
                     }
                     if !any {
                         return wake;
@@ -179,6 +183,24 @@ mod tests {
         std::fs::rename(&log, dir.path().join("a.log.1")).unwrap();
         std::fs::write(&log, "").unwrap();
         assert_eq!(w.wait(Duration::from_secs(5)), Wake::Rescan);
+    }
+
+    #[test]
+    fn a_directory_removed_and_made_again_is_watched_again() {
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("logs");
+        std::fs::create_dir(&dir).unwrap();
+        let (mut w, _stop, _) = Wakes::new(false).unwrap();
+        w.watch(&dirs(&dir), "test");
+        std::fs::remove_dir(&dir).unwrap();
+        assert_eq!(w.wait(Duration::from_secs(5)), Wake::Rescan);
+        std::fs::create_dir(&dir).unwrap();
+        w.watch(&dirs(&dir), "test");
+        std::fs::write(dir.join("a.log"), "").unwrap();
+        assert_eq!(w.wait(Duration::from_secs(5)), Wake::Rescan, "the new directory is watched");
+        let mut f = std::fs::OpenOptions::new().append(true).open(dir.join("a.log")).unwrap();
+        std::io::Write::write_all(&mut f, b"x\n").unwrap();
+        assert_eq!(w.wait(Duration::from_secs(5)), Wake::Data);
     }
 
     #[test]
