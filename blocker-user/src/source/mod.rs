@@ -122,6 +122,8 @@ pub struct Fingerprint {
 pub enum SourceError {
     #[error("source {source_id}: invalid configuration: {reason}")]
     Config { source_id: String, reason: String },
+    #[error("source {source_id}: cannot start: {reason}")]
+    Start { source_id: String, reason: String },
     #[error("source {source_id}: cannot load checkpoint")]
     Checkpoint {
         source_id: String,

@@ -151,8 +151,10 @@ pub(super) fn spawn(
 ) -> Result<JoinHandle<()>, SourceError> {
     config.validate(&emitter)?;
     let rt = tokio::runtime::Handle::current();
-    let (wakes, stop, inotify_error) =
-        Wakes::new(config.watch == WatchMode::Poll).map_err(|e| emitter.config_error(format!("eventfd: {e}")))?;
+    let (wakes, stop, inotify_error) = Wakes::new(config.watch == WatchMode::Poll).map_err(|e| SourceError::Start {
+        source_id: emitter.source.to_string(),
+        reason: format!("cannot create an eventfd: {e}"),
+    })?;
     if let Some(e) = inotify_error {
         emitter.stats.event(SourceEvent::Error { what: "inotify unavailable, polling", error: &e });
     }
