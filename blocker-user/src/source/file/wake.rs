@@ -104,15 +104,16 @@ impl Wakes {
     pub fn wait(&mut self, timeout: Duration) -> Wake {
         let timeout = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
         let (stopped, changed) = {
-            let mut fds = vec![PollFd::new(self.stop.as_fd(), PollFlags::POLLIN)];
-            if let Some(i) = &self.inotify {
-                fds.push(PollFd::new(i.as_fd(), PollFlags::POLLIN));
-            }
-            match poll(&mut fds, timeout) {
+            let stop = self.stop.as_fd();
+            let inotify = self.inotify.as_ref().map(|i| i.as_fd());
+            let mut fds =
+                [PollFd::new(stop, PollFlags::POLLIN), PollFd::new(inotify.unwrap_or(stop), PollFlags::POLLIN)];
+            let n = if inotify.is_some() { 2 } else { 1 };
+            match poll(&mut fds[..n], timeout) {
                 Ok(0) => return Wake::Timer,
                 Ok(_) => {
                     let ready = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
-                    (ready(&fds[0]), fds.get(1).is_some_and(ready))
+                    (ready(&fds[0]), n == 2 && ready(&fds[1]))
                 }
                 // EINTR: as if the timer ran out (the runner polls)
                 Err(_) => return Wake::Timer,
