@@ -156,7 +156,10 @@ pub(super) fn spawn(
         reason: format!("cannot create an eventfd: {e}"),
     })?;
     if let Some(e) = inotify_error {
-        emitter.stats.event(SourceEvent::Error { what: "inotify unavailable, polling", error: &e });
+        emitter.stats.event(SourceEvent::Error {
+            what: "inotify unavailable, polling every poll_interval instead (if its limit is reached, raise the sysctl fs.inotify.max_user_instances)",
+            error: &e,
+        });
     }
     let cancel = emitter.cancel.clone();
     rt.spawn(async move {

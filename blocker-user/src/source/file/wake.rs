@@ -57,6 +57,8 @@ pub(super) struct Wakes {
     watched: HashMap<PathBuf, WatchDescriptor>,
     stop: Arc<EventFd>,
     buf: Vec<u8>,
+    /// A directory could not be watched and the operator was told (once).
+    warned: bool,
 }
 
 impl Wakes {
@@ -71,7 +73,7 @@ impl Wakes {
                 Err(e) => (None, Some(e)),
             },
         };
-        let wakes = Wakes { inotify, watched: HashMap::new(), stop: stop.clone(), buf: vec![0; 4096] };
+        let wakes = Wakes { inotify, watched: HashMap::new(), stop: stop.clone(), buf: vec![0; 4096], warned: false };
         Ok((wakes, Stop(stop), error))
     }
 
@@ -93,6 +95,19 @@ impl Wakes {
             match inotify.watches().add(dir, mask()) {
                 Ok(wd) => {
                     self.watched.insert(dir.clone(), wd);
+                }
+                // not there yet: tried again at the next poll
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    tracing::debug!(source, dir = %dir.display(), "cannot watch yet: {e}")
+                }
+                Err(e) if !self.warned => {
+                    self.warned = true;
+                    tracing::warn!(
+                        source,
+                        dir = %dir.display(),
+                        "cannot watch the directory ({e}): its files are polled every poll_interval instead; \
+                         if the limit is reached, raise the sysctl fs.inotify.max_user_watches"
+                    );
                 }
                 Err(e) => tracing::debug!(source, dir = %dir.display(), "cannot watch: {e}"),
             }
