@@ -13,7 +13,7 @@ use super::gid;
 
 /// Named groups of a failure: (interned name id, value) in Fail2Ban's
 /// order. Values are ranges of `text` (append-only until cleared).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(crate) struct Groups {
     items: Vec<(u16, Option<(u32, u32)>)>,
     text: String,
@@ -21,6 +21,14 @@ pub(crate) struct Groups {
     keys: u64,
     /// Bit `id` (ids below 64): `items` holds `id` with a value.
     vals: u64,
+    /// Where `items` holds `id` (ids below 64 whose bit is in `keys`).
+    at: [u16; 64],
+}
+
+impl Default for Groups {
+    fn default() -> Self {
+        Groups { items: Vec::new(), text: String::new(), keys: 0, vals: 0, at: [0; 64] }
+    }
 }
 
 /// The bit of `id` in [`Groups::keys`] and [`Groups::vals`]; 0 for ids
@@ -41,14 +49,16 @@ impl Groups {
         r.map(|(s, e)| &self.text[s as usize..e as usize])
     }
 
+    #[inline(always)]
     pub fn get(&self, id: u16) -> Option<&str> {
         self.value(self.range(id))
     }
 
     /// Where the value of `id` is in the text.
+    #[inline(always)]
     pub fn range(&self, id: u16) -> Option<(u32, u32)> {
-        if id < 64 && self.vals & bit(id) == 0 {
-            return None;
+        if id < 64 {
+            return if self.vals & bit(id) == 0 { None } else { self.items[self.at[id as usize] as usize].1 };
         }
         self.items.iter().find(|(k, _)| *k == id).and_then(|(_, v)| *v)
     }
@@ -59,7 +69,7 @@ impl Groups {
     }
 
     /// Set (or add) a value at a range of the text.
-    #[inline]
+    #[inline(always)]
     pub fn set_range(&mut self, id: u16, v: Option<(u32, u32)>) {
         let b = bit(id);
         if v.is_some() {
@@ -67,9 +77,14 @@ impl Groups {
         } else {
             self.vals &= !b;
         }
-        if id < 64 && self.keys & b == 0 {
-            self.keys |= b;
-            self.items.push((id, v));
+        if id < 64 {
+            if self.keys & b == 0 {
+                self.keys |= b;
+                self.at[id as usize] = self.items.len() as u16;
+                self.items.push((id, v));
+            } else {
+                self.items[self.at[id as usize] as usize].1 = v;
+            }
             return;
         }
         match self.items.iter_mut().find(|(k, _)| *k == id) {
@@ -83,12 +98,17 @@ impl Groups {
         let (id, v) = self.items.swap_remove(i);
         self.keys &= !bit(id);
         self.vals &= !bit(id);
+        if let Some(&(moved, _)) = self.items.get(i)
+            && moved < 64
+        {
+            self.at[moved as usize] = i as u16;
+        }
         v
     }
 
     fn position(&self, id: u16) -> Option<usize> {
-        if id < 64 && self.keys & bit(id) == 0 {
-            return None;
+        if id < 64 {
+            return (self.keys & bit(id) != 0).then_some(self.at[id as usize] as usize);
         }
         self.items.iter().position(|(k, _)| *k == id)
     }
@@ -151,6 +171,7 @@ impl Groups {
         self.text.clone_from(&other.text);
         self.keys = other.keys;
         self.vals = other.vals;
+        self.at = other.at;
     }
 
     /// Set every group of `other` that has a value.
@@ -682,7 +703,7 @@ mod tests {
             }
             let got: Vec<(u16, Option<String>)> = g.iter().map(|(k, v)| (k, v.map(String::from))).collect();
             assert_eq!(got, model, "step {step}");
-            for probe in 0..24 {
+            for probe in (0..24).chain(50..74) {
                 let want = model.iter().find(|(k, _)| *k == probe).and_then(|(_, v)| v.as_deref());
                 assert_eq!(g.get(probe), want, "step {step} id {probe}");
             }
