@@ -16,7 +16,6 @@
 
 use regex_syntax::hir::{Class, Hir, HirKind, Look};
 
-use super::bytes::starts_with;
 use super::host_step::{self, ip4_ends};
 use super::pyre::{GroupKind, Node};
 use super::split;
@@ -994,6 +993,37 @@ fn first_lit(hay: &[u8], at: usize, hi: usize, tbl: &[bool; 256], b: u8, rest: &
     None
 }
 
+/// Whether `h` starts with `l`, by overlapping word loads: failregex
+/// literals are short, and a `memcmp` call costs more than comparing them.
+#[inline]
+fn starts_with(h: &[u8], l: &[u8]) -> bool {
+    let n = l.len();
+    if h.len() < n {
+        return false;
+    }
+    let h = &h[..n];
+    match n {
+        0 => true,
+        1 => h[0] == l[0],
+        2..=3 => u16_at(h, 0) == u16_at(l, 0) && u16_at(h, n - 2) == u16_at(l, n - 2),
+        4..=7 => u32_at(h, 0) == u32_at(l, 0) && u32_at(h, n - 4) == u32_at(l, n - 4),
+        8..=16 => u64_at(h, 0) == u64_at(l, 0) && u64_at(h, n - 8) == u64_at(l, n - 8),
+        _ => h == l,
+    }
+}
+
+fn u16_at(b: &[u8], i: usize) -> u16 {
+    u16::from_ne_bytes([b[i], b[i + 1]])
+}
+
+fn u32_at(b: &[u8], i: usize) -> u32 {
+    u32::from_ne_bytes(b[i..i + 4].try_into().unwrap_or_default())
+}
+
+fn u64_at(b: &[u8], i: usize) -> u64 {
+    u64::from_ne_bytes(b[i..i + 8].try_into().unwrap_or_default())
+}
+
 /// Point jumps and splits past the jumps they land on, and turn a jump to
 /// an end (a match or a tail scan) into that end: fewer steps per line.
 fn thread_jumps(e: &mut Emitter) {
@@ -1416,6 +1446,23 @@ mod tests {
         let prog = Prog::new(&parsed.node, &parsed.flags).unwrap();
         let hay = "a".repeat(64);
         assert_eq!(prog.run(hay.as_bytes(), &mut [UNSET; 4], &mut Vec::new()), Err(OverBudget));
+    }
+
+    #[test]
+    fn word_compare_agrees_with_slices() {
+        let hay: Vec<u8> = (0..40u8).map(|i| b'a' + i % 26).collect();
+        for n in 0..=20 {
+            for at in 0..hay.len() {
+                let mut lit: Vec<u8> = hay[at..].iter().copied().take(n).collect();
+                lit.resize(n, b'a');
+                assert_eq!(starts_with(&hay[at..], &lit), hay[at..].starts_with(&lit), "n={n} at={at}");
+                for k in 0..n {
+                    let mut bad = lit.clone();
+                    bad[k] ^= 1;
+                    assert!(!starts_with(&hay[at..], &bad), "n={n} at={at} k={k}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Byte search and compare for the per-line paths.
+//! Byte search for the per-line paths.
 //!
 //! `memchr::memchr` picks its AVX2 routine through a function pointer on
 //! every call; a log line is ~100 bytes, and that choosing cost as much as
@@ -67,37 +67,6 @@ fn find3(a: u8, b: u8, c: u8, hay: &[u8]) -> Option<usize> {
     }
 }
 
-/// Whether `h` starts with `l`, by overlapping word loads: failregex
-/// literals are short, and a `memcmp` call costs more than comparing them.
-#[inline(always)]
-pub(crate) fn starts_with(h: &[u8], l: &[u8]) -> bool {
-    let n = l.len();
-    if h.len() < n {
-        return false;
-    }
-    let h = &h[..n];
-    match n {
-        0 => true,
-        1 => h[0] == l[0],
-        2..=3 => u16_at(h, 0) == u16_at(l, 0) && u16_at(h, n - 2) == u16_at(l, n - 2),
-        4..=7 => u32_at(h, 0) == u32_at(l, 0) && u32_at(h, n - 4) == u32_at(l, n - 4),
-        8..=16 => u64_at(h, 0) == u64_at(l, 0) && u64_at(h, n - 8) == u64_at(l, n - 8),
-        _ => h == l,
-    }
-}
-
-fn u16_at(b: &[u8], i: usize) -> u16 {
-    u16::from_ne_bytes([b[i], b[i + 1]])
-}
-
-fn u32_at(b: &[u8], i: usize) -> u32 {
-    u32::from_ne_bytes(b[i..i + 4].try_into().unwrap_or_default())
-}
-
-fn u64_at(b: &[u8], i: usize) -> u64 {
-    u64::from_ne_bytes(b[i..i + 8].try_into().unwrap_or_default())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,23 +81,6 @@ mod tests {
                 assert_eq!(rfind_byte(b, h), h.iter().rposition(|&c| c == b), "last {b} in {len} bytes");
                 for set in [&[b][..], &[b, b'q'], &[b'q', b, b'c'], &[b'q', b'r', b'c', b]] {
                     assert_eq!(find_any(set, h), h.iter().position(|c| set.contains(c)), "{set:?} in {len} bytes");
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn word_compare_agrees_with_slices() {
-        let hay: Vec<u8> = (0..40u8).map(|i| b'a' + i % 26).collect();
-        for n in 0..=20 {
-            for at in 0..hay.len() {
-                let mut lit: Vec<u8> = hay[at..].iter().copied().take(n).collect();
-                lit.resize(n, b'a');
-                assert_eq!(starts_with(&hay[at..], &lit), hay[at..].starts_with(&lit), "n={n} at={at}");
-                for k in 0..n {
-                    let mut bad = lit.clone();
-                    bad[k] ^= 1;
-                    assert!(!starts_with(&hay[at..], &bad), "n={n} at={at} k={k}");
                 }
             }
         }

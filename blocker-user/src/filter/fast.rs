@@ -306,7 +306,7 @@ impl FastPath {
     fn dispatch(&self, text: &[u8]) -> Option<usize> {
         let Some(d) = &self.lits else { return Some(self.subs.len() - 1) };
         let (s, e) = d.first[*text.first()? as usize];
-        (s as usize..e as usize).find(|&i| super::bytes::starts_with(text, &d.lits[i])).map(|i| d.sub[i])
+        (s as usize..e as usize).find(|&i| text.starts_with(&d.lits[i])).map(|i| d.sub[i])
     }
 
     pub(crate) fn state(&self, failregex: &[CompiledRegex]) -> FastState {

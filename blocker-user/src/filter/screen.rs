@@ -127,7 +127,7 @@ impl Lit {
 
     fn is_in(&self, hay: &[u8]) -> bool {
         if self.prefix {
-            return super::bytes::starts_with(hay, &self.bytes);
+            return hay.starts_with(&self.bytes);
         }
         let (r, n) = (self.rare, self.bytes.len());
         let mut from = r;
@@ -135,7 +135,7 @@ impl Lit {
         while from < end {
             let Some(i) = super::bytes::find_byte(self.bytes[r], &hay[from..end]) else { return false };
             let at = from + i - r;
-            if super::bytes::starts_with(&hay[at..], &self.bytes) {
+            if hay[at..at + n] == self.bytes[..] {
                 return true;
             }
             from += i + 1;

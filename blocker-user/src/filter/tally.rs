@@ -38,7 +38,7 @@ struct Waiting {
     /// The IPv4 number, for an IPv4 id (the table key).
     v4: Option<u32>,
     /// The id's bytes, its length in the last byte (the table key of
-    /// other ids; unset for IPv4).
+    /// other ids).
     text: [u8; 32],
     ts: i64,
 }
@@ -53,24 +53,21 @@ impl Hosts {
                 Some(i) => *i,
                 None => *self.long.entry(id.to_string()).or_insert(next),
             };
-            self.record(i, next, |names| names.push_str(id), ts);
+            self.record(i, next, || id, ts);
             return;
         }
         if self.n_pending == PENDING {
             self.flush();
         }
         let w = &mut self.pending[self.n_pending];
+        w.text = [0; 32];
+        w.text[..id.len()].copy_from_slice(id.as_bytes());
+        w.text[31] = id.len() as u8;
         w.v4 = ipv4_number(id);
         w.ts = ts;
         match w.v4 {
-            // the number gives the text back (see `ipv4_number`)
             Some(n) => self.v4.prefetch(&n),
-            None => {
-                w.text = [0; 32];
-                w.text[..id.len()].copy_from_slice(id.as_bytes());
-                w.text[31] = id.len() as u8;
-                self.short.prefetch(&w.text);
-            }
+            None => self.short.prefetch(&w.text),
         }
         self.n_pending += 1;
     }
@@ -80,24 +77,19 @@ impl Hosts {
         for k in 0..std::mem::take(&mut self.n_pending) {
             let w = self.pending[k];
             let next = self.name_ends.len() as u32;
-            match w.v4 {
-                Some(n) => {
-                    let i = self.v4.get_or_insert(n, next);
-                    self.record(i, next, |names| push_ipv4(names, n), w.ts);
-                }
-                None => {
-                    let i = self.short.get_or_insert(w.text, next);
-                    let name = std::str::from_utf8(&w.text[..w.text[31] as usize]).unwrap_or_default();
-                    self.record(i, next, |names| names.push_str(name), w.ts);
-                }
-            }
+            let i = match w.v4 {
+                Some(n) => self.v4.get_or_insert(n, next),
+                None => self.short.get_or_insert(w.text, next),
+            };
+            let name = || std::str::from_utf8(&w.text[..w.text[31] as usize]).unwrap_or_default();
+            self.record(i, next, name, w.ts);
         }
     }
 
     /// A failure of host `i`; a new host (`i == next`) gets its name.
-    fn record(&mut self, i: u32, next: u32, name: impl FnOnce(&mut String), ts: i64) {
+    fn record<'a>(&mut self, i: u32, next: u32, name: impl FnOnce() -> &'a str, ts: i64) {
         if i == next {
-            name(&mut self.names);
+            self.names.push_str(name());
             self.name_ends.push(self.names.len());
         }
         self.events.push((i, ts));
@@ -129,23 +121,6 @@ impl Hosts {
             next[*h as usize] += 1;
         }
         (at, flat)
-    }
-}
-
-/// The dotted form of IPv4 number `n`, as `Ipv4Addr`'s `Display` writes
-/// it (without its formatting machinery: one call per new host).
-fn push_ipv4(out: &mut String, n: u32) {
-    for (k, o) in n.to_be_bytes().into_iter().enumerate() {
-        if k > 0 {
-            out.push('.');
-        }
-        if o >= 100 {
-            out.push(char::from(b'0' + o / 100));
-        }
-        if o >= 10 {
-            out.push(char::from(b'0' + o / 10 % 10));
-        }
-        out.push(char::from(b'0' + o % 10));
     }
 }
 
@@ -317,15 +292,6 @@ mod tests {
         for (i, id) in order.iter().enumerate() {
             assert_eq!(h.name(i), id, "host {i}");
             assert_eq!(&flat[at[i]..at[i + 1]], times[id].as_slice(), "times of {id}");
-        }
-    }
-
-    #[test]
-    fn ipv4_numbers_print_as_std_does() {
-        for n in [0u32, 1, 9, 10, 99, 100, 255, 0x0a00_0001, 0xc000_0201, 0x6464_6464, u32::MAX] {
-            let mut s = String::new();
-            push_ipv4(&mut s, n);
-            assert_eq!(s, std::net::Ipv4Addr::from(n).to_string());
         }
     }
 
