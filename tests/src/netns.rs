@@ -29,6 +29,8 @@ pub fn ip(args: &[&str]) {
 }
 
 impl NetPair {
+    // makes namespaces and links: not a `Default`
+    #[allow(clippy::new_without_default)]
     pub fn new() -> NetPair {
         crate::require_root();
         let id = format!("{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));

@@ -61,10 +61,10 @@ fn nightly() -> anyhow::Result<()> {
 }
 
 fn bpf_linker() -> anyhow::Result<()> {
-    if let Some(v) = output(Command::new("bpf-linker").arg("--version")) {
-        if v.contains(BPF_LINKER_VERSION) {
-            return Ok(());
-        }
+    if let Some(v) = output(Command::new("bpf-linker").arg("--version"))
+        && v.contains(BPF_LINKER_VERSION)
+    {
+        return Ok(());
     }
     // bpf-linker must use the LLVM of the rustc that emits the bitcode; the
     // nightly ships it as a shared library, so link against that.

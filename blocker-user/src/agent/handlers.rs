@@ -270,7 +270,7 @@ fn list(s: &State, jail: Option<String>) -> Response {
         Err(e) => return Response::error(e.to_string()),
     };
     bans.retain(|r| jail.as_ref().is_none_or(|j| &r.jail == j));
-    bans.sort_by(|a, b| a.target.cmp(&b.target));
+    bans.sort_by_key(|a| a.target);
     let rows: Vec<ListEntry> = bans.into_iter().map(ListEntry::from).collect();
     Response::ok(rows)
 }
@@ -349,11 +349,11 @@ fn stats(s: &State) -> Response {
 }
 
 fn status(s: &State, jail: Option<String>) -> Response {
-    if let Some(j) = &jail {
-        if !s.jails.iter().any(|i| &i.name == j) {
-            let names: Vec<&str> = s.jails.iter().map(|i| i.name.as_str()).collect();
-            return Response::error(format!("no jail {j:?} running (running: {})", names.join(", ")));
-        }
+    if let Some(j) = &jail
+        && !s.jails.iter().any(|i| &i.name == j)
+    {
+        let names: Vec<&str> = s.jails.iter().map(|i| i.name.as_str()).collect();
+        return Response::error(format!("no jail {j:?} running (running: {})", names.join(", ")));
     }
     let bans = match s.enforcer.bans() {
         Ok(b) => b,

@@ -132,10 +132,10 @@ impl Agent {
     /// Records bans; failures are logged, the bans stay enforced (the next
     /// start adopts them from the maps).
     pub(super) fn persist(&self, rows: &[BanRow]) {
-        if let Some(db) = self.db.get() {
-            if let Err(e) = db.upsert_bans(rows) {
-                tracing::error!(error = %e, count = rows.len(), "cannot record bans in the state database");
-            }
+        if let Some(db) = self.db.get()
+            && let Err(e) = db.upsert_bans(rows)
+        {
+            tracing::error!(error = %e, count = rows.len(), "cannot record bans in the state database");
         }
     }
 
@@ -158,10 +158,10 @@ impl Agent {
     }
 
     pub(super) fn forget(&self, targets: &[Target]) {
-        if let Some(db) = self.db.get() {
-            if let Err(e) = db.remove_bans(targets) {
-                tracing::error!(error = %e, "cannot remove bans from the state database");
-            }
+        if let Some(db) = self.db.get()
+            && let Err(e) = db.remove_bans(targets)
+        {
+            tracing::error!(error = %e, "cannot remove bans from the state database");
         }
     }
 }

@@ -41,10 +41,10 @@ impl Agent {
         new.socket = old.socket.clone();
         let env = self.env.get().ok_or("the agent is still starting")?.clone();
         let mut summary = ReloadSummary::default();
-        if let Some(j) = only {
-            if !new.jails.iter().any(|c| c.name == j && c.enabled) {
-                return Err(format!("no enabled jail {j:?} in {}", new.describe_source()));
-            }
+        if let Some(j) = only
+            && !new.jails.iter().any(|c| c.name == j && c.enabled)
+        {
+            return Err(format!("no enabled jail {j:?} in {}", new.describe_source()));
         }
         for (what, changed) in [
             ("state_dir", old.state_dir != new.state_dir),

@@ -37,10 +37,10 @@ pub enum ServerError {
 /// Binds the socket: parent directory 0700, socket 0600, stale socket replaced.
 pub fn bind(path: &Path) -> Result<UnixListener, ServerError> {
     let io = |source| ServerError::Io { path: path.display().to_string(), source };
-    if let Some(dir) = path.parent() {
-        if !dir.exists() {
-            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io)?;
-        }
+    if let Some(dir) = path.parent()
+        && !dir.exists()
+    {
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io)?;
     }
     if path.exists() {
         if std::os::unix::net::UnixStream::connect(path).is_ok() {

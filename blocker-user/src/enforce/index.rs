@@ -130,6 +130,11 @@ impl BanIndex {
     }
 }
 
+/// The `u32` key of an exact IPv4 ban.
+fn v4_key(t: &Target) -> Option<u32> {
+    if t.is_host() { t.v4_octets().map(u32::from_be_bytes) } else { None }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,9 +171,4 @@ mod tests {
         i.untrack(&t("10.0.0.0/8"));
         assert_eq!(i.prefix_lengths().0, 1 << 16);
     }
-}
-
-/// The `u32` key of an exact IPv4 ban.
-fn v4_key(t: &Target) -> Option<u32> {
-    if t.is_host() { t.v4_octets().map(u32::from_be_bytes) } else { None }
 }

@@ -595,10 +595,8 @@ impl<'f> Matcher<'f> {
                     self.ignored(target_is_content)
                 };
                 if let Some(ix) = ig {
-                    if multiline {
-                        if let Some((idx, _)) = &matched_lines {
-                            self.remove_lines(idx);
-                        }
+                    if multiline && let Some((idx, _)) = &matched_lines {
+                        self.remove_lines(idx);
                     }
                     if !self.check_all {
                         return Outcome::Ignored { regex_index: Some(ix) };

@@ -109,6 +109,8 @@ pub(crate) struct Scratch {
 }
 
 /// How to find where an item ends.
+// few, built once per plan: the DFAs stay inline rather than one load away
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 enum Span {
     /// All its parses have this length.
@@ -201,6 +203,7 @@ struct Item {
 }
 
 /// How an item of a concatenation finds its end.
+#[allow(clippy::large_enum_variant)] // as for `Span`
 #[derive(Debug)]
 enum End {
     /// The last item ends where the concatenation ends.

@@ -67,7 +67,7 @@ impl SyslogMix {
 
     fn addr(&mut self, out: &mut String) {
         let n = self.rng.below(SOURCES);
-        if n % 5 == 0 {
+        if n.is_multiple_of(5) {
             let _ = write!(out, "2001:db8:{:x}:{:x}::{:x}", n >> 8, n & 0xff, n % 0xfff + 1);
         } else {
             let _ = write!(out, "{}.{}.{}.{}", 1 + (n >> 16) % 223, (n >> 8) & 0xff, n & 0xff, 1 + n % 254);

@@ -37,8 +37,11 @@ pub trait BanHistory: Send + Sync {
 /// In memory, for tests and for running without a state directory.
 #[derive(Default)]
 pub struct MemoryHistory {
-    rows: Mutex<Vec<(Target, String, SystemTime, Option<Duration>)>>,
+    rows: Mutex<Vec<MemoryRow>>,
 }
+
+/// A recorded ban: target, jail, when, for how long (`None`: permanent).
+type MemoryRow = (Target, String, SystemTime, Option<Duration>);
 
 impl BanHistory for MemoryHistory {
     fn record(

@@ -44,12 +44,12 @@ impl SubnetEscalation {
     /// An address's ban ended (expired or lifted).
     pub fn unbanned(&mut self, t: &Target) {
         let IpAddr::V6(a) = t.net().addr() else { return };
-        if let Some(subnet) = Target::v6_subnet(a, self.prefix) {
-            if let Some(m) = self.banned.get_mut(&subnet) {
-                m.remove(t);
-                if m.is_empty() {
-                    self.banned.remove(&subnet);
-                }
+        if let Some(subnet) = Target::v6_subnet(a, self.prefix)
+            && let Some(m) = self.banned.get_mut(&subnet)
+        {
+            m.remove(t);
+            if m.is_empty() {
+                self.banned.remove(&subnet);
             }
         }
     }
