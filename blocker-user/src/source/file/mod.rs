@@ -151,10 +151,13 @@ pub(super) fn spawn(
 ) -> Result<JoinHandle<()>, SourceError> {
     config.validate(&emitter)?;
     let rt = tokio::runtime::Handle::current();
-    let (wakes, stop, inotify_error) = Wakes::new(config.watch == WatchMode::Poll).map_err(|e| SourceError::Start {
-        source_id: emitter.source.to_string(),
-        reason: format!("cannot create an eventfd: {e}"),
-    })?;
+    let (wakes, stop, inotify_error) =
+        Wakes::new(emitter.source.clone(), config.watch == WatchMode::Poll).map_err(|e| SourceError::Start {
+            source_id: emitter.source.to_string(),
+            reason: format!(
+                "cannot create an eventfd ({e}); if the agent is out of file descriptors, raise its limit (LimitNOFILE)"
+            ),
+        })?;
     if let Some(e) = inotify_error {
         emitter.stats.event(SourceEvent::Error {
             what: "inotify unavailable, polling every poll_interval instead (if its limit is reached, raise the sysctl fs.inotify.max_user_instances)",
@@ -205,7 +208,7 @@ fn run(config: FileConfig, emitter: Emitter, checkpoints: Arc<dyn Checkpoints>, 
         let read = sent.get().wrapping_sub(sent_before);
         sent_before = sent.get();
         busy = more || read >= BUSY_LINES;
-        wakes.watch(&tailer.watch_dirs(), &emitter.source);
+        wakes.watch(&tailer.watch_dirs());
         tracing::trace!(source = &*emitter.source, open = tailer.open_files(), "polled");
         // Wait for a change (or the safety-net poll); a runner with more
         // to read only looks.

@@ -16,6 +16,8 @@ use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 
+use crate::source::SourceId;
+
 /// Why the runner woke.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Wake {
@@ -52,6 +54,8 @@ fn mask() -> WatchMask {
 }
 
 pub(super) struct Wakes {
+    /// The source, for log messages.
+    source: SourceId,
     /// `None`: polling only.
     inotify: Option<Inotify>,
     watched: HashMap<PathBuf, WatchDescriptor>,
@@ -64,7 +68,7 @@ pub(super) struct Wakes {
 impl Wakes {
     /// With inotify unless `poll_only`; the error says why inotify could
     /// not be set up (the runner then polls).
-    pub fn new(poll_only: bool) -> io::Result<(Wakes, Stop, Option<io::Error>)> {
+    pub fn new(source: SourceId, poll_only: bool) -> io::Result<(Wakes, Stop, Option<io::Error>)> {
         let stop = Arc::new(EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)?);
         let (inotify, error) = match poll_only {
             true => (None, None),
@@ -73,13 +77,15 @@ impl Wakes {
                 Err(e) => (None, Some(e)),
             },
         };
-        let wakes = Wakes { inotify, watched: HashMap::new(), stop: stop.clone(), buf: vec![0; 4096], warned: false };
+        let wakes =
+            Wakes { source, inotify, watched: HashMap::new(), stop: stop.clone(), buf: vec![0; 4096], warned: false };
         Ok((wakes, Stop(stop), error))
     }
 
     /// Watches exactly `want` (as far as they exist; a directory that does
     /// not is tried again at the next call).
-    pub fn watch(&mut self, want: &BTreeSet<PathBuf>, source: &str) {
+    pub fn watch(&mut self, want: &BTreeSet<PathBuf>) {
+        let source = &*self.source;
         let Some(inotify) = self.inotify.as_mut() else { return };
         self.watched.retain(|dir, wd| {
             let keep = want.contains(dir);
@@ -117,21 +123,28 @@ impl Wakes {
     /// Waits up to `timeout` (`ZERO`: only looks) and returns why it woke,
     /// with all events that were waiting taken together.
     pub fn wait(&mut self, timeout: Duration) -> Wake {
-        let timeout = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
+        let poll_timeout = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
         let (stopped, changed) = {
             let stop = self.stop.as_fd();
             let inotify = self.inotify.as_ref().map(|i| i.as_fd());
             let mut fds =
                 [PollFd::new(stop, PollFlags::POLLIN), PollFd::new(inotify.unwrap_or(stop), PollFlags::POLLIN)];
             let n = if inotify.is_some() { 2 } else { 1 };
-            match poll(&mut fds[..n], timeout) {
+            match poll(&mut fds[..n], poll_timeout) {
                 Ok(0) => return Wake::Timer,
                 Ok(_) => {
                     let ready = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
                     (ready(&fds[0]), n == 2 && ready(&fds[1]))
                 }
                 // EINTR: as if the timer ran out (the runner polls)
-                Err(_) => return Wake::Timer,
+                Err(nix::errno::Errno::EINTR) => return Wake::Timer,
+                // anything else (ENOMEM) may repeat: wait out the timer
+                // rather than spin
+                Err(e) => {
+                    tracing::debug!(source = &*self.source, "poll on inotify and the stop eventfd: {e}");
+                    std::thread::sleep(timeout);
+                    return Wake::Timer;
+                }
             }
         };
         if stopped {
@@ -166,7 +179,19 @@ impl Wakes {
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return wake,
-                Err(_) => return Wake::Rescan,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // a descriptor that cannot be read would wake every wait:
+                // give it up and poll
+                Err(e) => {
+                    tracing::warn!(
+                        source = &*self.source,
+                        "cannot read inotify events ({e}): files are polled every poll_interval from now on; \
+                         restart the agent to watch them again"
+                    );
+                    self.inotify = None;
+                    self.watched.clear();
+                    return Wake::Rescan;
+                }
             }
         }
     }
@@ -185,9 +210,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("a.log");
         std::fs::write(&log, "one\n").unwrap();
-        let (mut w, _stop, err) = Wakes::new(false).unwrap();
+        let (mut w, _stop, err) = Wakes::new("test".into(), false).unwrap();
         assert!(err.is_none(), "{err:?}");
-        w.watch(&dirs(dir.path()), "test");
+        w.watch(&dirs(dir.path()));
         assert_eq!(w.wait(Duration::ZERO), Wake::Timer, "nothing happened yet");
 
         let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
@@ -206,12 +231,12 @@ mod tests {
         let parent = tempfile::tempdir().unwrap();
         let dir = parent.path().join("logs");
         std::fs::create_dir(&dir).unwrap();
-        let (mut w, _stop, _) = Wakes::new(false).unwrap();
-        w.watch(&dirs(&dir), "test");
+        let (mut w, _stop, _) = Wakes::new("test".into(), false).unwrap();
+        w.watch(&dirs(&dir));
         std::fs::remove_dir(&dir).unwrap();
         assert_eq!(w.wait(Duration::from_secs(5)), Wake::Rescan);
         std::fs::create_dir(&dir).unwrap();
-        w.watch(&dirs(&dir), "test");
+        w.watch(&dirs(&dir));
         std::fs::write(dir.join("a.log"), "").unwrap();
         assert_eq!(w.wait(Duration::from_secs(5)), Wake::Rescan, "the new directory is watched");
         let mut f = std::fs::OpenOptions::new().append(true).open(dir.join("a.log")).unwrap();
@@ -222,9 +247,9 @@ mod tests {
     #[test]
     fn stop_wakes_a_waiting_runner_and_an_unwatched_dir_is_quiet() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut w, stop, _) = Wakes::new(false).unwrap();
-        w.watch(&dirs(dir.path()), "test");
-        w.watch(&BTreeSet::new(), "test");
+        let (mut w, stop, _) = Wakes::new("test".into(), false).unwrap();
+        w.watch(&dirs(dir.path()));
+        w.watch(&BTreeSet::new());
         // the kernel reports the removed watch once
         assert_eq!(w.wait(Duration::ZERO), Wake::Rescan);
         std::fs::write(dir.path().join("x.log"), "x\n").unwrap();
@@ -241,9 +266,9 @@ mod tests {
     #[test]
     fn polling_only_wakes_on_the_timer() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut w, _stop, err) = Wakes::new(true).unwrap();
+        let (mut w, _stop, err) = Wakes::new("test".into(), true).unwrap();
         assert!(err.is_none());
-        w.watch(&dirs(dir.path()), "test");
+        w.watch(&dirs(dir.path()));
         std::fs::write(dir.path().join("x.log"), "x\n").unwrap();
         assert_eq!(w.wait(Duration::from_millis(20)), Wake::Timer);
     }
